@@ -1,0 +1,125 @@
+"""The admission pipeline: the one way a run comes to exist, for ``start()`` and HTTP alike."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from flue_core.definition import Workflow
+from flue_core.errors import ConfigurationError, IdempotencyKeyConflict, InvalidKey, SchedulingFailed
+from flue_core.models import RunError, RunReceipt, RunStatus, utc_now
+from flue_core.plugins import call_each, first_answer, has_implementations, notify
+from flue_core.store import NewEvent, NewRun, Outcome
+
+if TYPE_CHECKING:
+    from flue_core.runtime import Runtime
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+MAX_KEY_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRequest:
+    """What admission policies (``flue_check_admission``) see.
+
+    ``input`` is the validated JSON snapshot. ``source`` is ``"python"`` for ``start()`` and
+    ``"http"`` for ``POST /workflows/<name>``; ``principal`` is whatever the HTTP layer authenticated
+    (``None`` for trusted in-process callers).
+    """
+
+    workflow: Workflow
+    input: Any
+    key: str | None
+    source: str
+    principal: Any = None
+
+
+async def admit(
+    runtime: Runtime,
+    workflow: Workflow | str,
+    input: Any = None,
+    *,
+    key: str | None = None,
+    source: str = "python",
+    principal: Any = None,
+) -> RunReceipt:
+    """Admit a run: resolve, validate and snapshot, apply policies, identify, persist, schedule.
+
+    Returns at admission, never at completion. Raises a :class:`~flue_core.errors.AdmissionError`;
+    nothing is stored unless the error is :class:`SchedulingFailed`, which leaves the run ended as
+    ``failed`` with a closed stream.
+    """
+    wf = runtime.registry.resolve(workflow)
+    snapshot = wf.snapshot_input(input)
+    if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH):
+        raise InvalidKey(f"An idempotency key must be a non-empty string of at most {MAX_KEY_LENGTH} characters.")
+    hook = runtime.pm.hook
+    if has_implementations(hook.flue_check_admission):
+        await call_each(
+            hook.flue_check_admission,
+            request=AdmissionRequest(wf, snapshot, key, source, principal),
+        )
+    run_id = _new_run_id(runtime, wf.name)
+    now = _timestamp_of(run_id) or utc_now()
+    queued = NewEvent(0, "run_queued", {"workflow": wf.name, "input": snapshot, "key": key}, now)
+    store = runtime.target.store
+    admission = await store.admit(
+        NewRun(run_id, wf.name, snapshot, key, now, runtime.target.worker_id, queued)
+    )
+    record = admission.record
+    if not admission.created:
+        if record.input != snapshot:
+            raise IdempotencyKeyConflict(
+                f"Key {key!r} already names run {record.run_id} of {wf.name!r}, admitted with other input.",
+                details={"run_id": record.run_id, "workflow": wf.name, "key": key},
+            )
+        return runtime.receipt(record)
+    try:
+        scheduled = await first_answer(hook.flue_schedule_run, run=record, runtime=runtime)
+        if not scheduled:
+            raise ConfigurationError("No flue_schedule_run implementation accepted the run.")
+    except Exception as exc:
+        error = RunError(code="scheduling_failed", message=str(exc) or type(exc).__name__, type=_qualname(exc))
+        await store.finish(run_id, Outcome(RunStatus.FAILED, utc_now(), error=error))
+        raise SchedulingFailed(
+            f"Run {run_id} was stored but could not be scheduled: {error.message}",
+            details={"run_id": run_id, "workflow": wf.name},
+        ) from exc
+    if has_implementations(hook.flue_run_admitted):
+        await notify(hook.flue_run_admitted, run=record)
+    return runtime.receipt(record)
+
+
+def _new_run_id(runtime: Runtime, workflow: str) -> str:
+    run_id = runtime.pm.hook.flue_generate_run_id(workflow=workflow)
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise ConfigurationError(f"flue_generate_run_id returned {run_id!r}; ids are 1-128 of [A-Za-z0-9_-].")
+    return run_id
+
+
+def _timestamp_of(run_id: str) -> datetime | None:
+    """The creation time carried by a default ``run_<ULID>`` id, so id order and time order agree."""
+    if len(run_id) != 30 or not run_id.startswith("run_"):
+        return None
+    try:
+        ms = 0
+        for char in run_id[4:14]:
+            ms = ms * 32 + _CROCKFORD.index(char)
+    except ValueError:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _qualname(exc: BaseException) -> str:
+    cls = type(exc)
+    return f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__qualname__
+
+
+def as_record_error(exc: BaseException, code: str, *, traceback: str | None = None) -> RunError:
+    return RunError(code=code, message=str(exc) or type(exc).__name__, type=_qualname(exc), traceback=traceback)
+

@@ -1,0 +1,156 @@
+"""Defining workflows: the ``@workflow`` decorator and the :class:`Workflow` it returns."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from flue_core.errors import InputNotSerializable, InvalidInput, InvalidWorkflowDefinition, UnexpectedInput
+from flue_core.snapshot import NotJSON, snapshot
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NO_INPUT = object()
+
+
+@dataclass(frozen=True, eq=False)
+class Workflow:
+    """A registered unit of background work. Made by :func:`workflow`; compared by identity.
+
+    ``retries`` is how many times a run may be executed again after an attempt failed or was
+    interrupted (completed steps are replayed, not re-run). ``timeout`` bounds one attempt, in seconds.
+    ``http`` exposes the workflow at ``POST /workflows/<name>``; ``middleware`` guards that route.
+    """
+
+    name: str
+    fn: Callable[..., Awaitable[Any]]
+    input_type: Any = _NO_INPUT
+    retries: int = 0
+    timeout: float | None = None
+    description: str | None = None
+    http: bool = False
+    middleware: Sequence[Any] = ()
+    _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
+
+    @property
+    def takes_input(self) -> bool:
+        return self.input_type is not _NO_INPUT
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+    def snapshot_input(self, value: Any) -> Any:
+        """Validate ``value`` and return the JSON snapshot admission stores. Raises before anything
+        is stored: :class:`UnexpectedInput`, :class:`InputNotSerializable`, :class:`InvalidInput`."""
+        if not self.takes_input:
+            if value is not None:
+                raise UnexpectedInput(
+                    f"Workflow {self.name!r} takes no input; pass input=None.",
+                    details={"workflow": self.name},
+                )
+            return None
+        assert self._adapter is not None
+        if value is None:
+            value = {}
+        if not (isinstance(self.input_type, type) and isinstance(value, self.input_type)):
+            try:
+                value = snapshot(value, "input")
+            except NotJSON as exc:
+                raise InputNotSerializable(
+                    f"Input of workflow {self.name!r} is not JSON: {exc}",
+                    details={"workflow": self.name, "path": exc.path},
+                ) from None
+        try:
+            parsed = self._adapter.validate_python(value)
+        except ValidationError as exc:
+            raise InvalidInput(
+                f"Input of workflow {self.name!r} is invalid: {exc.error_count()} problem(s).",
+                details={"workflow": self.name, "errors": _errors(exc)},
+            ) from None
+        return self._adapter.dump_python(parsed, mode="json")
+
+    def parse_input(self, stored: Any) -> Any:
+        """The value the workflow function receives, rebuilt from the stored snapshot."""
+        if not self.takes_input:
+            return None
+        assert self._adapter is not None
+        return self._adapter.validate_python(stored)
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(part) for part in error["loc"]], "message": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def workflow(
+    fn: Callable[..., Awaitable[Any]] | None = None,
+    *,
+    name: str | None = None,
+    input: Any = _NO_INPUT,
+    retries: int = 0,
+    timeout: float | None = None,
+    description: str | None = None,
+    http: bool = False,
+    middleware: Sequence[Any] = (),
+) -> Any:
+    """Turn ``async def fn(ctx)`` or ``async def fn(ctx, input: Model)`` into a :class:`Workflow`.
+
+    The input type is read from the second parameter's annotation (or given as ``input=``); the
+    name defaults to the function name with ``_`` turned into ``-``.
+    """
+
+    def build(fn: Callable[..., Awaitable[Any]]) -> Workflow:
+        if not inspect.iscoroutinefunction(fn):
+            raise InvalidWorkflowDefinition(f"Workflow {fn!r} must be an `async def` function.")
+        wf_name = name if name is not None else fn.__name__.replace("_", "-")
+        if not _NAME.match(wf_name):
+            raise InvalidWorkflowDefinition(
+                f"Workflow name {wf_name!r} is invalid: use 1-128 letters, digits, '.', '_' or '-',"
+                " starting with a letter or digit."
+            )
+        if retries < 0 or (timeout is not None and timeout <= 0):
+            raise InvalidWorkflowDefinition(f"Workflow {wf_name!r}: retries must be >= 0 and timeout > 0.")
+        input_type = input if input is not _NO_INPUT else _input_type(fn, wf_name)
+        adapter = None if input_type is _NO_INPUT else TypeAdapter(input_type)
+        return Workflow(
+            name=wf_name,
+            fn=fn,
+            input_type=input_type,
+            retries=retries,
+            timeout=timeout,
+            description=description if description is not None else inspect.getdoc(fn),
+            http=http,
+            middleware=tuple(middleware),
+            _adapter=adapter,
+        )
+
+    return build(fn) if fn is not None else build
+
+
+def _input_type(fn: Callable[..., Any], name: str) -> Any:
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) == 1:
+        return _NO_INPUT
+    if len(params) != 2:
+        raise InvalidWorkflowDefinition(
+            f"Workflow {name!r} must take (ctx) or (ctx, input); it takes {len(params)} parameters."
+        )
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:  # an annotation naming something not importable from the module
+        raise InvalidWorkflowDefinition(
+            f"Workflow {name!r}: cannot resolve the input annotation ({exc}); pass input=<type>."
+        ) from None
+    return hints.get(params[1].name, Any)
+
+
+def is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)

@@ -1,0 +1,198 @@
+"""The error tree. Every error raised to users is a :class:`FlueError` with a stable ``code``.
+
+The ``code`` is the machine-readable identity of an error: HTTP error envelopes carry it, tests assert
+it, and it never changes once published. ``status`` is the HTTP status the HTTP surface answers with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FlueError(Exception):
+    """Root of every error Flue raises on purpose."""
+
+    code: str = "flue_error"
+    status: int = 500
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error envelope body: ``{"code", "message", "details"?}``."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+# -- configuration ----------------------------------------------------------------------------------
+
+
+class ConfigurationError(FlueError):
+    """The application or a plugin is set up wrongly; raised at start-up, not per run."""
+
+    code = "configuration_error"
+
+
+class InvalidWorkflowDefinition(ConfigurationError):
+    code = "invalid_workflow_definition"
+
+
+class DuplicateWorkflow(ConfigurationError):
+    code = "duplicate_workflow"
+
+
+class TargetNotFound(ConfigurationError):
+    code = "target_not_found"
+
+
+class AmbiguousTarget(ConfigurationError):
+    code = "target_ambiguous"
+
+
+class UnsupportedSchemaVersion(ConfigurationError):
+    code = "schema_version_unsupported"
+
+
+class RuntimeNotRunning(FlueError):
+    """``start()`` or ``runs.*`` was called while no :class:`~flue_core.Runtime` is open."""
+
+    code = "runtime_not_running"
+    status = 503
+
+
+# -- admission --------------------------------------------------------------------------------------
+
+
+class AdmissionError(FlueError):
+    """Admission refused the run. Unless stated otherwise, no run exists afterwards."""
+
+    code = "admission_failed"
+    status = 400
+
+
+class WorkflowNotFound(AdmissionError):
+    code = "workflow_not_found"
+    status = 404
+
+
+class InvalidInput(AdmissionError):
+    """The input does not match the workflow's input model. ``details["errors"]`` lists each problem."""
+
+    code = "invalid_input"
+    status = 422
+
+
+class UnexpectedInput(InvalidInput):
+    """Input was given to a workflow that takes none."""
+
+    code = "unexpected_input"
+
+
+class InputNotSerializable(InvalidInput):
+    """The input holds a value JSON cannot carry (bytes, sets, NaN, objects, cycles...)."""
+
+    code = "input_not_json"
+
+
+class AdmissionDenied(AdmissionError):
+    """An admission policy hook refused the run (authorisation, quota...)."""
+
+    code = "admission_denied"
+    status = 403
+
+
+class RateLimited(AdmissionDenied):
+    code = "rate_limited"
+    status = 429
+
+
+class InvalidKey(AdmissionError):
+    """The idempotency key is not a non-empty string of at most 256 characters."""
+
+    code = "invalid_key"
+
+
+class IdempotencyKeyConflict(AdmissionError):
+    """The key is already bound to a run of this workflow whose input differs."""
+
+    code = "idempotency_key_conflict"
+    status = 409
+
+
+class SchedulingFailed(AdmissionError):
+    """The run was persisted but could not be handed to an executor.
+
+    The run exists and is ended as ``failed`` with a closed stream; ``details["run_id"]`` names it.
+    """
+
+    code = "scheduling_failed"
+    status = 503
+
+
+# -- runs and streams -------------------------------------------------------------------------------
+
+
+class RunNotFound(FlueError):
+    code = "run_not_found"
+    status = 404
+
+
+class InvalidCursor(FlueError):
+    code = "invalid_cursor"
+    status = 400
+
+
+class InvalidQuery(FlueError):
+    """A listing or read was asked with an argument out of range or of the wrong kind."""
+
+    code = "invalid_query"
+    status = 400
+
+
+class InvalidOffset(FlueError):
+    code = "invalid_offset"
+    status = 400
+
+
+class RunNotFinished(FlueError):
+    """``runs.result()`` gave up waiting; the run is still going."""
+
+    code = "result_timeout"
+    status = 504
+
+
+class RunFailed(FlueError):
+    """``runs.result()`` on a run that ended ``failed``; ``details`` carries the run's error."""
+
+    code = "run_failed"
+    status = 500
+
+
+class RunCancelled(FlueError):
+    """``runs.result()`` on a run that ended ``cancelled``."""
+
+    code = "run_cancelled"
+    status = 409
+
+
+class StepError(FlueError):
+    """``ctx.step`` was misused (duplicate name in one attempt, a result JSON cannot carry)."""
+
+    code = "step_error"
+
+
+class InvalidEvent(FlueError):
+    """``ctx.emit`` got a reserved or malformed type, or data JSON cannot carry."""
+
+    code = "invalid_event"
+
+
+class StoreUnavailable(FlueError):
+    """The backend could not be reached or failed an operation."""
+
+    code = "store_unavailable"
+    status = 503

@@ -1,0 +1,121 @@
+"""The hook specifications: the contract between Flue and its plugins.
+
+Every hook is prefixed ``flue_``. Three kinds, told apart by their shape:
+
+* **registration** hooks are synchronous and called once when a runtime is built;
+* **decision** hooks consult implementations in order (``tryfirst`` first, ``trylast`` last, otherwise
+  newest registration first) and the first answer that is not ``None`` wins;
+* **notification** hooks call every implementation; an exception is logged and never reaches the run.
+
+Decision and notification hooks may be ``async def``: Flue awaits each result itself (pluggy does not),
+so never mark them ``firstresult`` or use hook wrappers around them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+PROJECT = "flue"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+if TYPE_CHECKING:
+    from flue_core.admission import AdmissionRequest
+    from flue_core.models import Event, RunRecord
+    from flue_core.runtime import Runtime
+    from flue_core.target import StoreRegistry, TargetRegistry
+
+
+# -- registration -----------------------------------------------------------------------------------
+
+
+@hookspec
+def flue_register_targets(register: TargetRegistry) -> None:
+    """Register execution targets. Called once per runtime, before a target is selected.
+
+    Call ``register(name, factory, fallback=False)``: ``factory(**options)`` builds the
+    :class:`~flue_core.target.Target`. A ``fallback`` target is chosen when no explicit choice,
+    ``FLUE_TARGET`` or detection names one. Registering a name twice is an error.
+    """
+
+
+@hookspec
+def flue_register_stores(register: StoreRegistry) -> None:
+    """Register storage backends by URL scheme, for targets that take a store URL.
+
+    Call ``register(scheme, factory)``: ``factory(url)`` returns a
+    :class:`~flue_core.store.RunStore` for URLs like ``<scheme>://...``.
+    """
+
+
+# -- decisions --------------------------------------------------------------------------------------
+
+
+@hookspec
+def flue_detect_target() -> str | None:
+    """Name the target this process runs on, or ``None`` if this plugin cannot tell.
+
+    Every implementation is asked. One distinct answer selects that target; two distinct answers are
+    an :class:`~flue_core.errors.AmbiguousTarget` error naming both.
+    """
+
+
+@hookspec(firstresult=True)
+def flue_generate_run_id(workflow: str) -> str | None:
+    """Return the id of a new run of ``workflow``; the first non-``None`` answer wins.
+
+    Synchronous. The default (``trylast``) returns ``run_`` followed by a monotonic ULID. An id must be
+    1-128 characters of letters, digits, ``_`` or ``-`` and unique; it is opaque to everyone else.
+    """
+
+
+@hookspec
+def flue_check_admission(request: AdmissionRequest) -> None:
+    """Accept or refuse a run before anything is stored.
+
+    Called for every admission (``start()`` and HTTP alike) after the input is validated and before
+    the run id exists. Raise :class:`~flue_core.errors.AdmissionDenied` (or a subclass such as
+    :class:`~flue_core.errors.RateLimited`) to refuse; the caller gets that error and no run exists.
+    Return ``None`` to let the next policy decide. Every implementation is awaited.
+    """
+
+
+@hookspec
+def flue_schedule_run(run: RunRecord, runtime: Runtime) -> bool | None:
+    """Decide who executes a freshly persisted run; the first non-``None`` answer wins.
+
+    Return ``True`` once the run is handed to an executor. The default (``trylast``) hands it to the
+    runtime's target. Raising means the run cannot be scheduled: admission then ends the run as
+    ``failed`` (``scheduling_failed``) with a closed stream and raises
+    :class:`~flue_core.errors.SchedulingFailed`.
+    """
+
+
+# -- notifications ----------------------------------------------------------------------------------
+
+
+@hookspec
+def flue_run_admitted(run: RunRecord) -> None:
+    """A run was persisted and scheduled (not called for an idempotent repeat)."""
+
+
+@hookspec
+def flue_run_started(run: RunRecord) -> None:
+    """An attempt of the run started executing in this process (``run.attempt`` counts from 1)."""
+
+
+@hookspec
+def flue_run_finished(run: RunRecord) -> None:
+    """A run ended (first terminal write) through this process; ``run`` is the final record."""
+
+
+@hookspec
+def flue_event_emitted(event: Event) -> None:
+    """A workflow in this process emitted ``event`` (indexed; stored shortly after, in order).
+
+    Called on the run's task for every event except ``run_queued`` and ``run_end``; keep it fast.
+    An ``async`` implementation runs in the background without delaying the workflow.
+    """

@@ -1,0 +1,84 @@
+"""Building the plugin manager and dispatching hooks whose implementations may be ``async``."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import pluggy
+
+from flue_core import defaults, hookspecs
+from flue_core.errors import ConfigurationError
+
+log = logging.getLogger("flue")
+
+# Hooks Flue dispatches itself (awaiting each result); wrappers cannot see async work, so they are refused.
+_AWAITED_HOOKS = (
+    "flue_check_admission",
+    "flue_schedule_run",
+    "flue_run_admitted",
+    "flue_run_started",
+    "flue_run_finished",
+    "flue_event_emitted",
+)
+
+
+def plugin_manager(plugins: Iterable[object] = (), *, entry_points: bool = True) -> pluggy.PluginManager:
+    """Specs, then the built-in defaults, then installed plugins (group ``flue``), then ``plugins``."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(defaults, name="flue.defaults")
+    if entry_points:
+        pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+    for plugin in plugins:
+        if not pm.is_registered(plugin):
+            pm.register(plugin)
+    pm.check_pending()
+    for name in _AWAITED_HOOKS:
+        for impl in getattr(pm.hook, name).get_hookimpls():
+            if impl.wrapper or impl.hookwrapper:
+                raise ConfigurationError(
+                    f"Plugin {impl.plugin_name!r} wraps {name}, whose implementations may be async;"
+                    " wrappers cannot observe them. Implement the hook directly."
+                )
+    return pm
+
+
+def _calls(hook: pluggy.HookCaller, kwargs: dict[str, Any]) -> Iterable[Any]:
+    # pluggy's own call order: last in the list runs first.
+    for impl in reversed(hook.get_hookimpls()):
+        yield impl.function(*[kwargs[name] for name in impl.argnames])
+
+
+async def first_answer(hook: pluggy.HookCaller, **kwargs: Any) -> Any:
+    """The first non-``None`` result, awaiting each implementation before asking the next."""
+    for result in _calls(hook, kwargs):
+        if inspect.isawaitable(result):
+            result = await result
+        if result is not None:
+            return result
+    return None
+
+
+async def call_each(hook: pluggy.HookCaller, **kwargs: Any) -> None:
+    """Await every implementation in order; the first exception propagates (decisions that may refuse)."""
+    for result in _calls(hook, kwargs):
+        if inspect.isawaitable(result):
+            await result
+
+
+async def notify(hook: pluggy.HookCaller, **kwargs: Any) -> None:
+    """Await every implementation; an exception is logged and the next implementation still runs."""
+    for impl in reversed(hook.get_hookimpls()):
+        try:
+            result = impl.function(*[kwargs[name] for name in impl.argnames])
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("flue: %s implementation of plugin %r failed", hook.name, impl.plugin_name)
+
+
+def has_implementations(hook: pluggy.HookCaller) -> bool:
+    return bool(hook.get_hookimpls())

@@ -1,0 +1,129 @@
+"""Targets (where runs execute and what stores them) and how a runtime selects one."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pluggy
+
+from flue_core.errors import AmbiguousTarget, ConfigurationError, TargetNotFound
+
+if TYPE_CHECKING:
+    from flue_core.models import RunRecord
+    from flue_core.runtime import Runtime
+    from flue_core.store import RunStore
+
+TARGET_ENV = "FLUE_TARGET"
+
+
+class Target(ABC):
+    """Executes admitted runs and owns the store they live in.
+
+    A target's ``store`` must exist from construction (its ``open`` may connect later). ``worker_id`` is
+    the owner id written on runs this target will execute itself.
+    """
+
+    name: ClassVar[str]
+    store: RunStore
+    worker_id: str | None
+
+    @abstractmethod
+    async def open(self, runtime: Runtime) -> None:
+        """Open the store (passing ``runtime.changes.notify`` as its change listener), start executing,
+        and recover runs left unfinished by processes that died."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop gracefully: admit nothing more, let running runs finish within a grace period, hand
+        back or end the rest, then close the store. Nothing may stay ``running`` afterwards."""
+
+    @abstractmethod
+    def schedule(self, run: RunRecord) -> None:
+        """Hand a persisted ``queued`` run to the executor without waiting for it. Raise if impossible."""
+
+    @abstractmethod
+    async def cancel(self, run_id: str) -> bool:
+        """Interrupt the run if this target is executing it; ``True`` if it was."""
+
+
+TargetFactory = Callable[..., Target]
+StoreFactory = Callable[[str], "RunStore"]
+
+
+class TargetRegistry:
+    """Passed to ``flue_register_targets``: ``register(name, factory, fallback=False)``."""
+
+    def __init__(self) -> None:
+        self.factories: dict[str, TargetFactory] = {}
+        self.fallbacks: list[str] = []
+
+    def __call__(self, name: str, factory: TargetFactory, *, fallback: bool = False) -> None:
+        if name in self.factories:
+            raise ConfigurationError(f"Two plugins register a target named {name!r}.")
+        self.factories[name] = factory
+        if fallback:
+            self.fallbacks.append(name)
+
+
+class StoreRegistry:
+    """Passed to ``flue_register_stores``: ``register(scheme, factory)``; opens stores by URL."""
+
+    def __init__(self) -> None:
+        self.factories: dict[str, StoreFactory] = {}
+
+    def __call__(self, scheme: str, factory: StoreFactory) -> None:
+        if scheme in self.factories:
+            raise ConfigurationError(f"Two plugins register a store for {scheme}:// URLs.")
+        self.factories[scheme] = factory
+
+    def create(self, url: str) -> RunStore:
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        factory = self.factories.get(scheme)
+        if factory is None:
+            known = ", ".join(f"{s}://" for s in sorted(self.factories)) or "none"
+            raise ConfigurationError(f"No store handles {url!r}; known schemes: {known}.")
+        return factory(url)
+
+
+def select_target(pm: pluggy.PluginManager, choice: str | Target | None, options: dict[str, Any]) -> Target:
+    """An explicit choice, else ``FLUE_TARGET``, else detection hooks, else the one fallback target."""
+    if isinstance(choice, Target):
+        if options:
+            raise ConfigurationError(f"Options {sorted(options)} cannot apply to an already built target.")
+        return choice
+    registry = TargetRegistry()
+    pm.hook.flue_register_targets(register=registry)
+    name = choice or os.environ.get(TARGET_ENV) or None
+    if name is None:
+        detected = sorted({answer for answer in pm.hook.flue_detect_target() if answer})
+        if len(detected) > 1:
+            raise AmbiguousTarget(
+                f"Several targets detected this environment: {', '.join(detected)}."
+                f" Choose one with target=... or {TARGET_ENV}.",
+                details={"candidates": detected},
+            )
+        if detected:
+            name = detected[0]
+        elif len(registry.fallbacks) == 1:
+            name = registry.fallbacks[0]
+        elif registry.fallbacks:
+            raise AmbiguousTarget(
+                f"Several fallback targets are installed: {', '.join(registry.fallbacks)}."
+                f" Choose one with target=... or {TARGET_ENV}.",
+                details={"candidates": list(registry.fallbacks)},
+            )
+        else:
+            raise TargetNotFound(
+                "No target is installed or detected; install flue_node_like or pass target=...",
+                details={"registered": sorted(registry.factories)},
+            )
+    factory = registry.factories.get(name)
+    if factory is None:
+        raise TargetNotFound(
+            f"Unknown target {name!r}; registered: {', '.join(sorted(registry.factories)) or 'none'}.",
+            details={"target": name, "registered": sorted(registry.factories)},
+        )
+    return factory(**options)
