@@ -1,0 +1,457 @@
+"""The SQLite store (the zero set-up default): one file, WAL, every commit durable.
+
+All writes go through one writer that batches whatever is waiting into a single transaction, run in
+one hop to aiosqlite's connection thread: sequential callers pay one commit each, concurrent callers
+share commits, and a workflow's events never make it wait for the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from flue_core.errors import ConfigurationError, StoreUnavailable
+from flue_core.models import RunError, RunRecord, RunStatus, format_timestamp, parse_timestamp, utc_now
+from flue_core.snapshot import dumps
+from flue_core.store import (
+    Admission,
+    Attempt,
+    Capabilities,
+    ChangeListener,
+    EventPage,
+    NewEvent,
+    NewRun,
+    Outcome,
+    RunQuery,
+    RunStore,
+    StoredEvent,
+    WorkerInfo,
+    event_json,
+)
+from flue_node_like.sqlite_schema import ensure_schema
+
+#: Most operations one transaction takes; bounds the latency a batch adds.
+BATCH_LIMIT = 1024
+_COLUMNS = (
+    "run_id, workflow, status, input, key, attempt, created_at, started_at, ended_at, result, error, cancel_requested"
+)
+_UNFINISHED = "('queued', 'running')"
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///relative/file.db`` or ``sqlite:////absolute/file.db``."""
+    if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
+        raise ConfigurationError(f"SQLite store URLs look like sqlite:///path/to/file.db, not {url!r}.")
+    return Path(url[len("sqlite:///") :])
+
+
+class _Op:
+    """One queued write: ``apply(conn)`` runs in the transaction; ``future`` gets its result."""
+
+    __slots__ = ("apply", "future", "run_ids", "rows")
+
+    def __init__(
+        self,
+        apply: Callable[[sqlite3.Connection], Any] | None,
+        future: asyncio.Future[Any] | None,
+        run_ids: tuple[str, ...],
+        rows: list[tuple[str, int, str]] | None = None,
+    ) -> None:
+        self.apply = apply
+        self.future = future
+        self.run_ids = run_ids
+        self.rows = rows  # event rows (run_id, idx, json): consecutive ones share one executemany
+
+
+_APPEND = (
+    "INSERT OR IGNORE INTO flue_events (run_id, idx, data) SELECT ?1, ?2, ?3"
+    f" WHERE EXISTS (SELECT 1 FROM flue_runs WHERE run_id = ?1 AND status IN {_UNFINISHED})"
+)
+
+
+def _apply_batch(conn: sqlite3.Connection, ops: list[_Op]) -> list[tuple[bool, Any]]:
+    """Run ``ops`` in one transaction; each op's failure is confined to it by a savepoint."""
+    outcomes: list[tuple[bool, Any]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        position = 0
+        while position < len(ops):
+            op = ops[position]
+            if op.rows is not None:
+                rows = list(op.rows)
+                position += 1
+                while position < len(ops) and ops[position].rows is not None:
+                    rows.extend(ops[position].rows)  # type: ignore[arg-type]
+                    position += 1
+                conn.executemany(_APPEND, rows)
+                continue
+            conn.execute("SAVEPOINT op")
+            try:
+                outcomes.append((True, op.apply(conn)))  # type: ignore[misc]
+                conn.execute("RELEASE op")
+            except Exception as exc:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                outcomes.append((False, exc))
+            position += 1
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+class SqliteStore(RunStore):
+    """Runs in a SQLite file shared by every process on this host that opens it."""
+
+    capabilities = Capabilities(durable=True, shared=True)
+
+    def __init__(self, url: str | Path = "sqlite:///.flue/flue.db", *, synchronous: str = "FULL") -> None:
+        self.path = path_from_url(url) if isinstance(url, str) and url.startswith("sqlite:") else Path(url)
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigurationError("synchronous must be FULL, EXTRA or NORMAL.")
+        self.synchronous = synchronous.upper()
+        self._db: aiosqlite.Connection | None = None
+        self._ops: deque[_Op] = deque()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._on_change: ChangeListener = lambda run_ids: None
+        self._closing = False
+
+    # -- connection and writer ----------------------------------------------------------------------
+
+    async def open(self, on_change: ChangeListener) -> None:
+        self._on_change = on_change
+        self._wake = asyncio.Event()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute(f"PRAGMA synchronous={self.synchronous}")
+            await db.execute("PRAGMA busy_timeout=10000")
+            await db._execute(ensure_schema, db._conn)
+        except BaseException:
+            await db.close()
+            raise
+        self._db = db
+        self._closing = False
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"flue-sqlite-writer:{self.path}")
+
+    async def close(self) -> None:
+        if self._db is None:
+            return
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            await self._writer
+            self._writer = None
+        db, self._db = self._db, None
+        await db.close()
+
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        # aiosqlite's own dispatch to its connection thread: one hop runs a whole function of ours.
+        if self._db is None:
+            raise StoreUnavailable(f"The SQLite store {self.path} is closed.")
+        return self._db._execute(fn, self._db._conn, *args)
+
+    def _submit(self, apply: Callable[[sqlite3.Connection], Any], *run_ids: str) -> asyncio.Future[Any]:
+        if self._db is None or self._closing:
+            raise StoreUnavailable(f"The SQLite store {self.path} is closed.")
+        future = asyncio.get_running_loop().create_future()
+        self._ops.append(_Op(apply, future, run_ids))
+        self._wake.set()
+        return future
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._ops:
+                # One turn of the loop lets tasks that are ready right now add their writes to this commit.
+                await asyncio.sleep(0)
+                count = min(len(self._ops), BATCH_LIMIT)
+                ops = [self._ops.popleft() for _ in range(count)]
+                try:
+                    outcomes = await self._in_thread(_apply_batch, ops)
+                except BaseException as exc:
+                    failure = StoreUnavailable(f"SQLite write to {self.path} failed: {exc}")
+                    for op in ops:
+                        if op.future is not None and not op.future.done():
+                            op.future.set_exception(failure)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                results = iter(outcomes)
+                changed: set[str] = set()
+                for op in ops:
+                    changed.update(op.run_ids)
+                    if op.rows is not None:
+                        continue
+                    ok, value = next(results)
+                    if op.future is not None and not op.future.done():
+                        if ok:
+                            op.future.set_result(value)
+                        else:
+                            op.future.set_exception(value)
+                if changed:
+                    self._on_change(changed)
+            if self._closing and not self._ops:
+                return
+
+    # -- admission and lifecycle --------------------------------------------------------------------
+
+    async def admit(self, run: NewRun) -> Admission:
+        input_json = None if run.input is None else dumps(run.input)
+        created_at = format_timestamp(run.created_at)
+        first = event_json(run.run_id, run.first_event)
+
+        def apply(conn: sqlite3.Connection) -> tuple | None:
+            if run.key is not None:
+                row = conn.execute(
+                    f"SELECT {_COLUMNS} FROM flue_runs WHERE workflow = ? AND key = ?", (run.workflow, run.key)
+                ).fetchone()
+                if row is not None:
+                    return row
+            conn.execute(
+                "INSERT INTO flue_runs (run_id, workflow, status, input, key, created_at, owner)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                (run.run_id, run.workflow, input_json, run.key, created_at, run.owner),
+            )
+            conn.execute("INSERT INTO flue_events (run_id, idx, data) VALUES (?, 0, ?)", (run.run_id, first))
+            return None
+
+        existing = await self._submit(apply, run.run_id)
+        if existing is not None:
+            return Admission(_record(existing), created=False)
+        record = RunRecord.model_construct(
+            run_id=run.run_id,
+            workflow=run.workflow,
+            status=RunStatus.QUEUED,
+            input=run.input,
+            key=run.key,
+            attempt=0,
+            created_at=run.created_at,
+            started_at=None,
+            ended_at=None,
+            result=None,
+            error=None,
+            cancel_requested=False,
+        )
+        return Admission(record, created=True)
+
+    async def claim(self, run_id: str, owner: str) -> Attempt | None:
+        now = format_timestamp(utc_now())
+
+        def apply(conn: sqlite3.Connection) -> tuple[tuple, int] | None:
+            row = conn.execute(
+                "UPDATE flue_runs SET status = 'running', attempt = attempt + 1,"
+                " started_at = COALESCE(started_at, ?)"
+                f" WHERE run_id = ? AND status = 'queued' AND owner = ? RETURNING {_COLUMNS}",
+                (now, run_id, owner),
+            ).fetchone()
+            if row is None:
+                return None
+            (tail,) = conn.execute("SELECT MAX(idx) FROM flue_events WHERE run_id = ?", (run_id,)).fetchone()
+            return row, (-1 if tail is None else tail) + 1
+
+        claimed = await self._submit(apply, run_id)
+        return None if claimed is None else Attempt(_record(claimed[0]), claimed[1])
+
+    async def requeue(self, run_id: str, owner: str | None) -> RunRecord | None:
+        def apply(conn: sqlite3.Connection) -> tuple | None:
+            return conn.execute(
+                "UPDATE flue_runs SET status = 'queued', owner = ?"
+                f" WHERE run_id = ? AND status = 'running' RETURNING {_COLUMNS}",
+                (owner, run_id),
+            ).fetchone()
+
+        row = await self._submit(apply, run_id)
+        return None if row is None else _record(row)
+
+    async def finish(self, run_id: str, outcome: Outcome, *, only_from: RunStatus | None = None) -> RunRecord | None:
+        result = None if outcome.result is None else dumps(outcome.result)
+        error = None if outcome.error is None else outcome.error.model_dump_json(exclude_none=True)
+        ended_at = format_timestamp(outcome.ended_at)
+
+        def apply(conn: sqlite3.Connection) -> tuple | None:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            status, started_at = row[2], row[7]
+            if status not in ("queued", "running") or (only_from is not None and status != only_from):
+                return row
+            (tail,) = conn.execute("SELECT MAX(idx) FROM flue_events WHERE run_id = ?", (run_id,)).fetchone()
+            started = None if started_at is None else parse_timestamp(started_at)
+            end = NewEvent((-1 if tail is None else tail) + 1, "run_end", outcome.event_data(started), outcome.ended_at)
+            conn.execute(
+                "INSERT INTO flue_events (run_id, idx, data) VALUES (?, ?, ?)", (run_id, end.index, event_json(run_id, end))
+            )
+            return conn.execute(
+                "UPDATE flue_runs SET status = ?, ended_at = ?, result = ?, error = ?"
+                f" WHERE run_id = ? RETURNING {_COLUMNS}",
+                (outcome.status.value, ended_at, result, error, run_id),
+            ).fetchone()
+
+        row = await self._submit(apply, run_id)
+        return None if row is None else _record(row)
+
+    async def request_cancel(self, run_id: str) -> RunRecord | None:
+        def apply(conn: sqlite3.Connection) -> tuple | None:
+            conn.execute(
+                f"UPDATE flue_runs SET cancel_requested = 1 WHERE run_id = ? AND status IN {_UNFINISHED}", (run_id,)
+            )
+            return conn.execute(f"SELECT {_COLUMNS} FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()
+
+        row = await self._submit(apply, run_id)
+        return None if row is None else _record(row)
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def append(self, run_id: str, events: Sequence[NewEvent]) -> None:
+        if self._db is None or self._closing:
+            return
+        rows = [(run_id, event.index, event_json(run_id, event)) for event in events]
+        self._ops.append(_Op(None, None, (run_id,), rows))
+        self._wake.set()
+
+    async def flush(self) -> None:
+        if self._db is not None and not self._closing:
+            await self._submit(lambda conn: None)
+
+    async def read(self, run_id: str, after: int | None, limit: int) -> EventPage | None:
+        def query(conn: sqlite3.Connection) -> EventPage | None:
+            row = conn.execute("SELECT status FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            (tail,) = conn.execute("SELECT MAX(idx) FROM flue_events WHERE run_id = ?", (run_id,)).fetchone()
+            tail = -1 if tail is None else tail
+            start = tail if after is None else after
+            rows = conn.execute(
+                "SELECT idx, data FROM flue_events WHERE run_id = ? AND idx > ? ORDER BY idx LIMIT ?",
+                (run_id, start, max(limit, 0)),
+            ).fetchall()
+            return EventPage([StoredEvent(idx, data) for idx, data in rows], tail, row[0] not in ("queued", "running"))
+
+        return await self._in_thread(query)
+
+    # -- records ------------------------------------------------------------------------------------
+
+    async def get(self, run_id: str) -> RunRecord | None:
+        def query(conn: sqlite3.Connection) -> tuple | None:
+            return conn.execute(f"SELECT {_COLUMNS} FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()
+
+        row = await self._in_thread(query)
+        return None if row is None else _record(row)
+
+    async def list(self, query: RunQuery) -> list[RunRecord]:
+        where, params = [], []
+        if query.workflow is not None:
+            where.append("workflow = ?")
+            params.append(query.workflow)
+        if query.status is not None:
+            where.append("status = ?")
+            params.append(query.status.value)
+        if query.after is not None:
+            where.append("(created_at, run_id) < (?, ?)")
+            params.extend((format_timestamp(query.after[0]), query.after[1]))
+        sql = f"SELECT {_COLUMNS} FROM flue_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, run_id DESC LIMIT ?"
+        params.append(query.limit)
+
+        def run(conn: sqlite3.Connection) -> list[tuple]:
+            return conn.execute(sql, params).fetchall()
+
+        return [_record(row) for row in await self._in_thread(run)]
+
+    # -- steps --------------------------------------------------------------------------------------
+
+    async def save_step(self, run_id: str, name: str, value: str) -> None:
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR IGNORE INTO flue_steps (run_id, name, value) VALUES (?, ?, ?)", (run_id, name, value))
+
+        await self._submit(apply)
+
+    async def load_steps(self, run_id: str) -> dict[str, str]:
+        def query(conn: sqlite3.Connection) -> dict[str, str]:
+            return dict(conn.execute("SELECT name, value FROM flue_steps WHERE run_id = ?", (run_id,)).fetchall())
+
+        return await self._in_thread(query)
+
+    # -- workers ------------------------------------------------------------------------------------
+
+    async def heartbeat(self, worker: WorkerInfo) -> list[str]:
+        def apply(conn: sqlite3.Connection) -> list[str]:
+            conn.execute(
+                "INSERT INTO flue_workers (worker_id, host, pid, pid_started, heartbeat_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                (worker.worker_id, worker.host, worker.pid, worker.pid_started, worker.heartbeat_at),
+            )
+            rows = conn.execute(
+                "SELECT run_id FROM flue_runs WHERE owner = ? AND status = 'running' AND cancel_requested = 1",
+                (worker.worker_id,),
+            ).fetchall()
+            return [row[0] for row in rows]
+
+        return await self._submit(apply)
+
+    async def workers(self) -> list[WorkerInfo]:
+        def query(conn: sqlite3.Connection) -> list[tuple]:
+            return conn.execute("SELECT worker_id, host, pid, pid_started, heartbeat_at FROM flue_workers").fetchall()
+
+        return [WorkerInfo(*row) for row in await self._in_thread(query)]
+
+    async def adopt(self, dead: Collection[str], owner: str, workflows: Collection[str]) -> list[RunRecord]:
+        dead, workflows = list(dead), list(workflows)
+
+        def apply(conn: sqlite3.Connection) -> list[tuple]:
+            conn.executemany("DELETE FROM flue_workers WHERE worker_id = ?", [(w,) for w in dead])
+            if not workflows:
+                return []
+            marks = ", ".join("?" * len(workflows))
+            return conn.execute(
+                f"UPDATE flue_runs SET owner = ? WHERE status IN {_UNFINISHED} AND workflow IN ({marks})"
+                " AND (owner IS NULL OR owner NOT IN (SELECT worker_id FROM flue_workers))"
+                f" RETURNING {_COLUMNS}",
+                (owner, *workflows),
+            ).fetchall()
+
+        rows = await self._submit(apply)
+        records = sorted((_record(row) for row in rows), key=lambda r: (r.created_at, r.run_id))
+        if records:
+            self._on_change(r.run_id for r in records)
+        return records
+
+    async def retire(self, worker_id: str) -> None:
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM flue_workers WHERE worker_id = ?", (worker_id,))
+
+        await self._submit(apply)
+
+
+def _record(row: tuple) -> RunRecord:
+    """A record from a row this store wrote (trusted: built without re-validation)."""
+    (run_id, workflow, status, input_, key, attempt, created, started, ended, result, error, cancel) = row
+    return RunRecord.model_construct(
+        run_id=run_id,
+        workflow=workflow,
+        status=RunStatus(status),
+        input=None if input_ is None else json.loads(input_),
+        key=key,
+        attempt=attempt,
+        created_at=parse_timestamp(created),
+        started_at=None if started is None else parse_timestamp(started),
+        ended_at=None if ended is None else parse_timestamp(ended),
+        result=None if result is None else json.loads(result),
+        error=None if error is None else RunError.model_validate_json(error),
+        cancel_requested=bool(cancel),
+    )

@@ -1,0 +1,151 @@
+"""The local target: runs execute as tasks of this long-running process."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from ulid import ULID
+
+from flue_core.errors import ConfigurationError
+from flue_core.execution import Executor, resume_adopted
+from flue_core.models import RunError, RunRecord, RunStatus, utc_now
+from flue_core.store import Outcome, RunStore
+from flue_core.target import Target
+from flue_node_like.liveness import is_dead, this_worker
+
+if TYPE_CHECKING:
+    from flue_core.runtime import Runtime
+
+log = logging.getLogger("flue")
+
+STORE_ENV = "FLUE_STORE"
+DEFAULT_STORE = "sqlite:///.flue/flue.db"
+
+
+class LocalTarget(Target):
+    """Executes runs in this process on anyio, at most ``concurrency`` at a time.
+
+    ``store`` is a store URL (``sqlite:///path.db``, ``memory://``...) or a :class:`RunStore`; by
+    default ``FLUE_STORE`` or ``sqlite:///.flue/flue.db`` under the working directory. Every
+    ``sweep_interval`` seconds the target renews its lease, applies cancels made by other processes
+    and adopts runs of workers that died (on this host at once; elsewhere once their ``lease`` of
+    seconds ran out). On close, running runs get ``shutdown_grace`` seconds to finish.
+    """
+
+    name: ClassVar[str] = "local"
+
+    def __init__(
+        self,
+        store: str | RunStore | None = None,
+        *,
+        concurrency: int = 16,
+        lease: float = 30.0,
+        sweep_interval: float = 2.0,
+        shutdown_grace: float = 10.0,
+    ) -> None:
+        if concurrency < 1 or lease <= 0 or sweep_interval <= 0 or shutdown_grace < 0:
+            raise ConfigurationError("concurrency >= 1, lease > 0, sweep_interval > 0 and shutdown_grace >= 0.")
+        self._store_spec = store if store is not None else os.environ.get(STORE_ENV, DEFAULT_STORE)
+        if isinstance(self._store_spec, RunStore):
+            self.store = self._store_spec
+        self.concurrency = concurrency
+        self.lease = lease
+        self.sweep_interval = sweep_interval
+        self.shutdown_grace = shutdown_grace
+        self.worker_id: str | None = None
+        self._runtime: Runtime | None = None
+        self._executor: Executor | None = None
+        self._send: MemoryObjectSendStream[str] | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._closing = False
+
+    async def open(self, runtime: Runtime) -> None:
+        if isinstance(self._store_spec, str):
+            self.store = runtime.stores.create(self._store_spec)
+        self._runtime = runtime
+        self._closing = False
+        await self.store.open(runtime.changes.notify)
+        worker = this_worker(f"wkr_{ULID()}")
+        self.worker_id = worker.worker_id
+        self._worker = worker
+        await self.store.heartbeat(worker)
+        self._executor = Executor(runtime, worker.worker_id)
+        send, receive = anyio.create_memory_object_stream[str](math.inf)
+        self._send = send
+        self._tasks = anyio.create_task_group()
+        await self._tasks.__aenter__()
+        with receive:
+            for _ in range(self.concurrency):
+                self._tasks.start_soon(self._work, receive.clone())
+        self._tasks.start_soon(self._maintain)
+        await self._recover()
+
+    def schedule(self, run: RunRecord) -> None:
+        if self._send is None or self._closing:
+            raise RuntimeError("The local target is not accepting runs (it is closed or shutting down).")
+        self._send.send_nowait(run.run_id)
+
+    async def cancel(self, run_id: str) -> bool:
+        return self._executor is not None and self._executor.cancel(run_id)
+
+    async def close(self) -> None:
+        if self._tasks is None:
+            return
+        self._closing = True
+        assert self._send is not None and self._executor is not None
+        self._send.close()
+        with anyio.move_on_after(self.shutdown_grace):
+            while self._executor.running:
+                await anyio.sleep(0.02)
+        tasks, self._tasks = self._tasks, None
+        tasks.cancel_scope.cancel()  # runs still going are handed back or ended by the executor
+        await tasks.__aexit__(None, None, None)
+        with anyio.CancelScope(shield=True):
+            await self.store.flush()
+            if self.worker_id is not None:
+                await self.store.retire(self.worker_id)  # its queued runs become adoptable
+            await self.store.close()
+
+    # -- tasks --------------------------------------------------------------------------------------
+
+    async def _work(self, receive: MemoryObjectReceiveStream[str]) -> None:
+        assert self._executor is not None
+        async with receive:
+            async for run_id in receive:
+                if self._closing:
+                    continue  # left queued; adoptable once this worker retires
+                try:
+                    await self._executor.execute(run_id)
+                except Exception:
+                    log.exception("flue: executing run %s failed inside the runtime", run_id)
+                    error = RunError(code="internal_error", message="The runtime failed while executing the run.")
+                    with anyio.CancelScope(shield=True):
+                        try:
+                            await self.store.finish(run_id, Outcome(RunStatus.FAILED, utc_now(), error=error))
+                        except Exception:
+                            log.exception("flue: could not end run %s", run_id)
+
+    async def _maintain(self) -> None:
+        while True:
+            await anyio.sleep(min(self.sweep_interval, self.lease / 3))
+            try:
+                self._worker.heartbeat_at = time.time()
+                for run_id in await self.store.heartbeat(self._worker):
+                    await self.cancel(run_id)
+                await self._recover()
+            except Exception:
+                log.exception("flue: lease renewal or recovery sweep failed; retrying")
+
+    async def _recover(self) -> None:
+        assert self._runtime is not None and self.worker_id is not None
+        dead = [w.worker_id for w in await self.store.workers() if w.worker_id != self.worker_id and is_dead(w, self.lease)]
+        adopted = await self.store.adopt(dead, self.worker_id, self._runtime.registry.names)
+        if adopted:
+            log.info("flue: adopted %d unfinished run(s) from stopped workers", len(adopted))
+            await resume_adopted(self._runtime, adopted, self.schedule)
