@@ -1,0 +1,1 @@
+"""The HTTP surface (Starlette): workflow admission, run reads, and the Durable Streams mount."""
