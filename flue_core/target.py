@@ -110,10 +110,11 @@ def select_target(pm: pluggy.PluginManager, choice: str | Target | None, options
         elif len(registry.fallbacks) == 1:
             name = registry.fallbacks[0]
         elif registry.fallbacks:
+            candidates = sorted(registry.fallbacks)
             raise AmbiguousTarget(
-                f"Several fallback targets are installed: {', '.join(registry.fallbacks)}."
+                f"Several fallback targets are installed: {', '.join(candidates)}."
                 f" Choose one with target=... or {TARGET_ENV}.",
-                details={"candidates": list(registry.fallbacks)},
+                details={"candidates": candidates},
             )
         else:
             raise TargetNotFound(

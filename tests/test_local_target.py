@@ -1,0 +1,101 @@
+"""The local target: concurrency limit, default store location, SQLite file format and version check."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import anyio
+import pytest
+
+from flue_core import RunContext, RunStatus, Runtime, runs, workflow, workflows
+from flue_core.errors import UnsupportedSchemaVersion
+from flue_node_like import LocalTarget, SqliteStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+running_now = {"count": 0, "peak": 0}
+
+
+@workflow(name="local-busy")
+async def busy(ctx: RunContext) -> None:
+    running_now["count"] += 1
+    running_now["peak"] = max(running_now["peak"], running_now["count"])
+    await anyio.sleep(0.05)
+    running_now["count"] -= 1
+
+
+async def test_no_more_runs_execute_at_once_than_the_concurrency_limit():
+    running_now.update(count=0, peak=0)
+    async with Runtime([busy], store="memory://", concurrency=2):
+        receipts = [await workflows.start(busy) for _ in range(6)]
+        for receipt in receipts:
+            await runs.wait(receipt.run_id, timeout=5)
+    assert running_now["peak"] == 2
+
+
+async def test_the_default_store_is_a_sqlite_file_under_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FLUE_STORE", raising=False)
+    async with Runtime([busy]) as runtime:
+        assert isinstance(runtime.target.store, SqliteStore)
+        await runs.wait((await workflows.start(busy)).run_id, timeout=5)
+    database = tmp_path / ".flue" / "flue.db"
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT value FROM flue_meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+        assert conn.execute("SELECT status FROM flue_runs").fetchall() == [("completed",)]
+
+
+async def test_flue_store_chooses_the_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLUE_STORE", f"sqlite:///{tmp_path}/chosen.db")
+    async with Runtime([busy]) as runtime:
+        assert runtime.target.store.path == tmp_path / "chosen.db"
+    assert (tmp_path / "chosen.db").exists()
+
+
+@pytest.mark.parametrize(("stored", "says"), [("2", "newer"), ("banana", "unrecognised")])
+async def test_a_database_of_another_schema_version_is_refused(tmp_path, stored, says):
+    database = tmp_path / "old.db"
+    with sqlite3.connect(database) as conn:
+        conn.execute("CREATE TABLE flue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT INTO flue_meta VALUES ('schema_version', ?)", (stored,))
+    with pytest.raises(UnsupportedSchemaVersion, match=says) as caught:
+        async with Runtime([busy], target=LocalTarget(SqliteStore(database))):
+            pass
+    assert caught.value.details == {"stored_version": stored, "supported_version": 1}
+
+
+async def test_runs_survive_a_restart_on_the_same_file(tmp_path):
+    database = tmp_path / "flue.db"
+    async with Runtime([busy], target=LocalTarget(SqliteStore(database))):
+        run_id = (await workflows.start(busy)).run_id
+        await runs.wait(run_id, timeout=5)
+    async with Runtime([busy], target=LocalTarget(SqliteStore(database))):
+        record = await runs.get(run_id)
+        assert record is not None and record.status == RunStatus.COMPLETED
+        assert [e.type async for e in runs.events(run_id)] == ["run_queued", "run_start", "run_end"]
+
+
+async def test_a_cancel_from_another_process_reaches_the_owner(tmp_path):
+    gate = anyio.Event()
+
+    @workflow(name="local-wait")
+    async def wait(ctx: RunContext) -> None:
+        await gate.wait()
+
+    database = tmp_path / "flue.db"
+    owner = Runtime([wait], target=LocalTarget(SqliteStore(database), sweep_interval=0.05))
+    other = Runtime([wait], target=LocalTarget(SqliteStore(database), sweep_interval=0.05))
+    async with owner, other:
+        receipt = await workflows.start(wait, runtime=owner)
+        with anyio.fail_after(5):
+            while (await runs.get(receipt.run_id, runtime=owner)).status != RunStatus.RUNNING:
+                await anyio.sleep(0.01)
+        record = await runs.cancel(receipt.run_id, runtime=other)
+        assert record.status == RunStatus.CANCELLED

@@ -1,0 +1,80 @@
+"""A process killed with -9 mid-run: the next process on the same SQLite file recovers the run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+import crash_app
+from flue_core import RunStatus, Runtime, runs
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def start_and_kill(db: Path, workflow: str, tmp_path: Path) -> str:
+    """Run crash_app in a child process, wait until its run is mid-step, then SIGKILL it."""
+    ready = tmp_path / "ready"
+    child = subprocess.Popen([sys.executable, crash_app.__file__, str(db), workflow, str(ready)])
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert child.poll() is None, "the child exited before its run was under way"
+            assert time.monotonic() < deadline, "the child never reported its run under way"
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+    return ready.read_text()
+
+
+async def test_a_killed_run_that_may_retry_is_resumed_with_its_steps_replayed(tmp_path):
+    db = tmp_path / "flue.db"
+    run_id = start_and_kill(db, "crash-retry", tmp_path)
+    async with Runtime(crash_app.WORKFLOWS, target=crash_app.target(str(db))):
+        with anyio.fail_after(15):
+            assert await runs.result(run_id) == {"fetched": 1, "attempt": 2}
+        events = [e.type async for e in runs.events(run_id)]
+    assert events == ["run_queued", "run_start", "step", "run_interrupted", "run_start", "step", "run_end"]
+    assert Path(str(db) + crash_app.CALLS_FILE_SUFFIX).read_text() == "fetch\n"  # the step ran once
+
+
+async def test_a_killed_run_without_retries_ends_interrupted(tmp_path):
+    db = tmp_path / "flue.db"
+    run_id = start_and_kill(db, "crash-once", tmp_path)
+    async with Runtime(crash_app.WORKFLOWS, target=crash_app.target(str(db))):
+        with anyio.fail_after(15):
+            record = await runs.wait(run_id)
+    assert record.status == RunStatus.FAILED
+    assert record.error is not None and record.error.code == "run_interrupted"
+
+
+async def test_nothing_is_recovered_while_the_owner_is_alive(tmp_path):
+    db = tmp_path / "flue.db"
+    ready = tmp_path / "ready"
+    child = subprocess.Popen([sys.executable, crash_app.__file__, str(db), "crash-once", str(ready)])
+    try:
+        with anyio.fail_after(30):
+            while not ready.exists():
+                await anyio.sleep(0.02)
+        run_id = ready.read_text()
+        async with Runtime(crash_app.WORKFLOWS, target=crash_app.target(str(db))):
+            await anyio.sleep(0.5)  # several recovery sweeps
+            record = await runs.get(run_id)
+            assert record is not None and record.status == RunStatus.RUNNING and record.attempt == 1
+    finally:
+        child.kill()
+        child.wait(timeout=10)
