@@ -61,16 +61,21 @@ class Executor:
         """Run attempts of a queued run owned by this executor until it ends or is handed back."""
         store = self.runtime.target.store
         while True:
-            attempt = await store.claim(run_id, self.owner)
+            # State transitions are shielded: a shutdown arriving mid-write must not leave the
+            # record half-way; the shutdown is seen at the next unshielded await instead.
+            with anyio.CancelScope(shield=True):
+                attempt = await store.claim(run_id, self.owner)
             if attempt is None:
                 return  # cancelled while queued, or adopted by another worker
             record = attempt.record
             outcome, retry = await self._attempt(record, attempt.next_index)
             if retry is not None:
-                await store.requeue(run_id, self.owner)
+                with anyio.CancelScope(shield=True):
+                    await store.requeue(run_id, self.owner)
                 await anyio.sleep(retry)
                 continue
-            await self._finish(run_id, outcome)
+            with anyio.CancelScope(shield=True):
+                await self._finish(run_id, outcome)
             return
 
     async def _attempt(self, record: RunRecord, next_index: int) -> tuple[Outcome, float | None]:
