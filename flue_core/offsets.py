@@ -12,7 +12,7 @@ from flue_core.errors import InvalidOffset
 
 START = "-1"
 NOW = "now"
-_OFFSET = re.compile(r"^(\d{1,16})_(\d{1,16})$")
+_OFFSET = re.compile(r"([0-9]{1,16})_([0-9]{1,16})")
 
 
 def format_offset(index: int) -> str:
@@ -25,7 +25,7 @@ def parse_offset(offset: str) -> int | None:
         return -1
     if offset == NOW:
         return None
-    match = _OFFSET.match(offset) if isinstance(offset, str) else None
+    match = _OFFSET.fullmatch(offset) if isinstance(offset, str) else None
     if match is None:
         raise InvalidOffset(
             f"Invalid offset {offset!r}: use '-1', 'now' or an offset taken from the stream.",
