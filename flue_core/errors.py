@@ -166,10 +166,14 @@ class RunNotFinished(FlueError):
 
 
 class RunFailed(FlueError):
-    """``runs.result()`` on a run that ended ``failed``; ``details`` carries the run's error."""
+    """``runs.result()`` on a run that ended ``failed``; ``details`` carries the run's error.
+
+    Over HTTP (``?wait=result``) it is 424 Failed Dependency: the request depended on the run and the
+    run failed, which is not a failure of the server (500).
+    """
 
     code = "run_failed"
-    status = 500
+    status = 424
 
 
 class RunCancelled(FlueError):
