@@ -119,3 +119,38 @@ def flue_event_emitted(event: Event) -> None:
     Called on the run's task for every event except ``run_queued`` and ``run_end``; keep it fast.
     An ``async`` implementation runs in the background without delaying the workflow.
     """
+
+
+# -- HTTP surface -----------------------------------------------------------------------------------
+# Decisions the HTTP app (:func:`flue_core.http.create_app`) asks for. Both may be ``async def``; the
+# app's own callable (``authorize_run_read=`` / ``authorize_run_list=``) is asked before any plugin.
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+
+@hookspec
+def flue_authorize_run_read(request: Request, run: RunRecord) -> bool | None:
+    """May this HTTP request read ``run``: its record (``GET /runs/<id>?meta``) and its event stream
+    (``GET``/``HEAD /runs/<id>``)?
+
+    Called once per request, after the run was found and before anything about it is sent; ``request``
+    is the Starlette request (headers, ``request.state`` set by middleware, query). The first answer
+    that is not ``None`` wins: ``True`` grants, ``False`` refuses. When every implementation returns
+    ``None`` the read is refused: run reads are closed unless granted, since a run id is not a
+    credential. A refused read gets the same 404 ``run_not_found`` as an unknown run. Return a
+    ``bool``; any other answer is a configuration error (500). Raising a
+    :class:`~flue_core.errors.FlueError` answers with its envelope, which tells the caller the run
+    exists: prefer ``False``, and authenticate callers in app-level middleware before any lookup.
+    """
+
+
+@hookspec
+def flue_authorize_run_list(request: Request) -> bool | None:
+    """May this HTTP request list runs (``GET /runs``, only when the app enables listing)?
+
+    Called before the query is read; the filters are in ``request.query_params``. The first answer
+    that is not ``None`` wins: ``True`` grants, ``False`` refuses; no answer refuses. A refused
+    listing gets the same 404 ``route_not_found`` as an app where listing is off. Return a ``bool``;
+    any other answer is a configuration error (500).
+    """

@@ -22,6 +22,8 @@ _AWAITED_HOOKS = (
     "flue_run_started",
     "flue_run_finished",
     "flue_event_emitted",
+    "flue_authorize_run_read",
+    "flue_authorize_run_list",
 )
 
 
