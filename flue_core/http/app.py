@@ -1,0 +1,101 @@
+"""The ASGI app: ``create_app(runtime, ...)`` returns a Starlette app to serve or mount."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, request_response
+from starlette.types import Receive, Scope, Send
+
+from flue_core.errors import ConfigurationError
+from flue_core.http.authorization import RunListAuthorizer, RunReadAuthorizer
+from flue_core.http.body import DEFAULT_MAX_BODY_SIZE
+from flue_core.http.config import HttpConfig
+from flue_core.http.error_handling import ErrorEnvelope, http_exception
+from flue_core.http.route_middleware import check_route_middleware
+from flue_core.http.run_routes import list_runs, read_run
+from flue_core.http.workflow_route import post_workflow
+from flue_core.runtime import Runtime
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    open_runtime: bool = False,
+    authorize_run_read: RunReadAuthorizer | None = None,
+    list_runs_enabled: bool = False,
+    authorize_run_list: RunListAuthorizer | None = None,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    wait_timeout: float | None = None,
+    middleware: Sequence[Middleware] = (),
+) -> Starlette:
+    """The HTTP surface of ``runtime``: ``POST /workflows/{name}``, ``GET|HEAD /runs/{run_id}`` and,
+    when ``list_runs_enabled``, ``GET /runs``.
+
+    Lifetime: by default the host owns the runtime and opens it (``async with runtime:``), for example
+    in its own lifespan; requests made while it is closed get 503 ``runtime_not_running``. With
+    ``open_runtime=True`` the app's lifespan opens the runtime at start-up and closes it at shutdown
+    (a server such as uvicorn runs that lifespan; a Starlette ``Mount`` does not, so a host that mounts
+    the app opens the runtime itself).
+
+    Run reads are refused unless ``authorize_run_read(request, run)`` or a ``flue_authorize_run_read``
+    hook grants them; likewise the listing with ``authorize_run_list(request)`` /
+    ``flue_authorize_run_list``. Request bodies larger than ``max_body_size`` bytes are refused while
+    being read. ``?wait=result`` waits at most ``wait_timeout`` seconds (``None``: until the run ends).
+    ``middleware`` is Starlette middleware around every route (inside the error envelope, so what it
+    raises is answered as an envelope too). The app's ``state.runtime`` is ``runtime``.
+    """
+    if not isinstance(max_body_size, int) or max_body_size < 0:
+        raise ConfigurationError(f"max_body_size must be a number of bytes >= 0, not {max_body_size!r}.")
+    if wait_timeout is not None and not wait_timeout > 0:
+        raise ConfigurationError(f"wait_timeout must be > 0 seconds or None, not {wait_timeout!r}.")
+    if authorize_run_list is not None and not list_runs_enabled:
+        raise ConfigurationError("authorize_run_list has no effect unless list_runs_enabled=True.")
+    check_route_middleware([wf for wf in runtime.registry if wf.http])
+    config = HttpConfig(runtime, max_body_size, wait_timeout, authorize_run_read, authorize_run_list)
+    routes = [
+        Route("/workflows/{name}", _endpoint(config, post_workflow), name="flue:workflow"),
+        Route("/runs/{run_id}", _endpoint(config, read_run), name="flue:run"),
+    ]
+    if list_runs_enabled:
+        routes.append(Route("/runs", _endpoint(config, list_runs), name="flue:runs"))
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(ErrorEnvelope), *middleware],
+        exception_handlers={HTTPException: http_exception},
+        lifespan=_opening(runtime) if open_runtime else None,
+    )
+    app.state.runtime = runtime
+    return app
+
+
+Endpoint = Callable[[HttpConfig, Request], Awaitable[Response]]
+
+
+class _endpoint:
+    """An endpoint with the app's config, as an ASGI app: Starlette then routes every method to it (a
+    function endpoint would be ``GET`` only), and the endpoint answers 405 in its own order of checks."""
+
+    def __init__(self, config: HttpConfig, endpoint: Endpoint) -> None:
+        async def handle(request: Request) -> Response:
+            return await endpoint(config, request)
+
+        self._app = request_response(handle)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+
+def _opening(runtime: Runtime) -> Callable[[Starlette], AsyncIterator[None]]:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with runtime:
+            yield
+
+    return lifespan

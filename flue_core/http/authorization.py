@@ -1,0 +1,51 @@
+"""Who may read runs and list them over HTTP: the app's callable first, then plugin hooks, else no.
+
+Both decisions are closed by default. A run id is not a credential, so an application opts in by
+passing ``authorize_run_read=`` / ``authorize_run_list=`` to :func:`~flue_core.http.create_app` or by
+implementing ``flue_authorize_run_read`` / ``flue_authorize_run_list`` in a plugin.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pluggy
+from starlette.requests import Request
+
+from flue_core.errors import ConfigurationError
+from flue_core.models import RunRecord
+from flue_core.plugins import first_answer
+
+#: ``(request, run) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
+RunReadAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
+#: ``(request) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
+RunListAuthorizer = Callable[[Request], "bool | None | Awaitable[bool | None]"]
+
+
+async def may_read_run(
+    own: RunReadAuthorizer | None, hook: pluggy.HookCaller, request: Request, run: RunRecord
+) -> bool:
+    """``True`` only when the app's callable or, if it abstains, a ``flue_authorize_run_read`` grants."""
+    return await _decide("flue_authorize_run_read", own, hook, request=request, run=run)
+
+
+async def may_list_runs(own: RunListAuthorizer | None, hook: pluggy.HookCaller, request: Request) -> bool:
+    """``True`` only when the app's callable or, if it abstains, a ``flue_authorize_run_list`` grants."""
+    return await _decide("flue_authorize_run_list", own, hook, request=request)
+
+
+async def _decide(name: str, own: Callable[..., Any] | None, hook: pluggy.HookCaller, **kwargs: Any) -> bool:
+    answer = None
+    if own is not None:
+        answer = own(*kwargs.values())
+        if inspect.isawaitable(answer):
+            answer = await answer
+    if answer is None:
+        answer = await first_answer(hook, **kwargs)
+    if answer is None:
+        return False
+    if not isinstance(answer, bool):
+        raise ConfigurationError(f"{name} answered {answer!r}; authorization answers True, False or None.")
+    return answer

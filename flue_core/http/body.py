@@ -1,0 +1,69 @@
+"""Reading a JSON request body: media type first, size enforced while reading, then strict JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from flue_core.http.errors import BodyTooLarge, InvalidJson, UnsupportedMediaType
+
+#: Default ``max_body_size`` of the app, in bytes.
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """``application/json`` or a ``+json`` structured type, parameters (``; charset=...``) ignored."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def read_json(request: Request, max_size: int) -> Any:
+    """The body as a JSON value, or ``None`` for an empty (or all-whitespace) body.
+
+    Raises :class:`UnsupportedMediaType` when a ``Content-Type`` other than JSON is sent, or a body
+    comes without one; :class:`BodyTooLarge` as soon as the announced or the received size passes
+    ``max_size`` (the rest is never read); :class:`InvalidJson` when the body is not UTF-8 JSON.
+    """
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not is_json_media_type(content_type):
+        raise UnsupportedMediaType(
+            f"Send the input as Content-Type: application/json, not {content_type!r}.",
+            details={"content_type": content_type},
+        )
+    body = await _read_limited(request, max_size)
+    if not body.strip():
+        return None
+    if content_type is None:
+        raise UnsupportedMediaType(
+            "A request body needs Content-Type: application/json.", details={"content_type": None}
+        )
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidJson(f"The body is not valid JSON: {exc}", details={"reason": str(exc)}) from None
+    except RecursionError:
+        raise InvalidJson("The body is nested too deeply.", details={"reason": "nested too deeply"}) from None
+
+
+async def _read_limited(request: Request, max_size: int) -> bytes:
+    announced = request.headers.get("content-length")
+    if announced is not None and announced.isdigit() and int(announced) > max_size:
+        raise _too_large(max_size)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_size:
+            raise _too_large(max_size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(max_size: int) -> BodyTooLarge:
+    return BodyTooLarge(f"The body is larger than {max_size} bytes.", details={"max_body_size": max_size})
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")

@@ -1,0 +1,29 @@
+"""What every endpoint of one app needs: the runtime and the app's options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from starlette.requests import Request
+
+from flue_core.http.authorization import RunListAuthorizer, RunReadAuthorizer
+from flue_core.runtime import Runtime, current_runtime
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    runtime: Runtime
+    max_body_size: int
+    wait_timeout: float | None
+    authorize_run_read: RunReadAuthorizer | None
+    authorize_run_list: RunListAuthorizer | None
+
+    def open_runtime(self) -> Runtime:
+        """The runtime, which must be open (else :class:`~flue_core.errors.RuntimeNotRunning`, 503)."""
+        return current_runtime(self.runtime)
+
+
+def stream_path(request: Request, run_id: str) -> str:
+    """``/runs/<id>`` under the path this app is mounted at (a Starlette ``Mount`` or ``--root-path``)."""
+    return f"{request.scope.get('root_path', '').rstrip('/')}/runs/{quote(run_id, safe='')}"

@@ -1,0 +1,47 @@
+"""Strict query strings: an unknown or repeated parameter is an error, never silently ignored."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from starlette.requests import Request
+
+from flue_core.errors import InvalidQuery
+
+
+def parse_query(request: Request, allowed: Collection[str]) -> dict[str, str]:
+    """The query parameters as a dict; raises :class:`InvalidQuery` for unknown or repeated names."""
+    items = request.query_params.multi_items()
+    unknown = sorted({name for name, _ in items if name not in allowed})
+    if unknown:
+        raise InvalidQuery(
+            f"Unknown query parameter(s): {', '.join(unknown)}; this endpoint takes {', '.join(sorted(allowed)) or 'none'}.",
+            details={"unknown": unknown, "allowed": sorted(allowed)},
+        )
+    params: dict[str, str] = {}
+    for name, value in items:
+        if name in params:
+            raise InvalidQuery(f"Query parameter {name!r} is given more than once.", details={"parameter": name})
+        params[name] = value
+    return params
+
+
+def choice(params: dict[str, str], name: str, allowed: Collection[str]) -> str | None:
+    """``params[name]`` if it is one of ``allowed``, ``None`` when absent; otherwise :class:`InvalidQuery`."""
+    value = params.get(name)
+    if value is not None and value not in allowed:
+        raise InvalidQuery(
+            f"Query parameter {name}={value!r} is not allowed; use {' or '.join(f'{name}={a}' for a in allowed)}.",
+            details={"parameter": name, "value": value, "allowed": sorted(allowed)},
+        )
+    return value
+
+
+def integer(params: dict[str, str], name: str) -> int | None:
+    """``params[name]`` as a decimal integer, ``None`` when absent; otherwise :class:`InvalidQuery`."""
+    value = params.get(name)
+    if value is None:
+        return None
+    if not value.isascii() or not value.lstrip("-").isdigit():
+        raise InvalidQuery(f"Query parameter {name}={value!r} is not an integer.", details={"parameter": name, "value": value})
+    return int(value)

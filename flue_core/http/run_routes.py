@@ -1,0 +1,62 @@
+"""``GET|HEAD /runs/{run_id}`` (record with ``?meta``, else the event stream) and ``GET /runs`` (listing).
+
+Run reads are closed unless granted (:mod:`flue_core.http.authorization`). An unknown run and a run the
+caller may not read get the same 404 ``run_not_found``, so a run id cannot be probed for existence.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from flue_core import runs
+from flue_core.errors import RunNotFound
+from flue_core.http.authorization import may_list_runs, may_read_run
+from flue_core.http.config import HttpConfig
+from flue_core.http.envelope import PRIVATE_HEADERS
+from flue_core.http.errors import MethodNotAllowed
+from flue_core.http.query import integer, parse_query
+from flue_core.http.error_handling import route_not_found
+
+LIST_PARAMETERS = ("workflow", "status", "limit", "cursor")
+DEFAULT_LIST_LIMIT = 50
+
+
+async def read_run(config: HttpConfig, request: Request) -> Response:
+    if request.method not in ("GET", "HEAD"):  # before any lookup: says nothing about the run
+        raise MethodNotAllowed(request.method, ["GET", "HEAD"])
+    run_id = request.path_params["run_id"]
+    runtime = config.open_runtime()
+    record = await runs.get(run_id, runtime=runtime)
+    if record is None or not await may_read_run(
+        config.authorize_run_read, runtime.pm.hook.flue_authorize_run_read, request, record
+    ):
+        raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
+    if request.method == "GET" and "meta" in request.query_params:
+        return JSONResponse(record.model_dump(mode="json"), headers=PRIVATE_HEADERS)
+    return await _serve_stream(request, config, run_id)
+
+
+async def _serve_stream(request: Request, config: HttpConfig, run_id: str) -> Response:
+    from flue_core.streams.runs import serve_run_stream  # the Durable Streams read protocol
+
+    return await serve_run_stream(request, config.runtime, run_id)
+
+
+async def list_runs(config: HttpConfig, request: Request) -> Response:
+    runtime = config.open_runtime()
+    # Authorised before anything else: a refused caller cannot tell the listing is switched on.
+    if not await may_list_runs(config.authorize_run_list, runtime.pm.hook.flue_authorize_run_list, request):
+        return route_not_found(request)
+    if request.method != "GET":
+        raise MethodNotAllowed(request.method, ["GET"])
+    params = parse_query(request, LIST_PARAMETERS)
+    limit = integer(params, "limit")
+    page = await runs.list(
+        workflow=params.get("workflow"),
+        status=params.get("status"),
+        limit=DEFAULT_LIST_LIMIT if limit is None else limit,
+        cursor=params.get("cursor"),
+        runtime=runtime,
+    )
+    return JSONResponse(page.model_dump(mode="json"), headers=PRIVATE_HEADERS)

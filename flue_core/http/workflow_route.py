@@ -1,0 +1,111 @@
+"""``POST /workflows/{name}``: admit a run over HTTP through the one admission pipeline.
+
+Checks run in this order, so each answer discloses no more than the one before it:
+
+1. method: anything but ``POST`` is 405 with ``Allow: POST``;
+2. query: only ``wait=result`` is understood; anything else is 400 ``invalid_query``;
+3. workflow: unknown and not exposed (``http=False``) answer the same 404 ``workflow_not_found``;
+4. the workflow's route middleware (authentication; may reject before the body is read);
+5. body: 415 for a non-JSON content type, 413 past ``max_body_size`` (while reading), 400 bad JSON;
+6. :func:`flue_core.admission.admit` with ``source="http"``: 422 invalid input (no run), 403 / 429
+   refused by a policy, 409 idempotency key conflict, 503 scheduling failed.
+
+Detached (default): 202, the receipt, ``Location: <stream url>``. With ``?wait=result``: 200 with the
+result once the run completed; the run's error (424 ``run_failed``, 409 ``run_cancelled``) otherwise;
+if the app's ``wait_timeout`` passes first, the detached 202 answer, since the run is still going.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from flue_core import runs
+from flue_core.admission import admit
+from flue_core.errors import FlueError, RunCancelled, RunFailed, RunNotFinished, WorkflowNotFound
+from flue_core.http.body import read_json
+from flue_core.http.config import HttpConfig, stream_path
+from flue_core.http.envelope import error_response
+from flue_core.http.errors import MethodNotAllowed
+from flue_core.http.query import choice, parse_query
+from flue_core.http.route_middleware import through_middleware
+from flue_core.models import RunReceipt, RunRecord, RunStatus
+
+WAIT_MODES = ("result",)
+
+
+async def post_workflow(config: HttpConfig, request: Request) -> Response:
+    if request.method != "POST":
+        raise MethodNotAllowed(request.method, ["POST"])
+    wait = choice(parse_query(request, ["wait"]), "wait", WAIT_MODES) is not None
+    name = request.path_params["name"]
+    runtime = config.open_runtime()
+    wf = runtime.registry.get(name)
+    if wf is None or not wf.http:
+        # One answer for both, so names of internal workflows cannot be discovered.
+        raise WorkflowNotFound(f"No workflow named {name!r} is exposed over HTTP.", details={"workflow": name})
+
+    async def admit_request(request: Request) -> Response:
+        try:
+            input = await read_json(request, config.max_body_size)
+            receipt = await admit(
+                runtime,
+                wf,
+                input,
+                key=request.headers.get("idempotency-key"),
+                source="http",
+                principal=getattr(request.state, "principal", None),
+            )
+            receipt = receipt.model_copy(update={"stream_url": stream_path(request, receipt.run_id)})
+            if wait:
+                return await _wait_for_result(config, request, receipt)
+            return _accepted(receipt)
+        except FlueError as exc:  # an envelope, so route middleware sees (and may edit) a response
+            return error_response(exc)
+
+    return await through_middleware(wf, request, admit_request)
+
+
+def _accepted(receipt: RunReceipt) -> Response:
+    return JSONResponse(receipt.model_dump(mode="json"), status_code=202, headers={"Location": receipt.stream_url})
+
+
+async def _wait_for_result(config: HttpConfig, request: Request, receipt: RunReceipt) -> Response:
+    record = None
+    async with anyio.create_task_group() as waiting:
+        # A client that hangs up stops the wait (not the run): nobody is left to answer.
+        waiting.start_soon(_cancel_on_disconnect, request, waiting.cancel_scope)
+        try:
+            record = await runs.wait(receipt.run_id, timeout=config.wait_timeout, runtime=config.runtime)
+        except RunNotFinished:
+            pass
+        waiting.cancel_scope.cancel()
+    if record is None:  # still going after wait_timeout (or the client left): the detached answer
+        return _accepted(receipt)
+    if record.status == RunStatus.COMPLETED:
+        body: dict[str, Any] = {**receipt.model_dump(mode="json"), "status": record.status.value, "result": record.result}
+        return JSONResponse(body)
+    return error_response(run_outcome_error(record, receipt))
+
+
+async def _cancel_on_disconnect(request: Request, scope: anyio.CancelScope) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+def run_outcome_error(record: RunRecord, receipt: RunReceipt) -> FlueError:
+    """The error a waiting client gets for a run that did not complete. The run's error travels without
+    its traceback: that stays in the record, for readers the application authorised."""
+    where = {"run_id": record.run_id, "workflow": record.workflow, "stream_url": receipt.stream_url}
+    if record.status == RunStatus.CANCELLED:
+        return RunCancelled(f"Run {record.run_id} was cancelled.", details=where)
+    error = record.error
+    run_error = None if error is None else error.model_dump(mode="json", exclude_none=True, exclude={"traceback"})
+    return RunFailed(
+        f"Run {record.run_id} failed: {error.message if error else 'unknown error'}",
+        details={**where, "error": run_error},
+    )
