@@ -272,20 +272,20 @@ class SqliteStore(RunStore):
     async def claim(self, run_id: str, owner: str) -> Attempt | None:
         now = format_timestamp(utc_now())
 
-        def apply(conn: sqlite3.Connection) -> tuple[tuple, int] | None:
-            row = conn.execute(
+        def apply(conn: sqlite3.Connection) -> tuple | None:
+            return conn.execute(
                 "UPDATE flue_runs SET status = 'running', attempt = attempt + 1,"
                 " started_at = COALESCE(started_at, ?)"
-                f" WHERE run_id = ? AND status = 'queued' AND owner = ? RETURNING {_COLUMNS}",
+                " WHERE run_id = ? AND status = 'queued' AND owner = ?"
+                f" RETURNING {_COLUMNS}, (SELECT MAX(idx) FROM flue_events WHERE run_id = flue_runs.run_id)",
                 (now, run_id, owner),
             ).fetchone()
-            if row is None:
-                return None
-            (tail,) = conn.execute("SELECT MAX(idx) FROM flue_events WHERE run_id = ?", (run_id,)).fetchone()
-            return row, (-1 if tail is None else tail) + 1
 
-        claimed = await self._submit(apply, run_id)
-        return None if claimed is None else Attempt(_record(claimed[0]), claimed[1])
+        row = await self._submit(apply, run_id)
+        if row is None:
+            return None
+        tail = row[-1]
+        return Attempt(_record(row[:-1]), (-1 if tail is None else tail) + 1)
 
     async def requeue(self, run_id: str, owner: str | None) -> RunRecord | None:
         def apply(conn: sqlite3.Connection) -> tuple | None:
@@ -303,24 +303,25 @@ class SqliteStore(RunStore):
         error = None if outcome.error is None else outcome.error.model_dump_json(exclude_none=True)
         ended_at = format_timestamp(outcome.ended_at)
 
+        allowed = [status for status in ("queued", "running") if only_from is None or status == only_from.value]
+
         def apply(conn: sqlite3.Connection) -> tuple | None:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()
-            if row is None:
-                return None
-            status, started_at = row[2], row[7]
-            if status not in ("queued", "running") or (only_from is not None and status != only_from):
-                return row
-            (tail,) = conn.execute("SELECT MAX(idx) FROM flue_events WHERE run_id = ?", (run_id,)).fetchone()
+            row = conn.execute(
+                "UPDATE flue_runs SET status = ?, ended_at = ?, result = ?, error = ?"
+                f" WHERE run_id = ? AND status IN ({', '.join('?' * len(allowed))}) RETURNING {_COLUMNS},"
+                " (SELECT MAX(idx) FROM flue_events WHERE run_id = flue_runs.run_id)",
+                (outcome.status.value, ended_at, result, error, run_id, *allowed),
+            ).fetchone()
+            if row is None:  # unknown, already ended, or not in ``only_from``: nothing changes
+                return conn.execute(f"SELECT {_COLUMNS} FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()
+            *record, tail = row
+            started_at = record[7]
             started = None if started_at is None else parse_timestamp(started_at)
             end = NewEvent((-1 if tail is None else tail) + 1, "run_end", outcome.event_data(started), outcome.ended_at)
             conn.execute(
                 "INSERT INTO flue_events (run_id, idx, data) VALUES (?, ?, ?)", (run_id, end.index, event_json(run_id, end))
             )
-            return conn.execute(
-                "UPDATE flue_runs SET status = ?, ended_at = ?, result = ?, error = ?"
-                f" WHERE run_id = ? RETURNING {_COLUMNS}",
-                (outcome.status.value, ended_at, result, error, run_id),
-            ).fetchone()
+            return tuple(record)
 
         row = await self._submit(apply, run_id)
         return None if row is None else _record(row)
@@ -440,8 +441,10 @@ class SqliteStore(RunStore):
             if not workflows:
                 return []
             marks = ", ".join("?" * len(workflows))
+            # ``+workflow`` keeps the planner off the workflow index, which would scan every run of
+            # the workflow ever stored: the status index finds the unfinished ones only.
             return conn.execute(
-                f"UPDATE flue_runs SET owner = ? WHERE status IN {_UNFINISHED} AND workflow IN ({marks})"
+                f"UPDATE flue_runs SET owner = ? WHERE status IN {_UNFINISHED} AND +workflow IN ({marks})"
                 " AND (owner IS NULL OR owner NOT IN (SELECT worker_id FROM flue_workers))"
                 f" RETURNING {_COLUMNS}",
                 (owner, *workflows),

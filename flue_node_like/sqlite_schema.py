@@ -28,7 +28,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS flue_runs_key ON flue_runs (workflow, key) WHE
 CREATE INDEX IF NOT EXISTS flue_runs_order ON flue_runs (created_at, run_id);
 CREATE INDEX IF NOT EXISTS flue_runs_workflow_order ON flue_runs (workflow, created_at, run_id);
 CREATE INDEX IF NOT EXISTS flue_runs_status_order ON flue_runs (status, created_at, run_id);
-CREATE INDEX IF NOT EXISTS flue_runs_unfinished ON flue_runs (owner) WHERE status IN ('queued', 'running');
 CREATE TABLE IF NOT EXISTS flue_events (
     run_id TEXT NOT NULL,
     idx    INTEGER NOT NULL,
@@ -48,6 +47,38 @@ CREATE TABLE IF NOT EXISTS flue_workers (
     pid_started  TEXT,
     heartbeat_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS flue_ds_streams (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    path         TEXT NOT NULL UNIQUE,
+    content_type TEXT NOT NULL,
+    tail         INTEGER NOT NULL,
+    touched_at   REAL NOT NULL,
+    ttl          INTEGER,
+    expires_at   REAL,
+    closed       INTEGER NOT NULL DEFAULT 0,
+    closed_by    TEXT,
+    stream_seq   TEXT,
+    fork_of      INTEGER,
+    fork_at      INTEGER NOT NULL DEFAULT 0,
+    forks        INTEGER NOT NULL DEFAULT 0,
+    deleted      INTEGER NOT NULL DEFAULT 0,
+    spec         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flue_ds_streams_expiry ON flue_ds_streams (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flue_ds_streams_ttl ON flue_ds_streams (touched_at) WHERE ttl IS NOT NULL;
+CREATE TABLE IF NOT EXISTS flue_ds_records (
+    stream_id INTEGER NOT NULL,
+    pos       INTEGER NOT NULL,
+    data      BLOB NOT NULL,
+    PRIMARY KEY (stream_id, pos)
+);
+CREATE TABLE IF NOT EXISTS flue_ds_producers (
+    stream_id   INTEGER NOT NULL,
+    producer_id TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    PRIMARY KEY (stream_id, producer_id)
+) WITHOUT ROWID;
 """
 
 
