@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,6 +24,9 @@ from flue_core.http.run_routes import list_runs, read_run
 from flue_core.http.workflow_route import post_workflow
 from flue_core.runtime import Runtime
 
+if TYPE_CHECKING:
+    from flue_core.streams import ReadOptions
+
 
 def create_app(
     runtime: Runtime,
@@ -33,6 +37,7 @@ def create_app(
     authorize_run_list: RunListAuthorizer | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     wait_timeout: float | None = None,
+    stream_options: ReadOptions | None = None,
     middleware: Sequence[Middleware] = (),
 ) -> Starlette:
     """The HTTP surface of ``runtime``: ``POST /workflows/{name}``, ``GET|HEAD /runs/{run_id}`` and,
@@ -48,6 +53,7 @@ def create_app(
     hook grants them; likewise the listing with ``authorize_run_list(request)`` /
     ``flue_authorize_run_list``. Request bodies larger than ``max_body_size`` bytes are refused while
     being read. ``?wait=result`` waits at most ``wait_timeout`` seconds (``None``: until the run ends).
+    ``stream_options`` tunes run stream reads (long-poll timeout, SSE heartbeat and duration...).
     ``middleware`` is Starlette middleware around every route (inside the error envelope, so what it
     raises is answered as an envelope too). The app's ``state.runtime`` is ``runtime``.
     """
@@ -58,7 +64,7 @@ def create_app(
     if authorize_run_list is not None and not list_runs_enabled:
         raise ConfigurationError("authorize_run_list has no effect unless list_runs_enabled=True.")
     check_route_middleware([wf for wf in runtime.registry if wf.http])
-    config = HttpConfig(runtime, max_body_size, wait_timeout, authorize_run_read, authorize_run_list)
+    config = HttpConfig(runtime, max_body_size, wait_timeout, authorize_run_read, authorize_run_list, stream_options)
     routes = [
         Route("/workflows/{name}", _endpoint(config, post_workflow), name="flue:workflow"),
         Route("/runs/{run_id}", _endpoint(config, read_run), name="flue:run"),

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from starlette.requests import Request
 
 from flue_core.http.authorization import RunListAuthorizer, RunReadAuthorizer
 from flue_core.runtime import Runtime, current_runtime
+
+if TYPE_CHECKING:
+    from flue_core.streams import ReadOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +22,7 @@ class HttpConfig:
     wait_timeout: float | None
     authorize_run_read: RunReadAuthorizer | None
     authorize_run_list: RunListAuthorizer | None
+    stream_options: ReadOptions | None
 
     def open_runtime(self) -> Runtime:
         """The runtime, which must be open (else :class:`~flue_core.errors.RuntimeNotRunning`, 503)."""

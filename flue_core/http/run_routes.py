@@ -34,13 +34,11 @@ async def read_run(config: HttpConfig, request: Request) -> Response:
         raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
     if request.method == "GET" and "meta" in request.query_params:
         return JSONResponse(record.model_dump(mode="json"), headers=PRIVATE_HEADERS)
-    return await _serve_stream(request, config, run_id)
+    # Imported here: flue_core.streams answers errors with flue_core.http's envelope, so importing it at
+    # the top would make the two packages import each other half-initialised.
+    from flue_core.streams import serve_run_stream
 
-
-async def _serve_stream(request: Request, config: HttpConfig, run_id: str) -> Response:
-    from flue_core.streams.runs import serve_run_stream  # the Durable Streams read protocol
-
-    return await serve_run_stream(request, config.runtime, run_id)
+    return await serve_run_stream(request, runtime, run_id, config.stream_options)
 
 
 async def list_runs(config: HttpConfig, request: Request) -> Response:

@@ -18,7 +18,8 @@ async def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, **optio
 
     The server runs on the current event loop, so the app shares it with a runtime opened by the caller.
     ``options`` go to :class:`uvicorn.Config` (``lifespan="on"`` to run the app's lifespan...). The
-    server stops, letting open requests finish, when the block ends.
+    server stops when the block ends, giving open requests (live reads too) up to
+    ``timeout_graceful_shutdown`` seconds (default 2) to finish.
     """
     # IPPROTO_TCP, as asyncio itself would: transports only turn Nagle's algorithm off (TCP_NODELAY) on
     # sockets that say they are TCP, and with it on small responses wait on delayed ACKs (~40 ms).
@@ -28,6 +29,7 @@ async def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, **optio
     bound_port = sock.getsockname()[1]
     options.setdefault("lifespan", "off")
     options.setdefault("log_level", "warning")
+    options.setdefault("timeout_graceful_shutdown", 2)  # live reads (SSE) would otherwise hold the exit
     server = _Server(uvicorn.Config(app, **options))
     try:
         async with anyio.create_task_group() as tasks:
