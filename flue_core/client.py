@@ -1,0 +1,437 @@
+"""A client for a Flue HTTP server: start runs, read run records, read and follow run event streams.
+
+::
+
+    async with FlueClient("https://example.com/flue", token="...") as client:
+        receipt = await client.start("daily-summary", {"prompt": "..."})
+        async for event in client.events(receipt.run_id, follow=True):
+            print(event.type, event.data)
+
+Event streams are read with the Durable Streams protocol on ``GET /runs/{run_id}``: catch-up reads
+until ``Stream-Up-To-Date``, then ``live=long-poll`` (or ``live=sse``) until the stream is closed or
+``run_end`` arrives. A dropped connection is resumed from the last ``Stream-Next-Offset``, so no
+event is lost or repeated. Server errors are raised as the :class:`~flue_core.errors.FlueError`
+their envelope's ``code`` names.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote
+
+import anyio
+import httpx
+from pydantic import ValidationError
+
+from flue_core.errors import FlueError
+from flue_core.models import Event, RunPage, RunReceipt, RunRecord, RunStatus
+
+Headers = Mapping[str, str] | Callable[[], Mapping[str, str]]
+LiveMode = Literal["long-poll", "sse"]
+
+#: Longest a live read may stay silent: above the server's long-poll wait (30 s) and SSE heartbeat.
+LIVE_READ_TIMEOUT = 75.0
+#: Statuses worth retrying while following: a server restarting behind a proxy answers these.
+_RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class ServerUnreachable(FlueError):
+    """The server could not be reached (refused, timed out, or lost for longer than ``retry_for``)."""
+
+    code = "server_unreachable"
+    status = 503
+
+
+class UnexpectedResponse(FlueError):
+    """The server answered with something that is not the Flue HTTP API (wrong URL, a proxy page...)."""
+
+    code = "unexpected_response"
+    status = 502
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One read of a run stream: its events and the protocol headers that came with them."""
+
+    events: list[Event]
+    next_offset: str
+    up_to_date: bool
+    closed: bool
+    cursor: str | None
+
+
+class FlueClient:
+    """An HTTP client of one Flue server. ``base_url`` includes any mount path.
+
+    ``headers`` are sent with every request; give a callable to have them re-resolved for every
+    request, reconnections included (rotating tokens). ``token`` adds ``Authorization: Bearer``.
+    While following a stream, a lost connection is retried with back-off for up to ``retry_for``
+    seconds; a server that cannot be reached at the first request fails at once.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Headers | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+        retry_for: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http:// or https:// URL, not {base_url!r}.")
+        self.base_url = base_url.rstrip("/")
+        self._headers = headers
+        self._token = token
+        self.retry_for = retry_for
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=True)
+        self._reached = False  # once the server answered, lost connections are retried
+
+    async def __aenter__(self) -> FlueClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- the API ------------------------------------------------------------------------------------
+
+    async def start(self, workflow: str, input: Any = None, *, key: str | None = None) -> RunReceipt:
+        """``POST /workflows/{workflow}``: admit a run and return its receipt (never retried).
+
+        ``input`` is sent as the JSON body (no body for ``None``); ``key`` as ``Idempotency-Key``.
+        """
+        headers = {"idempotency-key": key} if key is not None else {}
+        content = None
+        if input is not None:
+            content = json.dumps(input, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+            headers["content-type"] = "application/json"
+        response = await self._send("POST", f"/workflows/{quote(workflow, safe='')}", content=content, headers=headers)
+        return self._parse(RunReceipt, response)
+
+    async def get(self, run_id: str) -> RunRecord:
+        """``GET /runs/{run_id}?meta``: the run's record. Raises ``RunNotFound`` (also when unreadable)."""
+        response = await self._send("GET", self._run_path(run_id), params={"meta": ""}, may_retry=True)
+        return self._parse(RunRecord, response)
+
+    async def list(
+        self,
+        *,
+        workflow: str | None = None,
+        status: RunStatus | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """``GET /runs``: one page of the server's run listing, newest first, where the application
+        enables it (``create_app(list_runs_enabled=True)``); otherwise a 404 ``route_not_found``."""
+        params = {"workflow": workflow, "status": status, "limit": limit, "cursor": cursor}
+        response = await self._send(
+            "GET", "/runs", params={k: str(v) for k, v in params.items() if v is not None}, may_retry=True
+        )
+        return self._parse(RunPage, response)
+
+    async def events(
+        self,
+        run_id: str,
+        *,
+        offset: str = "-1",
+        follow: bool = False,
+        live: LiveMode = "long-poll",
+    ) -> AsyncIterator[Event]:
+        """The run's events strictly after ``offset`` (``"-1"``: all; ``"now"``: only new ones).
+
+        Without ``follow``, stops once caught up. With ``follow``, keeps reading live until the
+        stream is closed (the run ended; ``run_end`` is the last event).
+        """
+        if live not in ("long-poll", "sse"):
+            raise ValueError(f"live must be 'long-poll' or 'sse', not {live!r}.")
+        path = self._run_path(run_id)
+        position = offset
+        while True:  # catch-up: loop until the server says we have everything there is
+            batch = await self._read(path, {"offset": position})
+            for event in batch.events:
+                yield event
+            if batch.closed or _ends(batch):
+                return
+            advanced = batch.next_offset != position
+            position = batch.next_offset
+            if batch.up_to_date or not advanced:
+                break
+        if not follow:
+            return
+        follow_live = self._follow_sse if live == "sse" else self._follow_long_poll
+        async for event in follow_live(path, position, batch.cursor):
+            yield event
+
+    # -- live reads ---------------------------------------------------------------------------------
+
+    async def _follow_long_poll(self, path: str, position: str, cursor: str | None) -> AsyncIterator[Event]:
+        while True:
+            params = {"offset": position, "live": "long-poll"}
+            if cursor is not None:
+                params["cursor"] = cursor
+            batch = await self._read(path, params, timeout=LIVE_READ_TIMEOUT)
+            for event in batch.events:
+                yield event
+            if batch.closed or _ends(batch):
+                return
+            position, cursor = batch.next_offset, batch.cursor or cursor
+
+    async def _follow_sse(self, path: str, position: str, cursor: str | None) -> AsyncIterator[Event]:
+        """SSE frames: ``data`` carries a JSON array of events, the ``control`` frame after it the next
+        offset. A batch is yielded only once its control frame arrived, so a connection lost between
+        the two resumes before that batch and nothing is delivered twice. (SSE takes no ``cursor``.)"""
+        retry = _Retry(self)
+        while True:
+            try:
+                async with _SseConnection(self, path, {"offset": position, "live": "sse"}) as lines:
+                    pending: list[Event] = []
+                    controls = 0
+                    async for kind, data in _sse_frames(lines):
+                        if kind == "data":
+                            pending.extend(self._events(_json(data, "SSE data")))
+                        elif kind == "control":
+                            control = _json(data, "SSE control")
+                            if not isinstance(control, dict) or not isinstance(control.get("streamNextOffset"), str):
+                                raise UnexpectedResponse(f"SSE control frame without streamNextOffset: {data[:200]!r}")
+                            position, controls = control["streamNextOffset"], controls + 1
+                            batch, pending = pending, []
+                            for event in batch:
+                                yield event
+                            if control.get("streamClosed") is True or (batch and batch[-1].type == "run_end"):
+                                return
+                if not controls:  # closed before saying anything: not a healthy server, back off
+                    raise _Retryable("the SSE response ended without a control frame")
+                retry = _Retry(self)  # a clean close after progress (servers do so every minute or so)
+            except (httpx.TransportError, _Retryable) as exc:
+                await retry.wait(exc)
+
+    # -- requests -----------------------------------------------------------------------------------
+
+    async def _read(self, path: str, params: dict[str, str], *, timeout: float | None = None) -> _Batch:
+        response = await self._send("GET", path, params=params, may_retry=True, timeout=timeout)
+        if response.status_code == 204:
+            events: list[Event] = []
+        else:
+            events = self._events(self._json_body(response))
+        headers = response.headers
+        next_offset = headers.get("stream-next-offset")
+        if not next_offset:
+            raise UnexpectedResponse(
+                f"GET {path} answered without a Stream-Next-Offset header; is {self.base_url} a Flue server?"
+            )
+        return _Batch(
+            events=events,
+            next_offset=next_offset,
+            up_to_date=headers.get("stream-up-to-date", "").lower() == "true",
+            closed=headers.get("stream-closed", "").lower() == "true",
+            cursor=headers.get("stream-cursor"),
+        )
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        may_retry: bool = False,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """Send one request; raise the server's error for a non-2xx answer. With ``may_retry`` (reads
+        only), a lost connection or a 502/503/504 is retried with back-off once the server has
+        answered before."""
+        retry = _Retry(self)
+        while True:
+            try:
+                request = self._http.build_request(
+                    method,
+                    self.base_url + path,
+                    params=params,
+                    content=content,
+                    headers={**self._request_headers(), **(headers or {})},
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+                response = await self._http.send(request)
+                if may_retry and response.status_code in _RETRY_STATUSES and self._reached:
+                    raise _Retryable(f"HTTP {response.status_code}")
+            except (httpx.TransportError, _Retryable) as exc:
+                if not may_retry:
+                    raise self._unreachable(exc) from exc
+                await retry.wait(exc)
+                continue
+            self._reached = True
+            if response.status_code >= 400:
+                raise error_from_response(response)
+            return response
+
+    def _unreachable(self, exc: Exception) -> ServerUnreachable:
+        return ServerUnreachable(
+            f"Cannot reach {self.base_url}: {exc or type(exc).__name__}",
+            details={"url": self.base_url, "reason": type(exc).__name__},
+        )
+
+    def _request_headers(self) -> dict[str, str]:
+        headers = dict(self._headers() if callable(self._headers) else self._headers or {})
+        if self._token is not None and not any(name.lower() == "authorization" for name in headers):
+            headers["authorization"] = f"Bearer {self._token}"
+        return headers
+
+    # -- decoding -----------------------------------------------------------------------------------
+
+    def _run_path(self, run_id: str) -> str:
+        return f"/runs/{quote(run_id, safe='')}"
+
+    def _json_body(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise UnexpectedResponse(
+                f"{response.request.method} {response.request.url} answered {response.status_code} without JSON.",
+                details={"status": response.status_code},
+            ) from None
+
+    def _events(self, body: Any) -> list[Event]:
+        if not isinstance(body, list):
+            raise UnexpectedResponse("A run stream read did not return a JSON array of events.")
+        try:
+            return [Event.model_validate(item) for item in body]
+        except ValidationError as exc:
+            raise UnexpectedResponse(f"A run stream returned something that is not a Flue event: {exc}") from None
+
+    def _parse(self, model: type[Any], response: httpx.Response) -> Any:
+        try:
+            return model.model_validate(self._json_body(response))
+        except ValidationError as exc:
+            raise UnexpectedResponse(
+                f"{response.request.method} {response.request.url} did not return a {model.__name__}: {exc}"
+            ) from None
+
+
+class _Retry:
+    """Back-off for one stretch of failures: 0.1 s, 0.2 s, 0.4 s... at most 2 s apart, for at most the
+    client's ``retry_for`` seconds. A server never reached is not retried at all (fail fast)."""
+
+    def __init__(self, client: FlueClient) -> None:
+        self._client = client
+        self._started: float | None = None
+        self._attempts = 0
+
+    async def wait(self, exc: Exception) -> None:
+        client = self._client
+        now = anyio.current_time()
+        if self._started is None:
+            self._started = now
+        left = client.retry_for - (now - self._started)
+        if not client._reached or left <= 0:
+            raise client._unreachable(exc) from exc
+        await anyio.sleep(min(0.1 * 2**self._attempts, 2.0, left))
+        self._attempts += 1
+
+
+class _Retryable(Exception):
+    """An answer that means "try again shortly" (a proxy in front of a restarting server)."""
+
+
+class _SseConnection:
+    """``async with``: an open ``live=sse`` response, as an iterator of its lines."""
+
+    def __init__(self, client: FlueClient, path: str, params: dict[str, str]) -> None:
+        self._client = client
+        self._path = path
+        self._params = params
+        self._response: httpx.Response | None = None
+
+    async def __aenter__(self) -> AsyncIterator[str]:
+        client = self._client
+        request = client._http.build_request(
+            "GET",
+            client.base_url + self._path,
+            params=self._params,
+            headers={**client._request_headers(), "accept": "text/event-stream"},
+            timeout=LIVE_READ_TIMEOUT,
+        )
+        response = await client._http.send(request, stream=True)
+        self._response = response
+        if response.status_code in _RETRY_STATUSES and client._reached:
+            await response.aclose()
+            raise _Retryable(f"HTTP {response.status_code}")
+        client._reached = True
+        if response.status_code >= 400:
+            await response.aread()
+            await response.aclose()
+            raise error_from_response(response)
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            await response.aclose()
+            raise UnexpectedResponse(f"GET {self._path}?live=sse did not answer with text/event-stream.")
+        return response.aiter_lines()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+
+
+async def _sse_frames(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
+    """``(event, data)`` for each dispatched SSE event; comments (heartbeats) are skipped."""
+    kind, data = "message", []
+    async for line in lines:
+        if not line:
+            if data:
+                yield kind, "\n".join(data)
+            kind, data = "message", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            kind = value
+        elif name == "data":
+            data.append(value)
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise UnexpectedResponse(f"{what} is not JSON: {text[:200]!r}") from None
+
+
+def _ends(batch: _Batch) -> bool:
+    return bool(batch.events) and batch.events[-1].type == "run_end"
+
+
+def _error_classes() -> dict[str, type[FlueError]]:
+    found: dict[str, type[FlueError]] = {}
+    pending: list[type[FlueError]] = [FlueError]
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def error_from_response(response: httpx.Response) -> FlueError:
+    """The :class:`FlueError` a non-2xx answer stands for: the class its envelope's ``code`` names
+    (a plain ``FlueError`` carrying that code when it is not one of ours), with the response's status."""
+    status = response.status_code
+    code, message, details = f"http_{status}", f"HTTP {status} from {response.request.url}", None
+    try:
+        body = response.json()["error"]
+        code, message = str(body["code"]), str(body["message"])
+        details = body.get("details") if isinstance(body.get("details"), dict) else None
+    except (ValueError, KeyError, TypeError):
+        pass
+    cls = _error_classes().get(code, FlueError)
+    error = cls(message, details=details)
+    error.code = code
+    error.status = status
+    return error
