@@ -1,0 +1,219 @@
+"""The sub-commands: ``serve``, ``start``, ``logs`` and ``runs``.
+
+Each async command gets its parsed arguments, the :class:`Output` and the :class:`Interrupts`, and
+returns an exit code; errors are raised as :class:`~flue_core.errors.FlueError` and mapped by ``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from flue_core.cli.app import AppNotLoaded, import_object, importable_from_cwd
+from flue_core.cli.backends import Runs, open_runs
+from flue_core.cli.exits import OUTCOMES, Exit, reworded
+from flue_core.cli.view import EventView, Output, records_table
+from flue_core.errors import RunNotFound
+from flue_core.models import Event
+
+Command = Callable[[argparse.Namespace, Output, "Interrupts"], Awaitable[int]]
+
+
+class Interrupts:
+    """SIGINT and SIGTERM stop a command cleanly: its :meth:`stoppable` block is cancelled, while
+    what surrounds it (an open runtime, a client) is closed normally afterwards.
+
+    A command may :meth:`claim` the first signal: it is then told through :attr:`first` instead of
+    being stopped (a local ``start`` cancels its run and waits for it to end); a second signal stops
+    it at once.
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.first = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+        self._claimed = False
+        self._stop = False
+
+    def claim(self) -> None:
+        self._claimed = True
+
+    @contextmanager
+    def stoppable(self) -> Iterator[None]:
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            if self._stop:  # a signal came while the command was still setting up
+                scope.cancel()
+            yield
+        self._scope = None
+
+    async def watch(self, signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            if self.signal is None:
+                self.signal = signum
+                if self._claimed:
+                    self.first.set()
+                    continue
+            self._stop = True
+            if self._scope is not None:
+                self._scope.cancel()
+
+
+@contextmanager
+def _signal_receiver() -> Iterator[AsyncIterator[int] | None]:
+    try:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            yield signals
+    except ValueError:  # not the main thread (main() called from a worker thread): default handling
+        yield None
+
+
+async def run(command: Command, args: argparse.Namespace, out: Output) -> int:
+    """Run one command under signal handling; 128 + the signal number when interrupted."""
+    interrupts = Interrupts()
+    async with anyio.create_task_group() as tasks:
+        with _signal_receiver() as signals:
+            if signals is not None:
+                tasks.start_soon(interrupts.watch, signals)
+            try:
+                code = await command(args, out, interrupts)
+            finally:
+                tasks.cancel_scope.cancel()
+    if interrupts.signal is not None:
+        return 128 + interrupts.signal
+    return code
+
+
+def _runs(args: argparse.Namespace, *, execute: bool = False) -> AbstractAsyncContextManager[Runs]:
+    return open_runs(
+        url=args.url,
+        headers=args.headers,
+        live=args.live,
+        app=getattr(args, "app", None),
+        store=args.store,
+        execute=execute,
+    )
+
+
+async def show_events(events: AsyncIterator[Event], view: EventView) -> int:
+    """Feed events to the view; the exit code is the outcome of a ``run_end`` seen, else 0."""
+    code = Exit.COMPLETED
+    try:
+        async for event in events:
+            view.event(event)
+            if event.type == "run_end":
+                code = OUTCOMES.get(str(event.data.get("status")), Exit.FAILED)
+    finally:
+        view.close()
+    return code
+
+
+async def start(args: argparse.Namespace, out: Output, interrupts: Interrupts) -> int:
+    """Admit a run, print its receipt, then wait for its end (printing events with ``--follow``).
+
+    Locally this process executes the run, so it always waits; the first Ctrl-C cancels the run.
+    """
+    async with _runs(args, execute=not args.url) as runs:
+        receipt = await runs.start(args.workflow, args.input, args.key)
+        if out.ndjson:
+            if not args.follow:
+                out.line(receipt.model_dump_json())
+        else:
+            out.line(f"{out.style(receipt.run_id, 'bold')}  {receipt.workflow}  admitted")
+        if args.detach:
+            return Exit.COMPLETED
+        view = EventView(out, show_events=args.follow)
+        code: int = Exit.INTERRUPTED
+        if not runs.executes:
+            with interrupts.stoppable():
+                try:
+                    code = await show_events(runs.events(receipt.run_id, "-1", True), view)
+                except RunNotFound as exc:  # admitted, but the server keeps its events from us
+                    raise reworded(
+                        exc,
+                        f"Run {receipt.run_id} was admitted, but the server does not let this client read it,"
+                        " so its end cannot be awaited: pass the headers the server's read policy wants,"
+                        " or --detach.",
+                    ) from None
+            return code
+        interrupts.claim()
+        with interrupts.stoppable():
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_cancel_when_interrupted, interrupts, runs, receipt.run_id)
+                code = await show_events(runs.events(receipt.run_id, "-1", True), view)
+                tasks.cancel_scope.cancel()
+        return code
+
+
+async def _cancel_when_interrupted(interrupts: Interrupts, runs: Runs, run_id: str) -> None:
+    await interrupts.first.wait()
+    print(f"flue: cancelling {run_id} (interrupt again to stop at once)", file=sys.stderr)
+    await runs.cancel(run_id)
+
+
+async def logs(args: argparse.Namespace, out: Output, interrupts: Interrupts) -> int:
+    """Print a run's events after ``--offset``; with ``--follow`` until the run ends."""
+    code: int = Exit.INTERRUPTED
+    async with _runs(args) as runs:
+        with interrupts.stoppable():
+            code = await show_events(runs.events(args.run_id, args.offset, args.follow), EventView(out))
+    return code
+
+
+async def list_runs(args: argparse.Namespace, out: Output, interrupts: Interrupts) -> int:
+    """One page of runs, newest first; the next page's cursor goes to stderr (stdout in text)."""
+    async with _runs(args) as runs:
+        with interrupts.stoppable():
+            page = await runs.list(args.workflow, args.status, args.limit, args.cursor)
+    if interrupts.signal is not None:
+        return Exit.INTERRUPTED
+    if out.ndjson:
+        for record in page.runs:
+            out.line(record.model_dump_json())
+        if page.next_cursor:
+            print(f"flue: more runs: --cursor {page.next_cursor}", file=sys.stderr)
+        return Exit.COMPLETED
+    if not page.runs:
+        out.line("no runs")
+    else:
+        for line in records_table(page.runs, out):
+            out.line(line)
+    if page.next_cursor:
+        out.line(out.style(f"more: flue runs --cursor {page.next_cursor}", "dim"))
+    return Exit.COMPLETED
+
+
+COMMANDS: dict[str, Command] = {"start": start, "logs": logs, "runs": list_runs}
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve the ASGI app with uvicorn until stopped. The app is imported first (unless reloading,
+    where uvicorn imports it in its worker) so a wrong import string is a configuration error."""
+    import uvicorn
+
+    app: Any = args.app
+    if args.reload:
+        importable_from_cwd()  # uvicorn's reloading worker inherits sys.path
+    else:
+        app = import_object(args.app)
+        if args.factory and not callable(app):
+            raise AppNotLoaded(f"{args.app!r} is not callable, so it cannot be an app factory (--factory).")
+    try:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            reload=args.reload,
+            factory=args.factory,
+            log_level=args.log_level,
+        )
+    except SystemExit as exc:  # uvicorn exits 1 when it cannot start (address in use, import error)
+        return Exit.COMPLETED if exc.code in (0, None) else Exit.UNAVAILABLE
+    return Exit.COMPLETED

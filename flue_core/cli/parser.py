@@ -1,0 +1,172 @@
+"""The ``flue`` command line: sub-commands, options, and checking what argparse cannot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from flue_core.cli.app import APP_ENV
+from flue_core.cli.backends import URL_ENV
+from flue_core.cli.exits import UsageError
+from flue_core.models import RunStatus
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 3583
+#: Headers the client sets itself; a user value would break the protocol exchange.
+RESERVED_HEADERS = frozenset({"accept", "content-type", "content-length", "host", "idempotency-key"})
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class Parser(argparse.ArgumentParser):
+    """Raises :class:`UsageError` instead of exiting with argparse's status 2 (a cancelled run's)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="flue",
+        description="Serve a Flue application, start workflow runs, follow their events, list runs.",
+        epilog="Exit codes: 0 completed, 1 failed, 2 cancelled, 64 usage, 65 rejected, 66 not found,"
+        " 69 unavailable, 70 internal error, 78 configuration, 130 interrupted. See docs/cli.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="serve an ASGI application with uvicorn")
+    serve.add_argument("app", metavar="APP", help="import string of the ASGI app, module:attribute")
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to bind (default {DEFAULT_PORT})")
+    serve.add_argument("--reload", action="store_true", help="restart when source files change (development)")
+    serve.add_argument("--factory", action="store_true", help="APP is a function returning the app")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug", "trace"])
+
+    start = commands.add_parser("start", help="start a workflow run (executed here, or on a server with --url)")
+    start.add_argument("workflow", metavar="WORKFLOW", help="the workflow's registered name")
+    start.add_argument("--input", metavar="JSON", help="the input as JSON, @FILE to read it from a file, - for stdin")
+    start.add_argument("--key", help="idempotency key: the same key returns the same run")
+    start.add_argument("-f", "--follow", action="store_true", help="print the run's events until it ends")
+    start.add_argument("--detach", action="store_true", help="with --url: return once admitted, do not wait")
+    _output(start)
+    _where(start, app=True)
+
+    logs = commands.add_parser("logs", help="print a run's events")
+    logs.add_argument("run_id", metavar="RUN_ID")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new events until the run ends")
+    logs.add_argument("--offset", default="-1", help="print events after this offset (-1: all, now: only new ones)")
+    _output(logs)
+    _where(logs, app=False)
+
+    listing = commands.add_parser("runs", help="list runs, newest first")
+    listing.add_argument("--workflow", help="only runs of this workflow")
+    listing.add_argument("--status", choices=[s.value for s in RunStatus], help="only runs with this status")
+    listing.add_argument("--limit", type=int, default=20, help="runs per page, 1-1000 (default 20)")
+    listing.add_argument("--cursor", help="the cursor a previous page printed, for the next page")
+    _output(listing)
+    _where(listing, app=False)
+    return parser
+
+
+def _output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=["text", "ndjson"],
+        help="text (default on a terminal) or ndjson (default when piped)",
+    )
+
+
+def _where(parser: argparse.ArgumentParser, *, app: bool) -> None:
+    group = parser.add_argument_group("where runs are")
+    group.add_argument("--url", default=None, help=f"a Flue server's base URL (default ${URL_ENV}); else the local store")
+    group.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="extra request header for the server, repeatable",
+    )
+    group.add_argument("--live", choices=["long-poll", "sse"], default="long-poll", help="how to follow a server's stream")
+    group.add_argument("--store", help="local store URL (default $FLUE_STORE, else sqlite:///.flue/flue.db)")
+    if app:
+        group.add_argument("--app", help=f"local: module[:attribute] holding a Runtime or workflows (default ${APP_ENV})")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        if ":" not in args.app:
+            raise UsageError(f"APP must be an import string module:attribute, not {args.app!r}.")
+        return args
+    args.headers = parse_headers(args.header)
+    if args.url is None:
+        args.url = os.environ.get(URL_ENV) or None
+    if args.command == "start":
+        args.input = read_input(args.input)
+        if args.detach and not args.url:
+            raise UsageError(
+                "--detach needs --url: a local start executes the run in this process, which waits for it."
+            )
+        if args.detach and args.follow:
+            raise UsageError("--detach and --follow exclude each other.")
+    return args
+
+
+def parse_headers(values: Sequence[str]) -> dict[str, str]:
+    """``'Name: value'`` strings to a dict; malformed, duplicate and reserved names are usage errors."""
+    headers: dict[str, str] = {}
+    seen: set[str] = set()
+    for value in values:
+        name, sep, content = value.partition(":")
+        name = name.strip()
+        if not sep or not _HEADER_NAME.match(name):
+            raise UsageError(f"--header {value!r} is not 'Name: value'.")
+        lowered = name.lower()
+        if lowered in seen:
+            raise UsageError(f"--header {name!r} is given twice.")
+        if lowered in RESERVED_HEADERS:
+            raise UsageError(f"--header {name!r} is set by flue itself and cannot be overridden.")
+        seen.add(lowered)
+        headers[name] = content.strip()
+    return headers
+
+
+def read_input(value: str | None) -> Any:
+    """The ``--input`` value: JSON text, ``@path`` of a JSON file, or ``-`` for standard input."""
+    if value is None:
+        return None
+    source = "--input"
+    if value == "-":
+        text, source = sys.stdin.read(), "standard input"
+    elif value.startswith("@"):
+        try:
+            with open(value[1:], encoding="utf-8") as file:
+                text = file.read()
+        except OSError as exc:
+            raise UsageError(f"--input {value}: cannot read the file ({exc.strerror}).") from None
+        source = value[1:]
+    else:
+        text = value
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise UsageError(f"The input from {source} is not valid JSON: {exc}") from None
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flue")
+    except PackageNotFoundError:
+        return "unknown"
