@@ -368,3 +368,10 @@ def test_a_reader_that_goes_away_stops_the_command_quietly_with_141(tmp_path):
     assert json.loads(done.stdout)["type"] == "run_queued"
     assert done.returncode == Exit.BROKEN_PIPE
     assert done.stderr == ""
+
+
+def test_every_exit_code_is_documented_in_the_cli_reference():
+    docs = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    table = docs.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = {int(code) for row in re.findall(r"^\| ([\d /]+) \|", table, re.M) for code in row.split("/")}
+    assert documented == {int(code) for code in Exit} | {143}
