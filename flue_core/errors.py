@@ -200,3 +200,71 @@ class StoreUnavailable(FlueError):
 
     code = "store_unavailable"
     status = 503
+
+
+# -- durable streams --------------------------------------------------------------------------------
+
+
+class StreamNotFound(FlueError):
+    """No stream at this path: never created, deleted, or expired."""
+
+    code = "stream_not_found"
+    status = 404
+
+
+class StreamGone(FlueError):
+    """The stream was deleted (or expired) while forks still read its data: its own URL answers 410
+    until the last fork is gone."""
+
+    code = "stream_gone"
+    status = 410
+
+
+class InvalidStreamRequest(FlueError):
+    """A stream write is malformed: a header value out of its syntax, an empty append, data the
+    stream's content type refuses (invalid JSON, an empty JSON array), a fork point past the source's end.
+    ``details["header"]`` names the header at fault, when one is."""
+
+    code = "invalid_stream_request"
+    status = 400
+
+
+class StreamConflict(FlueError):
+    """The stream exists with another configuration, or its path is held by a deleted stream whose
+    forks still need it, or the fork source is such a deleted stream."""
+
+    code = "stream_conflict"
+    status = 409
+
+
+class ContentTypeMismatch(StreamConflict):
+    """Data sent with a content type other than the stream's (or a fork asking for another type)."""
+
+    code = "content_type_mismatch"
+
+
+class StreamClosed(StreamConflict):
+    """An append to a closed stream. ``details["next_offset"]`` is the stream's final offset."""
+
+    code = "stream_closed"
+
+
+class StreamSeqConflict(StreamConflict):
+    """``Stream-Seq`` not greater (byte-wise) than the last one the stream accepted."""
+
+    code = "stream_seq_conflict"
+
+
+class ProducerSequenceGap(StreamConflict):
+    """An idempotent producer skipped sequence numbers: ``details["expected_seq"]`` is the next one the
+    stream accepts, ``details["received_seq"]`` the one sent."""
+
+    code = "producer_sequence_gap"
+
+
+class StaleProducerEpoch(FlueError):
+    """A producer wrote with an epoch older than the stream has seen (a fenced-off "zombie").
+    ``details["current_epoch"]`` is the stream's epoch for that producer."""
+
+    code = "producer_epoch_stale"
+    status = 403

@@ -4,17 +4,15 @@ the client, a hand-written SSE reader, on the memory and SQLite stores."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-import uvicorn
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flue_core import RunContext, Runtime, runs, workflow, workflows
+from flue_core.http import serve
 from flue_core.offsets import format_offset
 from flue_core.streams import ReadOptions, serve_run_stream
 from flue_node_like import LocalTarget, MemoryStore, SqliteStore
@@ -73,24 +72,6 @@ def gate() -> Any:
 
 
 @asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """uvicorn serving ``app`` on a free port of 127.0.0.1 for the block; yields the base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=1))
-    server.capture_signals = lambda: nullcontext()  # type: ignore[method-assign]
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(server.serve, [sock])
-        while not server.started:
-            await anyio.sleep(0.005)
-        try:
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            server.should_exit = True
-    sock.close()
-
-
-@asynccontextmanager
 async def stream_server(store: Any, options: ReadOptions | None = None) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
     """A runtime over ``store`` and a minimal app serving ``serve_run_stream`` at ``/runs/{run_id}``."""
     runtime = Runtime([ticks], target=LocalTarget(store, shutdown_grace=0.2, sweep_interval=0.1), entry_points=False)
@@ -99,7 +80,7 @@ async def stream_server(store: Any, options: ReadOptions | None = None) -> Async
         return await serve_run_stream(request, runtime, request.path_params["run_id"], options)
 
     app = Starlette(routes=[Route("/runs/{run_id}", endpoint, methods=["GET", "HEAD"])])
-    async with runtime, serve(app) as url:
+    async with runtime, serve(app, timeout_graceful_shutdown=1) as url:
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             yield runtime, client
 

@@ -1,0 +1,52 @@
+"""The StreamStore contract suite on the memory and SQLite stream stores, and what only SQLite promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flue_core.streams.store import NewStream
+from flue_core.streams.testing import Clock, Notified, StreamStoreContract, content, text
+from flue_node_like import SqliteStore
+from flue_node_like.streams_memory import MemoryStreamStore
+from flue_node_like.streams_sqlite import SqliteStreamStore
+
+
+class TestMemoryStreamStore(StreamStoreContract):
+    @pytest.fixture
+    def make_store(self) -> Any:
+        return lambda clock: MemoryStreamStore(clock=clock)
+
+
+class TestSqliteStreamStore(StreamStoreContract):
+    @pytest.fixture
+    def make_store(self, tmp_path: Path) -> Any:
+        return lambda clock: SqliteStreamStore(tmp_path / "streams.db", clock=clock)
+
+    async def test_streams_survive_closing_and_reopening_the_store(self, tmp_path: Path) -> None:
+        first = SqliteStreamStore(tmp_path / "streams.db")
+        await first.open(Notified())
+        await first.create("/a", NewStream("text/plain", data=b"kept"))
+        await first.append("/a", text("!", close=True))
+        await first.close()
+        second = SqliteStreamStore(f"sqlite:///{tmp_path / 'streams.db'}")
+        await second.open(Notified())
+        try:
+            meta = await second.head("/a")
+            assert meta.closed and await content(second, "/a") == b"kept!"
+        finally:
+            await second.close()
+
+    async def test_it_shares_a_database_file_with_the_run_store(self, tmp_path: Path) -> None:
+        runs, streams = SqliteStore(tmp_path / "flue.db"), SqliteStreamStore(tmp_path / "flue.db", clock=Clock())
+        await runs.open(lambda run_ids: None)
+        await streams.open(Notified())
+        try:
+            await streams.create("/a", NewStream("text/plain", data=b"x"))
+            assert await runs.get("run_unknown") is None
+            assert await content(streams, "/a") == b"x"
+        finally:
+            await streams.close()
+            await runs.close()
