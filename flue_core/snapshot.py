@@ -65,6 +65,9 @@ def _copy(value: Any, path: str, active: set[int]) -> Any:
     raise NotJSON(path, f"must not contain {type(value).__name__} values")
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(value: Any) -> str:
-    """Compact JSON text of an already snapshotted value."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Compact JSON text of an already snapshotted value (one shared encoder: this is on hot paths)."""
+    return _ENCODER.encode(value)

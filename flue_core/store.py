@@ -7,7 +7,6 @@ suite in :mod:`flue_core.testing` checks every rule written here.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from flue_core.models import Event, RunError, RunRecord, RunStatus, format_timestamp
+from flue_core.snapshot import dumps
 
 ChangeListener = Callable[[Iterable[str]], None]
 """Called by a store, on the event loop, with the ids of runs whose stream or record changed."""
@@ -137,16 +137,14 @@ class Capabilities:
 
 def event_json(run_id: str, event: NewEvent) -> str:
     """The stored JSON text of an event; the single place that fixes the wire shape."""
-    return json.dumps(
+    return dumps(
         {
             "runId": run_id,
             "index": event.index,
             "timestamp": format_timestamp(event.timestamp),
             "type": event.type,
             "data": event.data,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
+        }
     )
 
 
