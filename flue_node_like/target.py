@@ -100,7 +100,9 @@ class LocalTarget(Target):
         self._closing = True
         assert self._send is not None and self._executor is not None
         self._send.close()
-        with anyio.move_on_after(self.shutdown_grace):
+        # Shielded: a host whose own shutdown is a cancellation still gets the grace period, and this
+        # method still reaches the task group's exit below (which must happen outside this scope).
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.shutdown_grace):
             while self._executor.running:
                 await anyio.sleep(0.02)
         tasks, self._tasks = self._tasks, None

@@ -99,3 +99,22 @@ async def test_a_cancel_from_another_process_reaches_the_owner(tmp_path):
                 await anyio.sleep(0.01)
         record = await runs.cancel(receipt.run_id, runtime=other)
         assert record.status == RunStatus.CANCELLED
+
+
+async def test_a_runtime_closed_by_the_hosts_cancellation_still_shuts_down_cleanly(tmp_path):
+    gate = anyio.Event()
+
+    @workflow(name="local-stuck")
+    async def stuck(ctx: RunContext) -> None:
+        await gate.wait()
+
+    database = tmp_path / "flue.db"
+    with anyio.move_on_after(0.3) as host:
+        async with Runtime([stuck], target=LocalTarget(SqliteStore(database), shutdown_grace=0.1)):
+            run_id = (await workflows.start(stuck)).run_id
+            await anyio.sleep(5)
+    assert host.cancelled_caught
+    async with Runtime([stuck], target=LocalTarget(SqliteStore(database))):
+        record = await runs.get(run_id)
+        assert record is not None and record.status == RunStatus.FAILED
+        assert record.error is not None and record.error.code == "run_interrupted"
