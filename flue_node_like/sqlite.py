@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from flue_core.errors import ConfigurationError, StoreUnavailable
+from flue_core.errors import StoreUnavailable
 from flue_core.models import RunError, RunRecord, RunStatus, format_timestamp, parse_timestamp, utc_now
 from flue_core.snapshot import dumps
 from flue_core.store import (
@@ -35,7 +35,7 @@ from flue_core.store import (
     WorkerInfo,
     event_json,
 )
-from flue_node_like.sqlite_schema import ensure_schema
+from flue_node_like.sqlite_connection import connect, database_path, in_connection_thread, synchronous_mode
 
 #: Most operations one transaction takes; bounds the latency a batch adds.
 BATCH_LIMIT = 1024
@@ -43,13 +43,6 @@ _COLUMNS = (
     "run_id, workflow, status, input, key, attempt, created_at, started_at, ended_at, result, error, cancel_requested"
 )
 _UNFINISHED = "('queued', 'running')"
-
-
-def path_from_url(url: str) -> Path:
-    """``sqlite:///relative/file.db`` or ``sqlite:////absolute/file.db``."""
-    if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
-        raise ConfigurationError(f"SQLite store URLs look like sqlite:///path/to/file.db, not {url!r}.")
-    return Path(url[len("sqlite:///") :])
 
 
 class _Op:
@@ -137,10 +130,8 @@ class SqliteStore(RunStore):
     capabilities = Capabilities(durable=True, shared=True)
 
     def __init__(self, url: str | Path = "sqlite:///.flue/flue.db", *, synchronous: str = "FULL") -> None:
-        self.path = path_from_url(url) if isinstance(url, str) and url.startswith("sqlite:") else Path(url)
-        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
-            raise ConfigurationError("synchronous must be FULL, EXTRA or NORMAL.")
-        self.synchronous = synchronous.upper()
+        self.path = database_path(url)
+        self.synchronous = synchronous_mode(synchronous)
         self._db: aiosqlite.Connection | None = None
         self._ops: deque[_Op] = deque()
         self._wake = asyncio.Event()
@@ -153,16 +144,7 @@ class SqliteStore(RunStore):
     async def open(self, on_change: ChangeListener) -> None:
         self._on_change = on_change
         self._wake = asyncio.Event()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute(f"PRAGMA synchronous={self.synchronous}")
-            await db.execute("PRAGMA busy_timeout=10000")
-            await db._execute(ensure_schema, db._conn)
-        except BaseException:
-            await db.close()
-            raise
+        db = await connect(self.path, self.synchronous)
         self._db = db
         self._closing = False
         self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"flue-sqlite-writer:{self.path}")
@@ -179,10 +161,9 @@ class SqliteStore(RunStore):
         await db.close()
 
     def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        # aiosqlite's own dispatch to its connection thread: one hop runs a whole function of ours.
         if self._db is None:
             raise StoreUnavailable(f"The SQLite store {self.path} is closed.")
-        return self._db._execute(fn, self._db._conn, *args)
+        return in_connection_thread(self._db, fn, *args)
 
     def _submit(self, apply: Callable[[sqlite3.Connection], Any], *run_ids: str) -> asyncio.Future[Any]:
         if self._db is None or self._closing:

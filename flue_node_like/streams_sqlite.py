@@ -16,11 +16,10 @@ from typing import Any, ClassVar, TypeVar
 
 import aiosqlite
 
-from flue_core.errors import ConfigurationError, StoreUnavailable
+from flue_core.errors import StoreUnavailable
 from flue_core.store import Capabilities, ChangeListener
 from flue_core.streams.engine import StreamRow, StreamTx, TransactionalStreamStore
-from flue_node_like.sqlite import path_from_url
-from flue_node_like.sqlite_schema import ensure_schema
+from flue_node_like.sqlite_connection import connect, database_path, in_connection_thread, synchronous_mode
 
 T = TypeVar("T")
 
@@ -45,24 +44,13 @@ class SqliteStreamStore(TransactionalStreamStore):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(clock=clock)
-        self.path = path_from_url(url) if isinstance(url, str) and url.startswith("sqlite:") else Path(url)
-        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
-            raise ConfigurationError("synchronous must be FULL, EXTRA or NORMAL.")
-        self.synchronous = synchronous.upper()
+        self.path = database_path(url)
+        self.synchronous = synchronous_mode(synchronous)
         self._db: aiosqlite.Connection | None = None
 
     async def open(self, on_change: ChangeListener) -> None:
         self._on_change = on_change
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute(f"PRAGMA synchronous={self.synchronous}")
-            await db.execute("PRAGMA busy_timeout=10000")
-            await db._execute(ensure_schema, db._conn)
-        except BaseException:
-            await db.close()
-            raise
+        db = await connect(self.path, self.synchronous)
         self._db = db
 
     async def close(self) -> None:
@@ -73,8 +61,7 @@ class SqliteStreamStore(TransactionalStreamStore):
     async def _transact(self, work: Callable[[StreamTx], T]) -> tuple[T, set[str]]:
         if self._db is None:
             raise StoreUnavailable(f"The SQLite stream store {self.path} is closed.")
-        # aiosqlite's own dispatch to its connection thread: the whole transaction is one hop.
-        return await self._db._execute(_in_transaction, self._db._conn, work)
+        return await in_connection_thread(self._db, _in_transaction, work)
 
 
 def _in_transaction(conn: sqlite3.Connection, work: Callable[[StreamTx], T]) -> tuple[T, set[str]]:
