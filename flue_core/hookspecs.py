@@ -13,7 +13,7 @@ so never mark them ``firstresult`` or use hook wrappers around them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 

@@ -32,7 +32,7 @@ async def read_json(request: Request, max_size: int) -> Any:
             f"Send the input as Content-Type: application/json, not {content_type!r}.",
             details={"content_type": content_type},
         )
-    body = await _read_limited(request, max_size)
+    body = await read_limited(request, max_size)
     if not body.strip():
         return None
     if content_type is None:
@@ -47,7 +47,9 @@ async def read_json(request: Request, max_size: int) -> Any:
         raise InvalidJson("The body is nested too deeply.", details={"reason": "nested too deeply"}) from None
 
 
-async def _read_limited(request: Request, max_size: int) -> bytes:
+async def read_limited(request: Request, max_size: int) -> bytes:
+    """The raw body, refused with :class:`BodyTooLarge` as soon as the announced or the received size
+    passes ``max_size`` (the rest is never read)."""
     announced = request.headers.get("content-length")
     if announced is not None and announced.isdigit() and int(announced) > max_size:
         raise _too_large(max_size)

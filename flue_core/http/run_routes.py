@@ -16,6 +16,7 @@ from flue_core.http.config import HttpConfig
 from flue_core.http.envelope import PRIVATE_HEADERS
 from flue_core.http.errors import MethodNotAllowed
 from flue_core.http.query import integer, parse_query
+from flue_core.streams import serve_run_stream
 from flue_core.http.error_handling import route_not_found
 
 LIST_PARAMETERS = ("workflow", "status", "limit", "cursor")
@@ -34,10 +35,6 @@ async def read_run(config: HttpConfig, request: Request) -> Response:
         raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
     if request.method == "GET" and "meta" in request.query_params:
         return JSONResponse(record.model_dump(mode="json"), headers=PRIVATE_HEADERS)
-    # Imported here: flue_core.streams answers errors with flue_core.http's envelope, so importing it at
-    # the top would make the two packages import each other half-initialised.
-    from flue_core.streams import serve_run_stream
-
     return await serve_run_stream(request, runtime, run_id, config.stream_options)
 
 

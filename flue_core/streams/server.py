@@ -37,7 +37,7 @@ from flue_core.errors import (
     StoreUnavailable,
     StreamClosed,
 )
-from flue_core.http.body import _read_limited
+from flue_core.http.body import read_limited
 from flue_core.http.envelope import error_response
 from flue_core.http.error_handling import ErrorEnvelope
 from flue_core.http.errors import MethodNotAllowed
@@ -137,7 +137,7 @@ class StreamServer:
             if method == "DELETE":
                 await self.store.delete(path)
                 return Response(status_code=204)
-            body = await _read_limited(request, self.max_append_bytes)
+            body = await read_limited(request, self.max_append_bytes)
             if method == "PUT":
                 return await self._create(request, path, body)
             return await self._append(request, path, body)
