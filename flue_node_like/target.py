@@ -35,7 +35,9 @@ class LocalTarget(Target):
     default ``FLUE_STORE`` or ``sqlite:///.flue/flue.db`` under the working directory. Every
     ``sweep_interval`` seconds the target renews its lease, applies cancels made by other processes
     and adopts runs of workers that died (on this host at once; elsewhere once their ``lease`` of
-    seconds ran out). On close, running runs get ``shutdown_grace`` seconds to finish.
+    seconds ran out). On close, running runs get ``shutdown_grace`` seconds to finish. With
+    ``adopt=False`` the target executes only the runs admitted through it and leaves other workers'
+    runs alone (for short-lived tools such as the CLI; a long-running process should adopt).
     """
 
     name: ClassVar[str] = "local"
@@ -48,6 +50,7 @@ class LocalTarget(Target):
         lease: float = 30.0,
         sweep_interval: float = 2.0,
         shutdown_grace: float = 10.0,
+        adopt: bool = True,
     ) -> None:
         if concurrency < 1 or lease <= 0 or sweep_interval <= 0 or shutdown_grace < 0:
             raise ConfigurationError("concurrency >= 1, lease > 0, sweep_interval > 0 and shutdown_grace >= 0.")
@@ -58,6 +61,7 @@ class LocalTarget(Target):
         self.lease = lease
         self.sweep_interval = sweep_interval
         self.shutdown_grace = shutdown_grace
+        self.adopt = adopt
         self.worker_id: str | None = None
         self._runtime: Runtime | None = None
         self._executor: Executor | None = None
@@ -146,6 +150,8 @@ class LocalTarget(Target):
 
     async def _recover(self) -> None:
         assert self._runtime is not None and self.worker_id is not None
+        if not self.adopt:
+            return
         dead = [w.worker_id for w in await self.store.workers() if w.worker_id != self.worker_id and is_dead(w, self.lease)]
         adopted = await self.store.adopt(dead, self.worker_id, self._runtime.registry.names)
         if adopted:

@@ -118,3 +118,15 @@ async def test_a_runtime_closed_by_the_hosts_cancellation_still_shuts_down_clean
         record = await runs.get(run_id)
         assert record is not None and record.status == RunStatus.FAILED
         assert record.error is not None and record.error.code == "run_interrupted"
+
+
+async def test_a_target_that_does_not_adopt_leaves_orphaned_runs_alone(tmp_path):
+    from flue_core.testing.recovery import leave_behind
+
+    database = tmp_path / "flue.db"
+    await leave_behind(LocalTarget(SqliteStore(database)), "run_orphan", "local-busy", None, started=False)
+    async with Runtime([busy], target=LocalTarget(SqliteStore(database), adopt=False, sweep_interval=0.05)):
+        await anyio.sleep(0.3)
+        assert (await runs.get("run_orphan")).status == RunStatus.QUEUED
+    async with Runtime([busy], target=LocalTarget(SqliteStore(database))):
+        assert (await runs.wait("run_orphan", timeout=5)).status == RunStatus.COMPLETED
