@@ -23,7 +23,8 @@ RECHECK_SHARED = 1.0
 RECHECK_PRIVATE = 30.0
 
 
-def _recheck(store: RunStore) -> float:
+def recheck_interval(store: RunStore) -> float:
+    """Seconds a waiting reader of ``store`` trusts notifications before reading the store again."""
     return RECHECK_SHARED if store.capabilities.shared else RECHECK_PRIVATE
 
 
@@ -92,7 +93,7 @@ async def wait(run_id: str, *, timeout: float | None = None, runtime: Runtime | 
                 raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
             if record.finished:
                 return record
-            await watch.wait(_recheck(store))
+            await watch.wait(recheck_interval(store))
     raise RunNotFinished(f"Run {run_id} has not finished after {timeout} s.", details={"run_id": run_id})
 
 
@@ -107,7 +108,7 @@ async def events(
     rt = current_runtime(runtime)
     store = rt.target.store
     after = parse_offset(offset)
-    recheck = _recheck(store)
+    recheck = recheck_interval(store)
     with rt.changes.watch(run_id) as watch:
         page = await store.read(run_id, after, READ_PAGE)
         if page is None:
