@@ -13,7 +13,8 @@ with httpx from this process:
 
 With two or more CPUs the server is pinned to one and this process to another. Each measurement gets
 a fresh server and a fresh temporary directory; each is preceded by a warm-up on the same server.
-Results go to ``bench/results/http-<time>.json``; a Markdown table is printed.
+Results go to ``bench/results/http-<time>.json``; a Markdown table is printed
+(:mod:`bench.http_report`). :mod:`bench.http_process` starts and measures the server process.
 """
 
 from __future__ import annotations
@@ -23,152 +24,22 @@ import json
 import math
 import os
 import platform
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 from anyio.abc import ObjectSendStream
 
+from bench.http_process import CLIENT_CPU, RESULTS, SERVER_CPU, Server, Window, profiled, server
+from bench.http_report import POST_MODES, SSE_MODES, check, table
 from bench.stats import latency, percentile
-
-ROOT = Path(__file__).parent.parent
-RESULTS = Path(__file__).parent / "results"
-POST_MODES = ("sqlite", "memory", "bare")
-SSE_MODES = ("sqlite", "memory")
-LABELS = {"sqlite": "SQLite (default store)", "memory": "memory store", "bare": "bare Starlette route"}
-SERVER_CPU, CLIENT_CPU = 0, 1
-
-
-# -- the server process -------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    directory: Path
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the server process (all its threads) has used so far."""
-        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()  # fields from the 3rd (state) on; comm may hold spaces
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def server(mode: str, pin: bool) -> Iterator[Server]:
-    """``python -m bench.http_server MODE`` in a fresh temporary directory (its working directory, so
-    the default store ``sqlite:///.flue/flue.db`` lands there), stopped by closing its stdin."""
-    RESULTS.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=RESULTS) as scratch:
-        env = {k: v for k, v in os.environ.items() if k not in ("FLUE_STORE", "FLUE_TARGET")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bench.http_server", mode],
-            cwd=scratch,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            preexec_fn=(lambda: os.sched_setaffinity(0, {SERVER_CPU})) if pin else None,
-        )
-        try:
-            assert process.stdout is not None and process.stdin is not None
-            line = process.stdout.readline().decode().strip()
-            if not line.startswith("http://"):
-                raise SystemExit(f"The {mode} server did not start (exit code {process.wait()}).")
-            yield Server(line, process, Path(scratch))
-        finally:
-            if process.stdin is not None:
-                process.stdin.close()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-@contextmanager
-def profiled(srv: Server, name: str | bool) -> Iterator[None]:
-    """With a ``name`` (not ``False``), sample the server with py-spy meanwhile: collapsed stacks of
-    what ran, into ``bench/results/<name>.txt`` (they open in speedscope or flamegraph.pl)."""
-    if not name:
-        yield
-        return
-    spy = shutil.which("py-spy", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    if spy is None:
-        raise SystemExit("--profile needs py-spy (pip install py-spy).")
-    output = RESULTS / f"{name}.txt"
-    sampler = subprocess.Popen(
-        [spy, "record", "--pid", str(srv.process.pid), "--rate", "250", "--format", "raw", "--output", str(output)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(0.5)  # attached before the measured stretch begins
-    try:
-        yield
-    finally:
-        sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-        sampler.wait(timeout=30)
-        print(f"Profile of the server: {output}", file=sys.stderr)
-
-
-@dataclass
-class Window:
-    """Wall time and CPU of both processes over one measured stretch."""
-
-    server: Server
-    began: float = 0.0
-    seconds: float = 0.0
-    server_cpu: float = 0.0
-    client_cpu: float = 0.0
-    machine_cpu: float = 0.0
-
-    def start(self) -> Window:
-        self.began, self.server_cpu = time.perf_counter(), self.server.cpu_seconds()
-        self.client_cpu, self.machine_cpu = time.process_time(), _machine_cpu_seconds()
-        return self
-
-    def stop(self) -> None:
-        self.seconds = time.perf_counter() - self.began
-        self.server_cpu = self.server.cpu_seconds() - self.server_cpu
-        self.client_cpu = time.process_time() - self.client_cpu
-        self.machine_cpu = _machine_cpu_seconds() - self.machine_cpu
-
-    __enter__ = start
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def summary(self) -> dict[str, float]:
-        """CPU as a percentage of one core: the server's, this process's, and everything else on the
-        machine meanwhile (other programs compete for the same two cores and skew the figures)."""
-        others = max(0.0, self.machine_cpu - self.server_cpu - self.client_cpu)
-        return {
-            "seconds": self.seconds,
-            "server_cpu_pct": 100 * self.server_cpu / self.seconds,
-            "client_cpu_pct": 100 * self.client_cpu / self.seconds,
-            "other_cpu_pct": 100 * others / self.seconds,
-        }
-
-
-def _machine_cpu_seconds() -> float:
-    """Busy CPU time of the whole machine so far (``/proc/stat``: all but idle and iowait)."""
-    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
 
 # -- POST /workflows/{name} ---------------------------------------------------------------------------
 
@@ -372,91 +243,6 @@ async def measure_sse(mode: str, args: argparse.Namespace) -> dict[str, dict[str
     return out
 
 
-# -- report -------------------------------------------------------------------------------------------
-
-
-Row = tuple[str, Callable[[dict[str, Any]], Any], str]  # label, what to show of a column, format
-
-#: The CPU rows of every table: whether the server, the load generator or other programs were the limit.
-CPU_ROWS: list[Row] = [
-    ("server CPU (% of one core)", lambda r: r["server_cpu_pct"], "{:.0f} %"),
-    ("load generator CPU (% of one core)", lambda r: r["client_cpu_pct"], "{:.0f} %"),
-    ("other programs' CPU meanwhile", lambda r: r["other_cpu_pct"], "{:.0f} %"),
-]
-POST_ROWS: list[Row] = [
-    ("requests per second", lambda r: r["per_s"], "{:,.0f}/s"),
-    ("latency p50", lambda r: r["p50_ms"], "{:.2f} ms"),
-    ("latency p99", lambda r: r["p99_ms"], "{:.2f} ms"),
-    ("status codes", lambda r: ", ".join(f"{c} × {n:,}" for c, n in r["statuses"].items()), "{}"),
-    ("server CPU per request", lambda r: 1e4 * r["server_cpu_pct"] / r["per_s"], "{:.0f} µs"),
-    *CPU_ROWS,
-    ("last run completed after the last answer", lambda r: r["drain_s"] * 1000, "{:.0f} ms"),
-]
-SSE_ROWS: list[Row] = [
-    ("latency p50", lambda r: r["p50_ms"], "{:.2f} ms"),
-    ("latency p99", lambda r: r["p99_ms"], "{:.2f} ms"),
-    ("latency max", lambda r: r["max_ms"], "{:.2f} ms"),
-    ("until the first follower had it, p50 / p99",
-     lambda r: (r["first_follower_p50_ms"], r["first_follower_p99_ms"]), "{0[0]:.2f} / {0[1]:.2f} ms"),
-    ("until every follower had it, p50 / p99",
-     lambda r: (r["all_followers_p50_ms"], r["all_followers_p99_ms"]), "{0[0]:.2f} / {0[1]:.2f} ms"),
-    ("ticks per follower (min / max)",
-     lambda r: (r["ticks_received_min"], r["ticks_received_max"]), "{0[0]:,} / {0[1]:,}"),
-    ("followers with every tick exactly once", lambda r: (r["followers_with_every_tick_once"], r["followers"]),
-     "{0[0]} of {0[1]}"),
-    ("followers that saw a duplicate", lambda r: r["followers_with_duplicate_events"], "{}"),
-    ("emit rate achieved", lambda r: r["emit_rate_per_s"], "{:.1f}/s"),
-    ("events per SSE data frame", lambda r: r["events_received"] / r["data_frames"], "{:.2f}"),
-    ("server CPU per data frame", lambda r: r["server_cpu_per_frame_us"], "{:.0f} µs"),
-    ("load generator CPU per data frame", lambda r: r["client_cpu_per_frame_us"], "{:.0f} µs"),
-    *CPU_ROWS,
-]
-
-
-def _table(title: str, columns: dict[str, dict[str, Any]], rows: list[Row]) -> list[str]:
-    """A Markdown table of ``rows`` with one column per mode (``—`` where a figure does not apply)."""
-    header = "| measure | " + " | ".join(LABELS[m] for m in columns) + " |"
-    lines = [title, "", header, "|---|" + "---:|" * len(columns)]
-    for label, pick, unit in rows:
-        cells = []
-        for column in columns.values():
-            try:
-                cells.append(unit.format(pick(column)))
-            except (KeyError, TypeError):
-                cells.append("—")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines + [""]
-
-
-def table(results: dict[str, Any]) -> str:
-    """The Markdown tables of ``bench/README.md``."""
-    settings, lines = results["settings"], []
-    post = {mode: results["post"][mode] for mode in POST_MODES if mode in results["post"]}
-    if post:
-        title = f"`POST /workflows/noop`, {settings['clients']} concurrent clients, {settings['requests']:,} requests"
-        lines += _table(title, post, POST_ROWS)
-    for rate in settings["rates"]:
-        sse = {mode: results["sse"][mode][f"{rate:g}"] for mode in SSE_MODES if mode in results["sse"]}
-        if sse:
-            events = next(iter(sse.values()))["events_each"]
-            title = f"`ctx.emit` → SSE, {settings['followers']} followers of one run, {events:,} events at {rate:g}/s"
-            lines += _table(title, sse, SSE_ROWS)
-    return "\n".join(lines).rstrip()
-
-
-def _check(results: dict[str, Any]) -> list[str]:
-    """What the run must show: every POST answered 202, every follower got every tick once."""
-    problems = []
-    for mode, r in results["post"].items():
-        if set(r["statuses"]) != {"202"}:
-            problems.append(f"{mode}: POST status codes {r['statuses']}")
-    for mode, by_rate in results["sse"].items():
-        for rate, r in by_rate.items():
-            if r["followers_with_every_tick_once"] != r["followers"] or r["followers_with_duplicate_events"]:
-                problems.append(f"{mode} at {rate}/s: not every follower received every tick exactly once")
-    return problems
-
-
 def _versions() -> dict[str, str | None]:
     """The HTTP stack measured; uvicorn picks uvloop and httptools only when they are installed."""
     found: dict[str, str | None] = {}
@@ -511,11 +297,12 @@ def main(argv: list[str] | None = None) -> None:
         for mode in (m for m in SSE_MODES if m in modes):
             results["sse"][mode] = anyio.run(measure_sse, mode, args)
 
+    RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"http-{args.stamp}.json"
     path.write_text(json.dumps(results, indent=2))
     print(table(results))
     print(f"\nResults: {path}")
-    if problems := _check(results):
+    if problems := check(results):
         raise SystemExit("FAILED: " + "; ".join(problems))
 
 
