@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from flue_core.definition import Workflow
 from flue_core.errors import ConfigurationError, IdempotencyKeyConflict, InvalidKey, SchedulingFailed
-from flue_core.models import RunError, RunReceipt, RunStatus, utc_now
+from flue_core.models import RunError, RunReceipt, RunRecord, RunStatus, utc_now
 from flue_core.plugins import call_each, first_answer, has_implementations, notify
 from flue_core.store import NewEvent, NewRun, Outcome
 
@@ -65,10 +67,15 @@ async def admit(
     now = _timestamp_of(run_id) or utc_now()
     queued = NewEvent(0, "run_queued", {"workflow": wf.name, "input": snapshot, "key": key}, now)
     store = runtime.target.store
-    admission = await store.admit(
-        NewRun(run_id, wf.name, snapshot, key, now, runtime.target.worker_id, queued)
-    )
-    record = admission.record
+    # From here on the run may exist: finish admitting it (persist, then schedule or end it) even if
+    # the caller is cancelled meanwhile, so no run is ever left queued with nobody to execute it.
+    with anyio.CancelScope(shield=True):
+        admission = await store.admit(
+            NewRun(run_id, wf.name, snapshot, key, now, runtime.target.worker_id, queued)
+        )
+        record = admission.record
+        if admission.created:
+            await _schedule(runtime, record)
     if not admission.created:
         if record.input != snapshot:
             raise IdempotencyKeyConflict(
@@ -76,20 +83,24 @@ async def admit(
                 details={"run_id": record.run_id, "workflow": wf.name, "key": key},
             )
         return runtime.receipt(record)
+    if has_implementations(hook.flue_run_admitted):
+        await notify(hook.flue_run_admitted, run=record)
+    return runtime.receipt(record)
+
+
+async def _schedule(runtime: Runtime, record: RunRecord) -> None:
+    """Hand a stored run to whoever executes it; if that fails, end the run (the failure rule)."""
     try:
-        scheduled = await first_answer(hook.flue_schedule_run, run=record, runtime=runtime)
+        scheduled = await first_answer(runtime.pm.hook.flue_schedule_run, run=record, runtime=runtime)
         if not scheduled:
             raise ConfigurationError("No flue_schedule_run implementation accepted the run.")
     except Exception as exc:
         error = RunError(code="scheduling_failed", message=str(exc) or type(exc).__name__, type=_qualname(exc))
-        await store.finish(run_id, Outcome(RunStatus.FAILED, utc_now(), error=error))
+        await runtime.target.store.finish(record.run_id, Outcome(RunStatus.FAILED, utc_now(), error=error))
         raise SchedulingFailed(
-            f"Run {run_id} was stored but could not be scheduled: {error.message}",
-            details={"run_id": run_id, "workflow": wf.name},
+            f"Run {record.run_id} was stored but could not be scheduled: {error.message}",
+            details={"run_id": record.run_id, "workflow": record.workflow},
         ) from exc
-    if has_implementations(hook.flue_run_admitted):
-        await notify(hook.flue_run_admitted, run=record)
-    return runtime.receipt(record)
 
 
 def _new_run_id(runtime: Runtime, workflow: str) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from flue_core.errors import InputNotSerializable, InvalidInput, InvalidWorkflowDefinition, UnexpectedInput
 from flue_core.snapshot import NotJSON, snapshot
@@ -73,7 +73,13 @@ class Workflow:
                 f"Input of workflow {self.name!r} is invalid: {exc.error_count()} problem(s).",
                 details={"workflow": self.name, "errors": _errors(exc)},
             ) from None
-        return self._adapter.dump_python(parsed, mode="json")
+        try:  # validation may coerce "NaN" or "1e999" into floats JSON cannot carry
+            return snapshot(self._adapter.dump_python(parsed, mode="json"), "input")
+        except NotJSON as exc:
+            raise InputNotSerializable(
+                f"Input of workflow {self.name!r} is not JSON: {exc}",
+                details={"workflow": self.name, "path": exc.path},
+            ) from None
 
     def parse_input(self, stored: Any) -> Any:
         """The value the workflow function receives, rebuilt from the stored snapshot."""
@@ -151,6 +157,3 @@ def _input_type(fn: Callable[..., Any], name: str) -> Any:
         ) from None
     return hints.get(params[1].name, Any)
 
-
-def is_model(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, BaseModel)

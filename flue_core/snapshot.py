@@ -28,8 +28,6 @@ class NotJSON(ValueError):
 
 def snapshot(value: Any, label: str = "value") -> Any:
     """A deep JSON copy of ``value``, or :class:`NotJSON` naming where it fails."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
     return _copy(value, label, set())
 
 
@@ -41,7 +39,8 @@ def _copy(value: Any, path: str, active: set[int]) -> Any:
             raise NotJSON(path, "must be a finite number")
         return value
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        # A model's JSON form can still hold NaN or infinities (pydantic keeps them as floats).
+        return _copy(value.model_dump(mode="json"), path, active)
     if isinstance(value, dict):
         marker = id(value)
         if marker in active:

@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+from pydantic import BaseModel
 
 from flue_core import (
     AdmissionDenied,
@@ -24,8 +25,17 @@ from flue_core import (
     workflows,
 )
 from flue_core.admission import AdmissionRequest
-from flue_core.errors import ConfigurationError, InvalidKey
+from flue_core.errors import ConfigurationError, InvalidKey, RunIdConflict
 from flue_core.testing.base import RUN_ID, ContractBase, Greeting, all_events, gated, greet, no_input
+
+
+class Measure(BaseModel):
+    value: float
+
+
+@workflow(name="contract-measured")
+async def measured(ctx: Any, input: Measure) -> float:
+    return input.value
 
 
 class _Recorder:
@@ -239,6 +249,36 @@ class AdmissionContract(ContractBase):
         async with open_runtime(plugins=[_FixedIds("has space")]):
             with pytest.raises(ConfigurationError):
                 await workflows.start(no_input)
+            assert (await runs.list()).runs == []
+
+    async def test_a_run_id_taken_by_another_run_is_refused(self, open_runtime):
+        async with open_runtime(plugins=[_FixedIds("run_taken")]):
+            await workflows.start(no_input)
+            with pytest.raises(RunIdConflict) as caught:
+                await workflows.start(greet, input={"name": "second"})
+            assert caught.value.code == "run_id_conflict"
+            record = await runs.wait("run_taken", timeout=5)
+            assert record.workflow == "contract-noinput" and record.result == "done"
+            assert len((await runs.list()).runs) == 1
+
+    async def test_a_caller_cancelled_during_admission_leaves_no_run_behind(self, open_runtime):
+        async with open_runtime():
+            for attempt in range(40):
+                with anyio.move_on_after(attempt * 0.0001):
+                    await workflows.start(no_input)
+            with anyio.fail_after(10):
+                while True:
+                    page = await runs.list(limit=100)
+                    if all(record.finished for record in page.runs):
+                        break
+                    await anyio.sleep(0.02)
+            assert all(record.status == RunStatus.COMPLETED for record in page.runs)
+
+    @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+    async def test_numbers_json_cannot_carry_are_refused_after_coercion(self, open_runtime, value):
+        async with open_runtime(workflows=[measured]):
+            with pytest.raises(InputNotSerializable):
+                await workflows.start(measured, input={"value": value})
             assert (await runs.list()).runs == []
 
     async def test_run_ids_are_unique_and_sort_in_admission_order(self, open_runtime):
