@@ -123,6 +123,13 @@ class IdempotencyKeyConflict(AdmissionError):
     status = 409
 
 
+class RunIdConflict(AdmissionError):
+    """A ``flue_generate_run_id`` implementation returned the id of a run that already exists."""
+
+    code = "run_id_conflict"
+    status = 409
+
+
 class SchedulingFailed(AdmissionError):
     """The run was persisted but could not be handed to an executor.
 

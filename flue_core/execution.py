@@ -71,7 +71,7 @@ class Executor:
             outcome, retry = await self._attempt(record, attempt.next_index)
             if retry is not None:
                 with anyio.CancelScope(shield=True):
-                    await store.requeue(run_id, self.owner)
+                    await store.requeue(run_id, self.owner, held_by=self.owner)
                 await anyio.sleep(retry)
                 continue
             with anyio.CancelScope(shield=True):
@@ -155,13 +155,13 @@ class Executor:
             ctx._write("run_interrupted", {"attempt": record.attempt, "action": "retry"})
             ctx._close()
             await store.flush()
-            await store.requeue(record.run_id, None)
+            await store.requeue(record.run_id, None, held_by=self.owner)
             return
         ctx._close()
         await self._finish(record.run_id, interrupted_outcome("The process executing the run stopped."))
 
     async def _finish(self, run_id: str, outcome: Outcome) -> None:
-        final = await self.runtime.target.store.finish(run_id, outcome)
+        final = await self.runtime.target.store.finish(run_id, outcome, held_by=self.owner)
         hook = self.runtime.pm.hook.flue_run_finished
         if final is not None and final.status == outcome.status and has_implementations(hook):
             await notify(hook, run=final)
@@ -186,7 +186,7 @@ async def resume_adopted(runtime: Runtime, records: list[RunRecord], schedule: C
                 event = NewEvent(page.tail + 1, "run_interrupted", {"attempt": record.attempt, "action": "retry"}, utc_now())
                 store.append(record.run_id, (event,))
                 await store.flush()
-            requeued = await store.requeue(record.run_id, runtime.target.worker_id)
+            requeued = await store.requeue(record.run_id, runtime.target.worker_id, held_by=runtime.target.worker_id)
             if requeued is not None:
                 schedule(requeued)
             continue
@@ -195,6 +195,6 @@ async def resume_adopted(runtime: Runtime, records: list[RunRecord], schedule: C
             if record.cancel_requested
             else interrupted_outcome("The process executing the run died.")
         )
-        final = await store.finish(record.run_id, outcome)
+        final = await store.finish(record.run_id, outcome, held_by=runtime.target.worker_id)
         if final is not None and final.status == outcome.status and has_implementations(runtime.pm.hook.flue_run_finished):
             await notify(runtime.pm.hook.flue_run_finished, run=final)

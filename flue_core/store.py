@@ -185,6 +185,7 @@ class RunStore(ABC):
 
         When ``run.key`` is set and a run of the same workflow already holds that key, nothing is
         written and the existing record is returned with ``created=False`` — also when both calls race.
+        A run with the same id (and no such key) raises :class:`~flue_core.errors.RunIdConflict`.
         """
 
     @abstractmethod
@@ -194,18 +195,21 @@ class RunStore(ABC):
         takes; ``None`` if the run is not queued for ``owner``."""
 
     @abstractmethod
-    async def requeue(self, run_id: str, owner: str | None) -> RunRecord | None:
+    async def requeue(self, run_id: str, owner: str | None, *, held_by: str | None = None) -> RunRecord | None:
         """Hand a ``running`` run back: it becomes ``queued`` for ``owner`` (``None``: any worker).
-        ``None`` if the run is not running."""
+        With ``held_by``, only while the run is owned by that worker. ``None`` if nothing changed."""
 
     @abstractmethod
-    async def finish(self, run_id: str, outcome: Outcome, *, only_from: RunStatus | None = None) -> RunRecord | None:
+    async def finish(
+        self, run_id: str, outcome: Outcome, *, only_from: RunStatus | None = None, held_by: str | None = None
+    ) -> RunRecord | None:
         """End a run with ``outcome`` unless it has ended already (first terminal write wins).
 
         Stores ``run_end`` (data: :meth:`Outcome.event_data`) at the index after the last stored event,
-        once every event appended before this call is stored; closes the stream and sets status, ``ended_at``, ``result`` and ``error``. With
-        ``only_from``, only a run currently in that status is ended. Returns the record as it now is,
-        or ``None`` for an unknown run.
+        once every event appended before this call is stored; closes the stream and sets status,
+        ``ended_at``, ``result`` and ``error``. With ``only_from``, only a run currently in that status
+        is ended; with ``held_by``, only a run owned by that worker (a worker that lost a run to an
+        adopter cannot end it). Returns the record as it now is, or ``None`` for an unknown run.
         """
 
     @abstractmethod
@@ -218,7 +222,8 @@ class RunStore(ABC):
     def append(self, run_id: str, events: Sequence[NewEvent]) -> None:
         """Enqueue events for the run's stream without waiting; they are stored in call order.
 
-        Never raises for a closed or unknown stream: such events are dropped. :meth:`flush` waits until
+        Never raises: events for a closed or unknown stream, or whose index is not the next free
+        position of the stream (taken, or past a gap), are dropped. :meth:`flush` waits until
         everything enqueued before it is durable.
         """
 
@@ -254,9 +259,10 @@ class RunStore(ABC):
     # -- workers ------------------------------------------------------------------------------------
 
     @abstractmethod
-    async def heartbeat(self, worker: WorkerInfo) -> list[str]:
-        """Record that ``worker`` is alive (insert or update). Return the ids of runs it is running
-        that were asked to cancel, so a cancel made by another process reaches the owner."""
+    async def heartbeat(self, worker: WorkerInfo, running: Collection[str] = ()) -> list[str]:
+        """Record that ``worker`` is alive (insert or update). Return those of the ``running`` runs it
+        must stop: asked to cancel (by any process), or no longer owned by it (adopted by another
+        worker that judged this one dead)."""
 
     @abstractmethod
     async def workers(self) -> list[WorkerInfo]:

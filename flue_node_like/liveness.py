@@ -26,11 +26,14 @@ def this_worker(worker_id: str) -> WorkerInfo:
 
 
 def is_dead(worker: WorkerInfo, lease: float, now: float | None = None) -> bool:
-    """Dead when its lease ran out, or when it lived on this host and its process is gone."""
-    if (now if now is not None else time.time()) - worker.heartbeat_at > lease:
-        return True
-    if worker.host != HOST or worker.pid == os.getpid():
-        return False
+    """On this host a worker is dead exactly when its process is gone (a live process that stopped
+    renewing its lease, say stuck in a long synchronous call, is not); elsewhere, when its lease ran
+    out. A worker of this very process is judged by its lease: only its own runtime renews it."""
+    expired = (now if now is not None else time.time()) - worker.heartbeat_at > lease
+    if worker.host != HOST:
+        return expired
+    if worker.pid == os.getpid() and worker.pid_started == process_started(worker.pid):
+        return expired
     try:
         os.kill(worker.pid, 0)
     except ProcessLookupError:

@@ -6,7 +6,7 @@ import bisect
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from flue_core.errors import StoreUnavailable
+from flue_core.errors import RunIdConflict, StoreUnavailable
 from flue_core.models import RunRecord, RunStatus, utc_now
 from flue_core.store import (
     Admission,
@@ -71,6 +71,8 @@ class MemoryStore(RunStore):
             existing = self._keys.get((run.workflow, run.key))
             if existing is not None:
                 return Admission(self._runs[existing].record, created=False)
+        if run.run_id in self._runs:
+            raise RunIdConflict(f"A run with id {run.run_id!r} already exists.", details={"run_id": run.run_id})
         record = RunRecord(
             run_id=run.run_id,
             workflow=run.workflow,
@@ -101,21 +103,27 @@ class MemoryStore(RunStore):
         self._update(run, status=RunStatus.RUNNING, attempt=record.attempt + 1, started_at=started)
         return Attempt(run.record, len(run.events))
 
-    async def requeue(self, run_id: str, owner: str | None) -> RunRecord | None:
+    async def requeue(self, run_id: str, owner: str | None, *, held_by: str | None = None) -> RunRecord | None:
         self._check_open()
         run = self._runs.get(run_id)
-        if run is None or run.record.status != RunStatus.RUNNING:
+        if run is None or run.record.status != RunStatus.RUNNING or (held_by is not None and run.owner != held_by):
             return None
         run.owner = owner
         return self._update(run, status=RunStatus.QUEUED)
 
-    async def finish(self, run_id: str, outcome: Outcome, *, only_from: RunStatus | None = None) -> RunRecord | None:
+    async def finish(
+        self, run_id: str, outcome: Outcome, *, only_from: RunStatus | None = None, held_by: str | None = None
+    ) -> RunRecord | None:
         self._check_open()
         run = self._runs.get(run_id)
         if run is None:
             return None
         record = run.record
-        if record.finished or (only_from is not None and record.status != only_from):
+        if (
+            record.finished
+            or (only_from is not None and record.status != only_from)
+            or (held_by is not None and run.owner != held_by)
+        ):
             return record
         end = NewEvent(len(run.events), "run_end", outcome.event_data(record.started_at), outcome.ended_at)
         run.events.append(event_json(run_id, end))
@@ -196,14 +204,15 @@ class MemoryStore(RunStore):
 
     # -- workers ------------------------------------------------------------------------------------
 
-    async def heartbeat(self, worker: WorkerInfo) -> list[str]:
+    async def heartbeat(self, worker: WorkerInfo, running: Collection[str] = ()) -> list[str]:
         self._check_open()
         self._workers[worker.worker_id] = worker
-        return [
-            run_id
-            for run_id, run in self._runs.items()
-            if run.owner == worker.worker_id and run.record.status == RunStatus.RUNNING and run.record.cancel_requested
-        ]
+        stop = []
+        for run_id in running:
+            run = self._runs.get(run_id)
+            if run is not None and (run.owner != worker.worker_id or run.record.cancel_requested):
+                stop.append(run_id)
+        return stop
 
     async def workers(self) -> list[WorkerInfo]:
         self._check_open()

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from flue_core.errors import StoreUnavailable
+from flue_core.errors import RunIdConflict, StoreUnavailable
 from flue_core.models import RunError, RunRecord, RunStatus, format_timestamp, parse_timestamp, utc_now
 from flue_core.snapshot import dumps
 from flue_core.store import (
@@ -63,9 +63,11 @@ class _Op:
         self.rows = rows  # event rows (run_id, idx, json): consecutive ones share one executemany
 
 
+# An event lands only at the stream's next free position of an unfinished run: no gaps, no overwrites.
 _APPEND = (
     "INSERT OR IGNORE INTO flue_events (run_id, idx, data) SELECT ?1, ?2, ?3"
     f" WHERE EXISTS (SELECT 1 FROM flue_runs WHERE run_id = ?1 AND status IN {_UNFINISHED})"
+    " AND ?2 = (SELECT COALESCE(MAX(idx), -1) + 1 FROM flue_events WHERE run_id = ?1)"
 )
 
 
@@ -223,11 +225,16 @@ class SqliteStore(RunStore):
                 ).fetchone()
                 if row is not None:
                     return row
-            conn.execute(
-                "INSERT INTO flue_runs (run_id, workflow, status, input, key, created_at, owner)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-                (run.run_id, run.workflow, input_json, run.key, created_at, run.owner),
-            )
+            try:
+                conn.execute(
+                    "INSERT INTO flue_runs (run_id, workflow, status, input, key, created_at, owner)"
+                    " VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                    (run.run_id, run.workflow, input_json, run.key, created_at, run.owner),
+                )
+            except sqlite3.IntegrityError:  # the key was checked above: only the id can collide
+                raise RunIdConflict(
+                    f"A run with id {run.run_id!r} already exists.", details={"run_id": run.run_id}
+                ) from None
             conn.execute("INSERT INTO flue_events (run_id, idx, data) VALUES (?, 0, ?)", (run.run_id, first))
             return None
 
@@ -268,18 +275,21 @@ class SqliteStore(RunStore):
         tail = row[-1]
         return Attempt(_record(row[:-1]), (-1 if tail is None else tail) + 1)
 
-    async def requeue(self, run_id: str, owner: str | None) -> RunRecord | None:
+    async def requeue(self, run_id: str, owner: str | None, *, held_by: str | None = None) -> RunRecord | None:
         def apply(conn: sqlite3.Connection) -> tuple | None:
             return conn.execute(
                 "UPDATE flue_runs SET status = 'queued', owner = ?"
-                f" WHERE run_id = ? AND status = 'running' RETURNING {_COLUMNS}",
-                (owner, run_id),
+                " WHERE run_id = ? AND status = 'running' AND (?3 IS NULL OR owner = ?3)"
+                f" RETURNING {_COLUMNS}",
+                (owner, run_id, held_by),
             ).fetchone()
 
         row = await self._submit(apply, run_id)
         return None if row is None else _record(row)
 
-    async def finish(self, run_id: str, outcome: Outcome, *, only_from: RunStatus | None = None) -> RunRecord | None:
+    async def finish(
+        self, run_id: str, outcome: Outcome, *, only_from: RunStatus | None = None, held_by: str | None = None
+    ) -> RunRecord | None:
         result = None if outcome.result is None else dumps(outcome.result)
         error = None if outcome.error is None else outcome.error.model_dump_json(exclude_none=True)
         ended_at = format_timestamp(outcome.ended_at)
@@ -289,9 +299,9 @@ class SqliteStore(RunStore):
         def apply(conn: sqlite3.Connection) -> tuple | None:
             row = conn.execute(
                 "UPDATE flue_runs SET status = ?, ended_at = ?, result = ?, error = ?"
-                f" WHERE run_id = ? AND status IN ({', '.join('?' * len(allowed))}) RETURNING {_COLUMNS},"
-                " (SELECT MAX(idx) FROM flue_events WHERE run_id = flue_runs.run_id)",
-                (outcome.status.value, ended_at, result, error, run_id, *allowed),
+                f" WHERE run_id = ? AND (? IS NULL OR owner = ?) AND status IN ({', '.join('?' * len(allowed))})"
+                f" RETURNING {_COLUMNS}, (SELECT MAX(idx) FROM flue_events WHERE run_id = flue_runs.run_id)",
+                (outcome.status.value, ended_at, result, error, run_id, held_by, held_by, *allowed),
             ).fetchone()
             if row is None:  # unknown, already ended, or not in ``only_from``: nothing changes
                 return conn.execute(f"SELECT {_COLUMNS} FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -393,16 +403,22 @@ class SqliteStore(RunStore):
 
     # -- workers ------------------------------------------------------------------------------------
 
-    async def heartbeat(self, worker: WorkerInfo) -> list[str]:
+    async def heartbeat(self, worker: WorkerInfo, running: Collection[str] = ()) -> list[str]:
+        running = list(running)
+
         def apply(conn: sqlite3.Connection) -> list[str]:
             conn.execute(
                 "INSERT INTO flue_workers (worker_id, host, pid, pid_started, heartbeat_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
                 (worker.worker_id, worker.host, worker.pid, worker.pid_started, worker.heartbeat_at),
             )
+            if not running:
+                return []
+            marks = ", ".join("?" * len(running))
             rows = conn.execute(
-                "SELECT run_id FROM flue_runs WHERE owner = ? AND status = 'running' AND cancel_requested = 1",
-                (worker.worker_id,),
+                f"SELECT run_id FROM flue_runs WHERE run_id IN ({marks})"
+                " AND (owner IS NOT ? OR cancel_requested = 1)",
+                (*running, worker.worker_id),
             ).fetchall()
             return [row[0] for row in rows]
 

@@ -75,20 +75,30 @@ class LocalTarget(Target):
         self._runtime = runtime
         self._closing = False
         await self.store.open(runtime.changes.notify)
-        worker = this_worker(f"wkr_{ULID()}")
-        self.worker_id = worker.worker_id
-        self._worker = worker
-        await self.store.heartbeat(worker)
-        self._executor = Executor(runtime, worker.worker_id)
-        send, receive = anyio.create_memory_object_stream[str](math.inf)
-        self._send = send
-        self._tasks = anyio.create_task_group()
-        await self._tasks.__aenter__()
-        with receive:
-            for _ in range(self.concurrency):
-                self._tasks.start_soon(self._work, receive.clone())
-        self._tasks.start_soon(self._maintain)
-        await self._recover()
+        tasks = anyio.create_task_group()
+        entered = False
+        try:
+            worker = this_worker(f"wkr_{ULID()}")
+            await self.store.heartbeat(worker)
+            self.worker_id, self._worker = worker.worker_id, worker
+            self._executor = Executor(runtime, worker.worker_id)
+            send, receive = anyio.create_memory_object_stream[str](math.inf)
+            await tasks.__aenter__()
+            entered = True
+            self._send, self._tasks = send, tasks
+            with receive:
+                for _ in range(self.concurrency):
+                    tasks.start_soon(self._work, receive.clone())
+            tasks.start_soon(self._maintain)
+            await self._recover()
+        except BaseException:  # leave nothing behind: the host only sees the error
+            self._tasks = self._send = None
+            if entered:
+                tasks.cancel_scope.cancel()
+                await tasks.__aexit__(None, None, None)
+            with anyio.CancelScope(shield=True):
+                await self.store.close()
+            raise
 
     def schedule(self, run: RunRecord) -> None:
         if self._send is None or self._closing:
@@ -133,7 +143,8 @@ class LocalTarget(Target):
                     error = RunError(code="internal_error", message="The runtime failed while executing the run.")
                     with anyio.CancelScope(shield=True):
                         try:
-                            await self.store.finish(run_id, Outcome(RunStatus.FAILED, utc_now(), error=error))
+                            outcome = Outcome(RunStatus.FAILED, utc_now(), error=error)
+                            await self.store.finish(run_id, outcome, held_by=self.worker_id)
                         except Exception:
                             log.exception("flue: could not end run %s", run_id)
 
@@ -142,8 +153,9 @@ class LocalTarget(Target):
             await anyio.sleep(min(self.sweep_interval, self.lease / 3))
             try:
                 self._worker.heartbeat_at = time.time()
-                for run_id in await self.store.heartbeat(self._worker):
-                    await self.cancel(run_id)
+                assert self._executor is not None
+                for run_id in await self.store.heartbeat(self._worker, self._executor.running):
+                    await self.cancel(run_id)  # cancelled elsewhere, or adopted by a worker that judged us dead
                 await self._recover()
             except Exception:
                 log.exception("flue: lease renewal or recovery sweep failed; retrying")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import time
 
 import anyio
 import pytest
 
 from flue_core import RunContext, RunStatus, Runtime, runs, workflow, workflows
-from flue_core.errors import UnsupportedSchemaVersion
-from flue_node_like import LocalTarget, SqliteStore
+from flue_core.errors import StoreUnavailable, UnsupportedSchemaVersion
+from flue_core.store import WorkerInfo
+from flue_node_like import LocalTarget, MemoryStore, SqliteStore, liveness
 
 pytestmark = pytest.mark.anyio
 
@@ -130,3 +134,37 @@ async def test_a_target_that_does_not_adopt_leaves_orphaned_runs_alone(tmp_path)
         assert (await runs.get("run_orphan")).status == RunStatus.QUEUED
     async with Runtime([busy], target=LocalTarget(SqliteStore(database))):
         assert (await runs.wait("run_orphan", timeout=5)).status == RunStatus.COMPLETED
+
+
+class _AdoptFails(MemoryStore):
+    closed = False
+
+    async def adopt(self, dead, owner, workflows):
+        raise StoreUnavailable("database is locked")
+
+    async def close(self) -> None:
+        self.closed = True
+        await super().close()
+
+
+async def test_a_target_that_fails_to_open_raises_that_error_and_leaves_nothing_open():
+    store = _AdoptFails()
+    with pytest.raises(StoreUnavailable, match="locked"):
+        async with Runtime([busy], target=LocalTarget(store)):
+            pass
+    assert store.closed
+
+
+def test_a_live_process_on_this_host_is_not_dead_even_when_its_lease_ran_out():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        stalled = WorkerInfo("wkr_stalled", liveness.HOST, child.pid, liveness.process_started(child.pid), 0.0)
+        assert not liveness.is_dead(stalled, lease=1.0)
+        child.kill()
+        child.wait(timeout=10)
+        assert liveness.is_dead(stalled, lease=1.0)
+    finally:
+        child.kill()
+    elsewhere = WorkerInfo("wkr_far", "another-host", 1, None, time.time())
+    assert not liveness.is_dead(elsewhere, lease=30.0)
+    assert liveness.is_dead(elsewhere, lease=30.0, now=time.time() + 31)

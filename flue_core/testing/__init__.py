@@ -24,6 +24,7 @@ pytest.register_assert_rewrite(
     "flue_core.testing.events",
     "flue_core.testing.inspection",
     "flue_core.testing.recovery",
+    "flue_core.testing.store",
 )
 
 from flue_core.testing.admission import AdmissionContract  # noqa: E402
@@ -31,9 +32,12 @@ from flue_core.testing.events import EventsContract  # noqa: E402
 from flue_core.testing.inspection import InspectionContract  # noqa: E402
 from flue_core.testing.lifecycle import LifecycleContract  # noqa: E402
 from flue_core.testing.recovery import RecoveryContract  # noqa: E402
+from flue_core.testing.store import StoreContract  # noqa: E402
 
 
-class TargetContract(AdmissionContract, LifecycleContract, EventsContract, InspectionContract, RecoveryContract):
+class TargetContract(
+    AdmissionContract, LifecycleContract, EventsContract, InspectionContract, RecoveryContract, StoreContract
+):
     """Every contract test; subclass it and override ``make_target``."""
 
 

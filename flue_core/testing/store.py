@@ -1,0 +1,97 @@
+"""Contract: the store's own rules, exercised directly (appends, fencing, heartbeats)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from flue_core.models import RunStatus, utc_now
+from flue_core.store import NewEvent, NewRun, Outcome, RunStore, WorkerInfo
+from flue_core.target import Target
+from flue_core.testing.base import ContractBase
+
+
+@asynccontextmanager
+async def opened(make_target: Callable[[], Target]) -> AsyncIterator[RunStore]:
+    store = make_target().store
+    await store.open(lambda run_ids: None)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def worker(worker_id: str) -> WorkerInfo:
+    return WorkerInfo(worker_id, "contract-host", 4242, None, heartbeat_at=utc_now().timestamp())
+
+
+async def running_run(store: RunStore, run_id: str, owner: str) -> int:
+    """A run claimed by ``owner``; returns the index its next event takes."""
+    await store.heartbeat(worker(owner))
+    now = utc_now()
+    first = NewEvent(0, "run_queued", {"workflow": "w", "input": None, "key": None}, now)
+    await store.admit(NewRun(run_id, "w", None, None, now, owner, first))
+    attempt = await store.claim(run_id, owner)
+    assert attempt is not None
+    return attempt.next_index
+
+
+async def stored_types(store: RunStore, run_id: str) -> list[tuple[int, str]]:
+    await store.flush()
+    page = await store.read(run_id, -1, 100)
+    assert page is not None
+    return [(event.index, event.parse().type) for event in page.events]
+
+
+def event(index: int, type: str = "tick") -> NewEvent:
+    return NewEvent(index, type, {}, utc_now())
+
+
+class StoreContract(ContractBase):
+    async def test_events_land_only_at_the_next_free_position(self, make_target):
+        async with opened(make_target) as store:
+            next_index = await running_run(store, "run_s1", "wkr_a")
+            store.append("run_s1", [event(next_index), event(next_index)])  # the second one's index is taken
+            store.append("run_s1", [event(next_index + 5)])  # past a gap
+            store.append("run_s1", [event(next_index + 1, "after")])
+            assert await stored_types(store, "run_s1") == [(0, "run_queued"), (1, "tick"), (2, "after")]
+
+    async def test_appends_to_an_ended_run_are_dropped(self, make_target):
+        async with opened(make_target) as store:
+            await running_run(store, "run_s2", "wkr_a")
+            await store.finish("run_s2", Outcome(RunStatus.COMPLETED, utc_now()))
+            store.append("run_s2", [event(2, "late")])
+            assert await stored_types(store, "run_s2") == [(0, "run_queued"), (1, "run_end")]
+
+    async def test_a_worker_that_lost_a_run_can_neither_end_nor_requeue_it(self, make_target):
+        async with opened(make_target) as store:
+            await running_run(store, "run_s3", "wkr_a")
+            await store.heartbeat(worker("wkr_b"))
+            adopted = await store.adopt(["wkr_a"], "wkr_b", ["w"])
+            assert [r.run_id for r in adopted] == ["run_s3"]
+            assert (await store.requeue("run_s3", None, held_by="wkr_a")) is None
+            record = await store.finish("run_s3", Outcome(RunStatus.COMPLETED, utc_now()), held_by="wkr_a")
+            assert record is not None and record.status == RunStatus.RUNNING
+            record = await store.finish("run_s3", Outcome(RunStatus.FAILED, utc_now()), held_by="wkr_b")
+            assert record is not None and record.status == RunStatus.FAILED
+
+    async def test_heartbeats_tell_a_worker_which_runs_to_stop(self, make_target):
+        async with opened(make_target) as store:
+            await running_run(store, "run_s4", "wkr_a")
+            await running_run(store, "run_s5", "wkr_a")
+            await running_run(store, "run_s6", "wkr_a")
+            assert await store.heartbeat(worker("wkr_a"), ["run_s4", "run_s5", "run_s6"]) == []
+            await store.request_cancel("run_s4")
+            await store.heartbeat(worker("wkr_b"))
+            await store.adopt(["wkr_a"], "wkr_b", ["w"])  # takes all three
+            stop = await store.heartbeat(worker("wkr_a"), ["run_s4", "run_s5"])
+            assert sorted(stop) == ["run_s4", "run_s5"]
+            assert await store.heartbeat(worker("wkr_b"), ["run_s4", "run_s5", "run_s6"]) == ["run_s4"]
+
+    async def test_first_terminal_write_wins_in_the_store(self, make_target):
+        async with opened(make_target) as store:
+            await running_run(store, "run_s7", "wkr_a")
+            first = await store.finish("run_s7", Outcome(RunStatus.COMPLETED, utc_now(), result={"n": 1}))
+            second = await store.finish("run_s7", Outcome(RunStatus.FAILED, utc_now()))
+            assert first == second and second.result == {"n": 1}
+            assert [t for _, t in await stored_types(store, "run_s7")].count("run_end") == 1
