@@ -64,6 +64,13 @@ class RuntimeNotRunning(FlueError):
     status = 503
 
 
+class SyncCallOnEventLoop(FlueError, RuntimeError):
+    """A ``*_sync`` entry was called on the runtime's own event loop thread, where it would block the
+    loop it waits for; ``await`` the async function there instead."""
+
+    code = "sync_call_on_event_loop"
+
+
 # -- admission --------------------------------------------------------------------------------------
 
 

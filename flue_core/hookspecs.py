@@ -77,9 +77,10 @@ def flue_check_admission(request: AdmissionRequest) -> None:
     """Accept or refuse a run before anything is stored.
 
     Called for every admission (``start()`` and HTTP alike) after the input is validated and before
-    the run id exists. Raise :class:`~flue_core.errors.AdmissionDenied` (or a subclass such as
-    :class:`~flue_core.errors.RateLimited`) to refuse; the caller gets that error and no run exists.
-    Return ``None`` to let the next policy decide. Every implementation is awaited.
+    the run id exists. Every implementation is awaited in turn; to refuse, raise
+    :class:`~flue_core.errors.AdmissionDenied` (or a subclass such as
+    :class:`~flue_core.errors.RateLimited`): the caller gets that error, later policies are not
+    asked, and no run exists. Returning normally accepts as far as this policy is concerned.
     """
 
 
@@ -116,8 +117,9 @@ def flue_run_finished(run: RunRecord) -> None:
 def flue_event_emitted(event: Event) -> None:
     """A workflow in this process emitted ``event`` (indexed; stored shortly after, in order).
 
-    Called on the run's task for every event except ``run_queued`` and ``run_end``; keep it fast.
-    An ``async`` implementation runs in the background without delaying the workflow.
+    Called for every event except ``run_queued`` and ``run_end`` (see ``flue_run_admitted`` and
+    ``flue_run_finished``), in the background: the workflow never waits for it, and implementations
+    may see events slightly after they were emitted.
     """
 
 

@@ -15,7 +15,7 @@ import pluggy
 
 from flue_core.changes import Changes
 from flue_core.discovery import WorkflowRegistry, WorkflowSource, as_workflows
-from flue_core.errors import RuntimeNotRunning
+from flue_core.errors import RuntimeNotRunning, SyncCallOnEventLoop
 from flue_core.models import RunReceipt, RunRecord
 from flue_core.plugins import notify, plugin_manager
 from flue_core.target import StoreRegistry, Target, select_target
@@ -116,7 +116,7 @@ class Runtime:
             anyio.lowlevel.current_token()
         except Exception:
             return anyio.from_thread.run(func, *args, token=self._token)
-        raise RuntimeError("Called a *_sync function on an event loop thread; await the async function instead.")
+        raise SyncCallOnEventLoop("Called a *_sync function on an event loop thread; await the async function instead.")
 
     # -- helpers for the pipeline -------------------------------------------------------------------
 

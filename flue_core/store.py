@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -132,7 +132,6 @@ class Capabilities:
 
     durable: bool = False  # data survives the process (a restart can recover runs)
     shared: bool = False  # several processes may use the same data at once
-    extra: frozenset[str] = field(default_factory=frozenset)
 
 
 def event_json(run_id: str, event: NewEvent) -> str:

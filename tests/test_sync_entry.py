@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from flue_core import RunContext, Runtime, RuntimeNotRunning, runs, workflow, workflows
+from flue_core.errors import SyncCallOnEventLoop
 
 pytestmark = pytest.mark.anyio
 
@@ -44,8 +45,9 @@ async def test_a_sync_callback_on_another_thread_starts_runs_on_the_open_runtime
 
 async def test_start_sync_on_the_event_loop_thread_is_refused():
     async with Runtime([echo], store="memory://"):
-        with pytest.raises(RuntimeError, match="await"):
+        with pytest.raises(SyncCallOnEventLoop, match="await") as caught:
             workflows.start_sync(echo, input={})
+        assert caught.value.code == "sync_call_on_event_loop"
 
 
 def test_start_sync_without_an_open_runtime_is_a_typed_error():
