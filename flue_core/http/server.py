@@ -19,19 +19,20 @@ async def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, **optio
     The server runs on the current event loop, so the app shares it with a runtime opened by the caller.
     ``options`` go to :class:`uvicorn.Config` (``lifespan="on"`` to run the app's lifespan...). The
     server stops when the block ends, giving open requests (live reads too) up to
-    ``timeout_graceful_shutdown`` seconds (default 2) to finish.
+    ``timeout_graceful_shutdown`` seconds (default 2) to finish. A port already in use raises
+    :class:`OSError` before the block runs; the socket is closed whatever happens.
     """
     # IPPROTO_TCP, as asyncio itself would: transports only turn Nagle's algorithm off (TCP_NODELAY) on
     # sockets that say they are TCP, and with it on small responses wait on delayed ACKs (~40 ms).
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    bound_port = sock.getsockname()[1]
-    options.setdefault("lifespan", "off")
-    options.setdefault("log_level", "warning")
-    options.setdefault("timeout_graceful_shutdown", 2)  # live reads (SSE) would otherwise hold the exit
-    server = _Server(uvicorn.Config(app, **options))
-    try:
+    try:  # from here on the socket is closed however the block ends, a failed bind included
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        bound_port = sock.getsockname()[1]
+        options.setdefault("lifespan", "off")
+        options.setdefault("log_level", "warning")
+        options.setdefault("timeout_graceful_shutdown", 2)  # live reads (SSE) would otherwise hold the exit
+        server = _Server(uvicorn.Config(app, **options))
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(server.serve, [sock])
             while not server.started:
