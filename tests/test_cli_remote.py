@@ -13,7 +13,8 @@ import pytest
 
 from cli_support import flue_async, flue_env, flue_running, served
 from flue_core import runs, workflows
-from flue_core.cli.exits import Exit
+from flue_core.cli.exits import Exit, reworded
+from flue_core.http.errors import MethodNotAllowed
 
 pytestmark = pytest.mark.anyio
 
@@ -191,3 +192,16 @@ async def test_runs_on_a_server_without_a_listing_says_so(tmp_path):
         result = await flue_async(tmp_path, "runs", "--url", url)
     assert result.code == Exit.NOT_FOUND
     assert "flue: route_not_found: " in result.stderr and "list_runs_enabled=True" in result.stderr
+
+
+async def test_a_405_from_the_server_is_reported_with_its_code(tmp_path):
+    async with served(tmp_path) as (runtime, url):
+        result = await flue_async(tmp_path, "runs", "--url", f"{url}/workflows")  # GET /workflows/runs
+    assert result.code == Exit.REJECTED, result.stderr
+    assert result.stderr.startswith("flue: method_not_allowed: Method GET is not allowed here; use POST.")
+
+
+def test_reworded_keeps_the_class_code_status_and_details_of_any_error():
+    error = reworded(MethodNotAllowed("GET", ["POST"]), "Say more.")
+    assert type(error) is MethodNotAllowed and error.message == "Say more." and str(error) == "Say more."
+    assert (error.code, error.status, error.details) == ("method_not_allowed", 405, {"method": "GET", "allow": "POST"})

@@ -16,6 +16,7 @@ from flue_core import InvalidInput, Runtime, RunNotFound, WorkflowNotFound, runs
 from flue_core.client import FlueClient, ServerUnreachable, UnexpectedResponse
 from flue_core.errors import FlueError, IdempotencyKeyConflict
 from flue_core.http import serve
+from flue_core.http.errors import InternalError, MethodNotAllowed
 from flue_core.models import Event
 
 pytestmark = pytest.mark.anyio
@@ -250,3 +251,23 @@ async def test_a_server_that_is_not_flue_raises_unexpected_response():
     async with serve(app) as url, FlueClient(url) as client:
         with pytest.raises(UnexpectedResponse):
             await collect(client.events("run_x"))
+
+
+async def test_a_405_from_the_server_raises_method_not_allowed_with_the_servers_status(tmp_path):
+    async with served(tmp_path) as (runtime, url), FlueClient(f"{url}/workflows") as client:
+        with pytest.raises(MethodNotAllowed) as caught:
+            await client.list()  # GET /workflows/runs: the workflow route only takes POST
+    assert caught.value.code == "method_not_allowed" and caught.value.status == 405
+    assert caught.value.details == {"method": "GET", "allow": "POST"}
+
+
+async def test_a_500_from_the_server_raises_internal_error_with_the_servers_status(tmp_path):
+    def broken_policy(request: Any, run: Any) -> bool:
+        raise RuntimeError("the policy broke")
+
+    async with served(tmp_path, authorize_run_read=broken_policy) as (runtime, url), FlueClient(url) as client:
+        receipt = await workflows.start("cli-greet", input={"name": "ada"}, runtime=runtime)
+        with pytest.raises(InternalError) as caught:
+            await client.get(receipt.run_id)
+    assert caught.value.code == "internal_error" and caught.value.status == 500
+    assert caught.value.message == "An internal error occurred."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from flue_core.client import make_error
 from flue_core.errors import ConfigurationError, FlueError
 
 
@@ -55,6 +56,4 @@ def exit_code(error: FlueError) -> Exit:
 
 def reworded(error: FlueError, message: str) -> FlueError:
     """The same error (class, ``code``, ``status``, ``details``) with a message that says more."""
-    new = type(error)(message, details=error.details)
-    new.code, new.status = error.code, error.status
-    return new
+    return make_error(type(error), message, details=error.details, code=error.code, status=error.status)
