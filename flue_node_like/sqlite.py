@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,94 +35,11 @@ from flue_core.store import (
     event_json,
 )
 from flue_node_like.sqlite_connection import connect, database_path, in_connection_thread, synchronous_mode
+from flue_node_like.sqlite_writer import UNFINISHED, BatchWriter
 
-#: Most operations one transaction takes; bounds the latency a batch adds.
-BATCH_LIMIT = 1024
 _COLUMNS = (
     "run_id, workflow, status, input, key, attempt, created_at, started_at, ended_at, result, error, cancel_requested"
 )
-_UNFINISHED = "('queued', 'running')"
-
-
-class _Op:
-    """One queued write: ``apply(conn)`` runs in the transaction; ``future`` gets its result."""
-
-    __slots__ = ("apply", "future", "run_ids", "rows")
-
-    def __init__(
-        self,
-        apply: Callable[[sqlite3.Connection], Any] | None,
-        future: asyncio.Future[Any] | None,
-        run_ids: tuple[str, ...],
-        rows: list[tuple[str, int, str]] | None = None,
-    ) -> None:
-        self.apply = apply
-        self.future = future
-        self.run_ids = run_ids
-        self.rows = rows  # event rows (run_id, idx, json): consecutive ones share one executemany
-
-
-# An event lands only at the stream's next free position of an unfinished run: no gaps, no overwrites.
-_APPEND = (
-    "INSERT OR IGNORE INTO flue_events (run_id, idx, data) SELECT ?1, ?2, ?3"
-    f" WHERE EXISTS (SELECT 1 FROM flue_runs WHERE run_id = ?1 AND status IN {_UNFINISHED})"
-    " AND ?2 = (SELECT COALESCE(MAX(idx), -1) + 1 FROM flue_events WHERE run_id = ?1)"
-)
-
-
-class _OpFailed(Exception):
-    """An op raised inside a batch run without savepoints: the batch is run again with them."""
-
-
-def _apply_batch(conn: sqlite3.Connection, ops: list[_Op]) -> list[tuple[bool, Any]]:
-    """Run ``ops`` in one transaction; each op's failure is confined to it.
-
-    Ops rarely fail, so the batch first runs without a savepoint per op (a third of the statements of
-    a typical batch); if one raises, that transaction is rolled back and the batch runs again with
-    each op in its own savepoint. Ops only touch the connection, so running one twice is safe.
-    """
-    try:
-        return _run_batch(conn, ops, isolated=False)
-    except _OpFailed:
-        return _run_batch(conn, ops, isolated=True)
-
-
-def _run_batch(conn: sqlite3.Connection, ops: list[_Op], *, isolated: bool) -> list[tuple[bool, Any]]:
-    outcomes: list[tuple[bool, Any]] = []
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        position = 0
-        while position < len(ops):
-            op = ops[position]
-            if op.rows is not None:
-                rows = list(op.rows)
-                position += 1
-                while position < len(ops) and ops[position].rows is not None:
-                    rows.extend(ops[position].rows)  # type: ignore[arg-type]
-                    position += 1
-                conn.executemany(_APPEND, rows)
-                continue
-            position += 1
-            if not isolated:
-                try:
-                    outcomes.append((True, op.apply(conn)))  # type: ignore[misc]
-                except Exception as exc:
-                    raise _OpFailed from exc
-                continue
-            conn.execute("SAVEPOINT op")
-            try:
-                outcomes.append((True, op.apply(conn)))  # type: ignore[misc]
-                conn.execute("RELEASE op")
-            except Exception as exc:
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                outcomes.append((False, exc))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return outcomes
 
 
 class SqliteStore(RunStore):
@@ -135,30 +51,21 @@ class SqliteStore(RunStore):
         self.path = database_path(url)
         self.synchronous = synchronous_mode(synchronous)
         self._db: aiosqlite.Connection | None = None
-        self._ops: deque[_Op] = deque()
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._on_change: ChangeListener = lambda run_ids: None
-        self._closing = False
+        self._writer: BatchWriter | None = None
 
     # -- connection and writer ----------------------------------------------------------------------
 
     async def open(self, on_change: ChangeListener) -> None:
         self._on_change = on_change
-        self._wake = asyncio.Event()
-        db = await connect(self.path, self.synchronous)
-        self._db = db
-        self._closing = False
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"flue-sqlite-writer:{self.path}")
+        self._db = await connect(self.path, self.synchronous)
+        self._writer = BatchWriter(self._db, self.path, on_change)
 
     async def close(self) -> None:
         if self._db is None:
             return
-        self._closing = True
-        self._wake.set()
-        if self._writer is not None:
-            await self._writer
-            self._writer = None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.close()
         db, self._db = self._db, None
         await db.close()
 
@@ -168,48 +75,9 @@ class SqliteStore(RunStore):
         return in_connection_thread(self._db, fn, *args)
 
     def _submit(self, apply: Callable[[sqlite3.Connection], Any], *run_ids: str) -> asyncio.Future[Any]:
-        if self._db is None or self._closing:
+        if self._writer is None:
             raise StoreUnavailable(f"The SQLite store {self.path} is closed.")
-        future = asyncio.get_running_loop().create_future()
-        self._ops.append(_Op(apply, future, run_ids))
-        self._wake.set()
-        return future
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._ops:
-                # One turn of the loop lets tasks that are ready right now add their writes to this commit.
-                await asyncio.sleep(0)
-                count = min(len(self._ops), BATCH_LIMIT)
-                ops = [self._ops.popleft() for _ in range(count)]
-                try:
-                    outcomes = await self._in_thread(_apply_batch, ops)
-                except BaseException as exc:
-                    failure = StoreUnavailable(f"SQLite write to {self.path} failed: {exc}")
-                    for op in ops:
-                        if op.future is not None and not op.future.done():
-                            op.future.set_exception(failure)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                results = iter(outcomes)
-                changed: set[str] = set()
-                for op in ops:
-                    changed.update(op.run_ids)
-                    if op.rows is not None:
-                        continue
-                    ok, value = next(results)
-                    if op.future is not None and not op.future.done():
-                        if ok:
-                            op.future.set_result(value)
-                        else:
-                            op.future.set_exception(value)
-                if changed:
-                    self._on_change(changed)
-            if self._closing and not self._ops:
-                return
+        return self._writer.submit(apply, *run_ids)
 
     # -- admission and lifecycle --------------------------------------------------------------------
 
@@ -320,7 +188,7 @@ class SqliteStore(RunStore):
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         def apply(conn: sqlite3.Connection) -> tuple | None:
             conn.execute(
-                f"UPDATE flue_runs SET cancel_requested = 1 WHERE run_id = ? AND status IN {_UNFINISHED}", (run_id,)
+                f"UPDATE flue_runs SET cancel_requested = 1 WHERE run_id = ? AND status IN {UNFINISHED}", (run_id,)
             )
             return conn.execute(f"SELECT {_COLUMNS} FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()
 
@@ -330,15 +198,12 @@ class SqliteStore(RunStore):
     # -- events -------------------------------------------------------------------------------------
 
     def append(self, run_id: str, events: Sequence[NewEvent]) -> None:
-        if self._db is None or self._closing:
-            return
-        rows = [(run_id, event.index, event_json(run_id, event)) for event in events]
-        self._ops.append(_Op(None, None, (run_id,), rows))
-        self._wake.set()
+        if self._writer is not None:
+            self._writer.append(run_id, [(run_id, event.index, event_json(run_id, event)) for event in events])
 
     async def flush(self) -> None:
-        if self._db is not None and not self._closing:
-            await self._submit(lambda conn: None)
+        if self._writer is not None and self._writer.accepting:
+            await self._writer.submit(lambda conn: None)
 
     async def read(self, run_id: str, after: int | None, limit: int) -> EventPage | None:
         def query(conn: sqlite3.Connection) -> EventPage | None:
@@ -441,7 +306,7 @@ class SqliteStore(RunStore):
             # ``+workflow`` keeps the planner off the workflow index, which would scan every run of
             # the workflow ever stored: the status index finds the unfinished ones only.
             return conn.execute(
-                f"UPDATE flue_runs SET owner = ? WHERE status IN {_UNFINISHED} AND +workflow IN ({marks})"
+                f"UPDATE flue_runs SET owner = ? WHERE status IN {UNFINISHED} AND +workflow IN ({marks})"
                 " AND (owner IS NULL OR owner NOT IN (SELECT worker_id FROM flue_workers))"
                 f" RETURNING {_COLUMNS}",
                 (owner, *workflows),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,8 +24,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def start_and_kill(db: Path, workflow: str, tmp_path: Path) -> str:
-    """Run crash_app in a child process, wait until its run is mid-step, then SIGKILL it."""
+def stored_events(db: Path, run_id: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT COUNT(*) FROM flue_events WHERE run_id = ?", (run_id,)).fetchone()[0]
+
+
+def start_and_kill(db: Path, workflow: str, tmp_path: Path, events_before_kill: int) -> str:
+    """Run crash_app in a child process, wait until its run is under way with ``events_before_kill``
+    events stored (events are written without the workflow waiting), then SIGKILL it."""
     ready = tmp_path / "ready"
     child = subprocess.Popen([sys.executable, crash_app.__file__, str(db), workflow, str(ready)])
     try:
@@ -32,6 +39,9 @@ def start_and_kill(db: Path, workflow: str, tmp_path: Path) -> str:
         while not ready.exists():
             assert child.poll() is None, "the child exited before its run was under way"
             assert time.monotonic() < deadline, "the child never reported its run under way"
+            time.sleep(0.02)
+        while stored_events(db, ready.read_text()) < events_before_kill:
+            assert time.monotonic() < deadline, "the child's events never reached the database"
             time.sleep(0.02)
         os.kill(child.pid, signal.SIGKILL)
         assert child.wait(timeout=10) == -signal.SIGKILL
@@ -43,7 +53,7 @@ def start_and_kill(db: Path, workflow: str, tmp_path: Path) -> str:
 
 async def test_a_killed_run_that_may_retry_is_resumed_with_its_steps_replayed(tmp_path):
     db = tmp_path / "flue.db"
-    run_id = start_and_kill(db, "crash-retry", tmp_path)
+    run_id = start_and_kill(db, "crash-retry", tmp_path, events_before_kill=3)  # queued, start, step
     async with Runtime(crash_app.WORKFLOWS, target=crash_app.target(str(db))):
         with anyio.fail_after(15):
             assert await runs.result(run_id) == {"fetched": 1, "attempt": 2}
@@ -54,7 +64,7 @@ async def test_a_killed_run_that_may_retry_is_resumed_with_its_steps_replayed(tm
 
 async def test_a_killed_run_without_retries_ends_interrupted(tmp_path):
     db = tmp_path / "flue.db"
-    run_id = start_and_kill(db, "crash-once", tmp_path)
+    run_id = start_and_kill(db, "crash-once", tmp_path, events_before_kill=2)
     async with Runtime(crash_app.WORKFLOWS, target=crash_app.target(str(db))):
         with anyio.fail_after(15):
             record = await runs.wait(run_id)
