@@ -58,6 +58,37 @@ class RunLog:
         self._write("error", message, attributes)
 
 
+class AttemptControl:
+    """The executor's side of one attempt: its events and whether a cancel was asked.
+
+    Events get consecutive indexes from ``next_index`` (where the stream stood when the attempt was
+    claimed) and go to the store without waiting; after :meth:`close` (the attempt is over) they are
+    dropped, so nothing lands after ``run_end``.
+    """
+
+    def __init__(self, runtime: Runtime, run_id: str, next_index: int) -> None:
+        self.run_id = run_id
+        self.cancel_requested = False
+        self._runtime = runtime
+        self._store = runtime.target.store
+        self._next_index = next_index
+        self._open = True
+
+    def write(self, type: str, data: dict[str, Any]) -> None:
+        if not self._open:
+            log.warning("flue: run %s already ended; dropped its %r event", self.run_id, type)
+            return
+        event = NewEvent(self._next_index, type, data, utc_now())
+        self._next_index += 1
+        self._store.append(self.run_id, (event,))
+        hook = self._runtime.pm.hook.flue_event_emitted
+        if has_implementations(hook):
+            self._runtime.notify_soon(hook, event=Event.model_validate_json(event_json(self.run_id, event)))
+
+    def close(self) -> None:
+        self._open = False
+
+
 class RunContext:
     """The handle a workflow function gets for one attempt of one run.
 
@@ -74,7 +105,7 @@ class RunContext:
         input: Any,
         attempt: int,
         key: str | None,
-        next_index: int,
+        control: AttemptControl,
         steps: dict[str, str],
     ) -> None:
         self.run_id = run_id
@@ -83,18 +114,16 @@ class RunContext:
         self.attempt = attempt
         self.key = key
         self.log = RunLog(self)
-        self._runtime = runtime
         self._store = runtime.target.store
-        self._next_index = next_index
+        self._control = control
+        self._write = control.write
         self._replay = steps
         self._steps_seen: set[str] = set()
-        self._cancel_requested = False
-        self._open = True
 
     @property
     def cancel_requested(self) -> bool:
         """Whether ``runs.cancel`` asked this run to stop (the run is also cancelled at its next await)."""
-        return self._cancel_requested
+        return self._control.cancel_requested
 
     def emit(self, type: str, data: Any = None) -> None:
         """Write a custom event ``type`` with JSON ``data`` (a dict or a pydantic model)."""
@@ -144,22 +173,6 @@ class RunContext:
         await self._store.save_step(self.run_id, name, text)
         self._write("step", {"name": name, "replayed": False, "durationMs": int((time.perf_counter() - began) * 1000)})
         return json.loads(text)
-
-    # -- used by the executor ---------------------------------------------------------------------
-
-    def _write(self, type: str, data: dict[str, Any]) -> None:
-        if not self._open:
-            log.warning("flue: run %s already ended; dropped its %r event", self.run_id, type)
-            return
-        event = NewEvent(self._next_index, type, data, utc_now())
-        self._next_index += 1
-        self._store.append(self.run_id, (event,))
-        hook = self._runtime.pm.hook.flue_event_emitted
-        if has_implementations(hook):
-            self._runtime.notify_soon(hook, event=Event.model_validate_json(event_json(self.run_id, event)))
-
-    def _close(self) -> None:
-        self._open = False
 
 
 def _json(value: Any, label: str) -> Any:

@@ -15,7 +15,7 @@ import anyio
 from pydantic import ValidationError
 
 from flue_core.admission import as_record_error
-from flue_core.context import RunContext
+from flue_core.context import AttemptControl, RunContext
 from flue_core.models import RunError, RunRecord, RunStatus, utc_now
 from flue_core.plugins import has_implementations, notify
 from flue_core.snapshot import NotJSON, snapshot
@@ -41,7 +41,7 @@ class Executor:
         self.runtime = runtime
         self.owner = owner
         self._scopes: dict[str, anyio.CancelScope] = {}
-        self._contexts: dict[str, RunContext] = {}
+        self._controls: dict[str, AttemptControl] = {}
 
     @property
     def running(self) -> frozenset[str]:
@@ -51,9 +51,9 @@ class Executor:
         scope = self._scopes.get(run_id)
         if scope is None:
             return False
-        ctx = self._contexts.get(run_id)
-        if ctx is not None:
-            ctx._cancel_requested = True
+        control = self._controls.get(run_id)
+        if control is not None:
+            control.cancel_requested = True
         scope.cancel()
         return True
 
@@ -86,6 +86,7 @@ class Executor:
             error = RunError(code="workflow_not_found", message=f"Workflow {record.workflow!r} is not registered.")
             return Outcome(RunStatus.FAILED, utc_now(), error=error), None
         steps = await store.load_steps(record.run_id) if record.attempt > 1 else {}
+        control = AttemptControl(runtime, record.run_id, next_index)
         ctx = RunContext(
             runtime,
             run_id=record.run_id,
@@ -93,22 +94,22 @@ class Executor:
             input=None,
             attempt=record.attempt,
             key=record.key,
-            next_index=next_index,
+            control=control,
             steps=steps,
         )
-        ctx._write("run_start", {"workflow": wf.name, "attempt": record.attempt})
+        control.write("run_start", {"workflow": wf.name, "attempt": record.attempt})
         if has_implementations(runtime.pm.hook.flue_run_started):
             await notify(runtime.pm.hook.flue_run_started, run=record)
         try:
             ctx.input = wf.parse_input(record.input)
         except ValidationError as exc:
-            ctx._close()
+            control.close()
             return Outcome(RunStatus.FAILED, utc_now(), error=as_record_error(exc, "invalid_input")), None
         scope = anyio.CancelScope()
         self._scopes[record.run_id] = scope
-        self._contexts[record.run_id] = ctx
+        self._controls[record.run_id] = control
         if record.cancel_requested:
-            ctx._cancel_requested = True
+            control.cancel_requested = True
             scope.cancel()
         try:
             with scope, anyio.move_on_after(wf.timeout) as deadline:
@@ -120,7 +121,7 @@ class Executor:
                 return Outcome(RunStatus.CANCELLED, utc_now()), None
             if deadline.cancelled_caught:
                 error = RunError(code="run_timeout", message=f"The attempt exceeded its {wf.timeout} s timeout.")
-                return self._failed_or_retry(ctx, record, wf.max_attempts, error)
+                return self._failed_or_retry(control, record, wf.max_attempts, error)
             try:
                 result = snapshot(value, "result")
             except NotJSON as exc:
@@ -130,34 +131,34 @@ class Executor:
         except anyio.get_cancelled_exc_class():
             # The executor itself is stopping (shutdown): hand the run back or end it, then go on stopping.
             with anyio.CancelScope(shield=True):
-                await self._interrupted(ctx, record, wf.max_attempts)
+                await self._interrupted(control, record, wf.max_attempts)
             raise
         except Exception as exc:
             error = as_record_error(exc, "workflow_error", traceback=traceback.format_exc())
-            return self._failed_or_retry(ctx, record, wf.max_attempts, error)
+            return self._failed_or_retry(control, record, wf.max_attempts, error)
         finally:
-            ctx._close()
+            control.close()
             self._scopes.pop(record.run_id, None)
-            self._contexts.pop(record.run_id, None)
+            self._controls.pop(record.run_id, None)
 
     def _failed_or_retry(
-        self, ctx: RunContext, record: RunRecord, max_attempts: int, error: RunError
+        self, control: AttemptControl, record: RunRecord, max_attempts: int, error: RunError
     ) -> tuple[Outcome, float | None]:
-        if record.attempt < max_attempts and not ctx.cancel_requested:
+        if record.attempt < max_attempts and not control.cancel_requested:
             delay = retry_delay(record.attempt)
-            ctx._write("run_retry", {"attempt": record.attempt, "error": error.model_dump(exclude_none=True), "delay": delay})
+            control.write("run_retry", {"attempt": record.attempt, "error": error.model_dump(exclude_none=True), "delay": delay})
             return Outcome(RunStatus.FAILED, utc_now(), error=error), delay
         return Outcome(RunStatus.FAILED, utc_now(), error=error), None
 
-    async def _interrupted(self, ctx: RunContext, record: RunRecord, max_attempts: int) -> None:
+    async def _interrupted(self, control: AttemptControl, record: RunRecord, max_attempts: int) -> None:
         store = self.runtime.target.store
         if record.attempt < max_attempts:
-            ctx._write("run_interrupted", {"attempt": record.attempt, "action": "retry"})
-            ctx._close()
+            control.write("run_interrupted", {"attempt": record.attempt, "action": "retry"})
+            control.close()
             await store.flush()
             await store.requeue(record.run_id, None, held_by=self.owner)
             return
-        ctx._close()
+        control.close()
         await self._finish(record.run_id, interrupted_outcome("The process executing the run stopped."))
 
     async def _finish(self, run_id: str, outcome: Outcome) -> None:
