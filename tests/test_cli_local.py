@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from flue_core import Runtime, runs, workflows
 from flue_core.cli import main
 from flue_core.cli.exits import Exit
 from flue_core.offsets import format_offset
+from flue_core.testing.recovery import leave_behind
+from flue_node_like import LocalTarget, SqliteStore
 
 GREET = ["--app", "cli_app", "--input", '{"name": "ada"}']
 
@@ -27,8 +30,9 @@ def anyio_backend() -> str:
 
 
 def local_runtime(tmp_path: Path) -> Runtime:
-    """The test's own runtime on the same SQLite file the ``flue`` subprocesses use."""
-    return Runtime(cli_app.WORKFLOWS, store=store_url(tmp_path), sweep_interval=0.1, shutdown_grace=0.5)
+    """The test's own runtime on the same SQLite file the ``flue`` subprocesses use (it adopts no
+    other worker's runs, so reading the store leaves them as they are)."""
+    return Runtime(cli_app.WORKFLOWS, store=store_url(tmp_path), sweep_interval=0.1, shutdown_grace=0.5, adopt=False)
 
 
 async def stored_events(tmp_path: Path, run_id: str) -> list[dict]:
@@ -152,6 +156,20 @@ def test_runs_are_stored_in_dot_flue_under_the_working_directory_by_default(tmp_
 def test_detach_needs_a_server(tmp_path):
     result = flue(tmp_path, "start", "cli-greet", *GREET, "--detach")
     assert result.code == Exit.USAGE
+
+
+@pytest.mark.anyio
+async def test_start_leaves_runs_orphaned_by_another_worker_alone_and_exits_at_once(tmp_path):
+    orphan = {"path": str(tmp_path / "never")}  # were it adopted, it would wait out the shutdown grace
+    await leave_behind(LocalTarget(SqliteStore(tmp_path / "flue.db")), "run_orphan", "cli-gated", orphan, started=False)
+    started = time.monotonic()
+    result = flue(tmp_path, "start", "cli-greet", *GREET)
+    elapsed = time.monotonic() - started
+    assert result.code == Exit.COMPLETED, result.stderr
+    assert elapsed < 5  # the local target's shutdown grace is 10 s
+    record = await stored_record(tmp_path, "run_orphan")
+    assert record.status == "queued" and record.attempt == 0
+    assert [event["type"] for event in await stored_events(tmp_path, "run_orphan")] == ["run_queued"]
 
 
 @pytest.mark.anyio

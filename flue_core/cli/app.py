@@ -9,6 +9,10 @@ working directory on ``sys.path``. The object it names is either
 * workflows: a :class:`~flue_core.Workflow`, a list of them, or a module or package (searched
   recursively, like ``Runtime(workflows=...)``); a runtime is built around them on the store given
   by ``--store``, else ``FLUE_STORE``, else the target's default (``sqlite:///.flue/flue.db``).
+
+Every runtime built here is a short-lived tool's: it adopts no other worker's unfinished runs
+(``adopt=False``), which it would start and then hand back as interrupted when the command exits.
+A ``Runtime`` the application built itself is used as it was built (its own ``adopt`` choice).
 """
 
 from __future__ import annotations
@@ -92,13 +96,17 @@ def app_runtime(spec: str | None, store: str | None) -> Runtime:
         ) from exc
     if not workflows:
         raise AppNotLoaded(f"{spec!r} holds no workflows.", details={"app": spec})
-    return Runtime(workflows, **_store_option(store))
+    return _tool_runtime(workflows, store)
 
 
 def reader_runtime(store: str | None) -> Runtime:
-    """A runtime that only reads (``logs``, ``runs``): no workflows, so it executes and adopts nothing."""
-    return Runtime([], **_store_option(store))
+    """A runtime that only reads (``logs``, ``runs``): no workflows, so it executes nothing."""
+    return _tool_runtime([], store)
 
 
-def _store_option(store: str | None) -> dict[str, Any]:
-    return {"store": store} if store is not None else {}
+def _tool_runtime(workflows: list[Any], store: str | None) -> Runtime:
+    """A runtime of the command's own: on ``store`` if given, adopting no other worker's runs."""
+    options: dict[str, Any] = {"adopt": False}
+    if store is not None:
+        options["store"] = store
+    return Runtime(workflows, **options)
