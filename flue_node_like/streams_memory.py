@@ -43,7 +43,7 @@ class MemoryStreamStore(TransactionalStreamStore):
     async def close(self) -> None:
         self._open = False
 
-    async def _transact(self, work: Callable[[StreamTx], T]) -> tuple[T, set[str]]:
+    async def _transact(self, work: Callable[[StreamTx], T], *, write: bool = True) -> tuple[T, set[str]]:
         if not self._open:
             raise StoreUnavailable("The memory stream store is closed.")
         tx = _MemoryTx(self)

@@ -1,8 +1,10 @@
 """General Durable Streams in SQLite (tables ``flue_ds_*``), in the same file as the run store if wished.
 
 Its own aiosqlite connection; WAL lets it share the file with the run store and other processes. Each
-operation is one ``BEGIN IMMEDIATE`` transaction run in one hop to the connection's thread, so producer
-state, ``Stream-Seq`` and records are committed together (§5.2.1 atomicity) and every commit is durable.
+operation is one transaction run in one hop to the connection's thread. Writes are ``BEGIN IMMEDIATE``,
+so producer state, ``Stream-Seq`` and records are committed together (§5.2.1 atomicity) and every commit
+is durable. Reads (``write=False``) are deferred transactions: one snapshot of the file, no write lock,
+so readers never wait on — or hold up — the run store's writer or another process's.
 """
 
 from __future__ import annotations
@@ -58,15 +60,16 @@ class SqliteStreamStore(TransactionalStreamStore):
         if db is not None:
             await db.close()
 
-    async def _transact(self, work: Callable[[StreamTx], T]) -> tuple[T, set[str]]:
+    async def _transact(self, work: Callable[[StreamTx], T], *, write: bool = True) -> tuple[T, set[str]]:
         if self._db is None:
             raise StoreUnavailable(f"The SQLite stream store {self.path} is closed.")
-        return await in_connection_thread(self._db, _in_transaction, work)
+        return await in_connection_thread(self._db, _in_transaction, work, write)
 
 
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[StreamTx], T]) -> tuple[T, set[str]]:
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[StreamTx], T], write: bool) -> tuple[T, set[str]]:
     tx = _SqliteTx(conn)
-    conn.execute("BEGIN IMMEDIATE")
+    # A deferred transaction takes its snapshot at its first read and never asks for the write lock.
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
     try:
         result = work(tx)
         conn.execute("COMMIT")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from flue_core.streams.store import NewStream
@@ -12,6 +16,18 @@ from flue_core.streams.testing import Clock, Notified, StreamStoreContract, cont
 from flue_node_like import SqliteStore
 from flue_node_like.streams_memory import MemoryStreamStore
 from flue_node_like.streams_sqlite import SqliteStreamStore
+
+
+@contextmanager
+def write_lock_held(path: Path) -> Iterator[None]:
+    """Another connection holds the database's write lock (as the run store's writer does mid-batch)."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
 
 
 class TestMemoryStreamStore(StreamStoreContract):
@@ -50,3 +66,24 @@ class TestSqliteStreamStore(StreamStoreContract):
         finally:
             await streams.close()
             await runs.close()
+
+    async def test_reads_and_head_do_not_wait_for_the_write_lock(self, tmp_path: Path) -> None:
+        store = SqliteStreamStore(tmp_path / "flue.db", clock=Clock())
+        await store.open(Notified())
+        try:
+            await store.create("/a", NewStream("text/plain", data=b"x"))
+            with write_lock_held(tmp_path / "flue.db"), anyio.fail_after(2):
+                assert (await store.head("/a")).tail == 1
+                assert await content(store, "/a") == b"x"
+        finally:
+            await store.close()
+
+    async def test_purging_with_nothing_expired_does_not_wait_for_the_write_lock(self, tmp_path: Path) -> None:
+        store = SqliteStreamStore(tmp_path / "flue.db", clock=Clock())
+        await store.open(Notified())
+        try:
+            await store.create("/a", NewStream("text/plain", ttl=60))
+            with write_lock_held(tmp_path / "flue.db"), anyio.fail_after(2):
+                assert await store.purge_expired() == 0
+        finally:
+            await store.close()
