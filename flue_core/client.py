@@ -27,7 +27,7 @@ import httpx
 from pydantic import ValidationError
 
 import flue_core.http.errors  # noqa: F401  (its classes are among those an envelope's code names)
-from flue_core.errors import FlueError
+from flue_core.errors import ConfigurationError, FlueError
 from flue_core.models import Event, RunPage, RunReceipt, RunRecord, RunStatus
 
 Headers = Mapping[str, str] | Callable[[], Mapping[str, str]]
@@ -44,6 +44,18 @@ class ServerUnreachable(FlueError):
 
     code = "server_unreachable"
     status = 503
+
+
+class InvalidBaseUrl(ConfigurationError):
+    """``base_url`` is not an ``http://`` or ``https://`` URL."""
+
+    code = "invalid_base_url"
+
+
+class InvalidLiveMode(ConfigurationError):
+    """``live`` is not ``"long-poll"`` or ``"sse"``."""
+
+    code = "invalid_live_mode"
 
 
 class UnexpectedResponse(FlueError):
@@ -84,7 +96,9 @@ class FlueClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be an http:// or https:// URL, not {base_url!r}.")
+            raise InvalidBaseUrl(
+                f"base_url must be an http:// or https:// URL, not {base_url!r}.", details={"base_url": base_url}
+            )
         self.base_url = base_url.rstrip("/")
         self._headers = headers
         self._token = token
@@ -151,7 +165,7 @@ class FlueClient:
         stream is closed (the run ended; ``run_end`` is the last event).
         """
         if live not in ("long-poll", "sse"):
-            raise ValueError(f"live must be 'long-poll' or 'sse', not {live!r}.")
+            raise InvalidLiveMode(f"live must be 'long-poll' or 'sse', not {live!r}.", details={"live": live})
         path = self._run_path(run_id)
         position = offset
         while True:  # catch-up: loop until the server says we have everything there is

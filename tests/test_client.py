@@ -14,7 +14,7 @@ from starlette.routing import Route
 from cli_support import cutting_proxy, served
 from flue_core import InvalidInput, Runtime, RunNotFound, WorkflowNotFound, runs, workflows
 from flue_core.client import FlueClient, ServerUnreachable, UnexpectedResponse
-from flue_core.errors import FlueError, IdempotencyKeyConflict
+from flue_core.errors import ConfigurationError, FlueError, IdempotencyKeyConflict
 from flue_core.http import serve
 from flue_core.http.errors import InternalError, MethodNotAllowed
 from flue_core.models import Event
@@ -271,3 +271,17 @@ async def test_a_500_from_the_server_raises_internal_error_with_the_servers_stat
             await client.get(receipt.run_id)
     assert caught.value.code == "internal_error" and caught.value.status == 500
     assert caught.value.message == "An internal error occurred."
+
+
+@pytest.mark.parametrize("base_url", ["ftp://example.com", "example.com/flue", ""])
+def test_a_base_url_that_is_not_http_raises_a_configuration_error(base_url):
+    with pytest.raises(ConfigurationError) as caught:
+        FlueClient(base_url)
+    assert caught.value.code == "invalid_base_url" and caught.value.details == {"base_url": base_url}
+
+
+async def test_an_unknown_live_mode_raises_a_configuration_error(tmp_path):
+    async with FlueClient("http://127.0.0.1:9") as client:  # refused before any request is sent
+        with pytest.raises(ConfigurationError) as caught:
+            await collect(client.events("run_x", follow=True, live="websocket"))
+    assert caught.value.code == "invalid_live_mode" and caught.value.details == {"live": "websocket"}

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from flue_core import runs, workflows
 from flue_core.cli.app import app_runtime, reader_runtime
 from flue_core.cli.exits import UsageError, reworded
-from flue_core.client import FlueClient, LiveMode
+from flue_core.client import FlueClient, InvalidBaseUrl, LiveMode
 from flue_core.errors import FlueError, RunNotFound
 from flue_core.models import Event, RunPage, RunReceipt
 from flue_core.runtime import Runtime
@@ -111,8 +111,8 @@ async def open_runs(
             raise UsageError("--app and --store apply to the local store; they cannot be combined with --url.")
         try:
             client = FlueClient(url, headers=headers, token=_token(headers))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        except InvalidBaseUrl:
+            raise UsageError(f"--url must be an http:// or https:// URL, not {url!r}.") from None
         async with client:
             yield RemoteRuns(client, live)
         return
