@@ -7,7 +7,8 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -94,10 +95,12 @@ async def finished_run(runtime: Runtime, count: int = 3) -> str:
 async def started_run(runtime: Runtime, gate: str, count: int = 1) -> str:
     """A running run that has stored its ticks and waits on ``gate``."""
     receipt = await workflows.start(ticks, input={"count": count, "gate": gate}, runtime=runtime)
+    # Closed here, not later by the event loop, so its watch of the run is gone when this returns.
     with anyio.fail_after(5):
-        async for event in runs.events(receipt.run_id, follow=True, runtime=runtime):
-            if event.type == "tick" and event.data["n"] == count - 1:
-                break
+        async with aclosing(runs.events(receipt.run_id, follow=True, runtime=runtime)) as events:
+            async for event in events:
+                if event.type == "tick" and event.data["n"] == count - 1:
+                    break
     await runtime.target.store.flush()
     return receipt.run_id
 
@@ -374,14 +377,27 @@ async def test_an_echoed_cursor_comes_back_strictly_greater(store: Any) -> None:
     assert int(second.headers["stream-cursor"]) > int(cursor)
 
 
+def watchers(runtime: Runtime, run_id: str) -> int:
+    """How many readers wait on the run's notifications."""
+    return len(runtime.changes._watches.get(run_id, ()))
+
+
+async def until(condition: Any, within: float) -> None:
+    with anyio.fail_after(within):
+        while not condition():
+            await anyio.sleep(0.01)
+
+
 async def test_a_client_that_leaves_a_long_poll_frees_the_wait(store: Any, gate: Any) -> None:
-    async with stream_server(store) as (runtime, client):
+    async with stream_server(store, ReadOptions(long_poll_timeout=30)) as (runtime, client):
         run_id = await started_run(runtime, gate())
-        with anyio.move_on_after(0.3):
-            await client.get(f"/runs/{run_id}", params={"offset": "now", "live": "long-poll"})
-        await anyio.sleep(0.2)
-        waiting = runtime.changes._watches.get(run_id, set())
-    assert not waiting
+        assert watchers(runtime, run_id) == 0
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(partial(client.get, f"/runs/{run_id}", params={"offset": "now", "live": "long-poll"}))
+            await until(lambda: watchers(runtime, run_id) == 1, within=2)  # the long-poll is waiting
+            tasks.cancel_scope.cancel()  # the client hangs up
+        # Freed as soon as the server sees the disconnect: long before the timeout or a re-read.
+        await until(lambda: watchers(runtime, run_id) == 0, within=0.5)
 
 
 # -- SSE ---------------------------------------------------------------------------------------------
