@@ -366,6 +366,13 @@ def test_usage_errors_exit_64_with_the_usage_error_code(argv, capsys, monkeypatc
     assert capsys.readouterr().err.startswith("flue: usage_error: ")
 
 
+@pytest.mark.parametrize("text", ["NaN", '{"x": Infinity}', "[" * 100_000 + "]" * 100_000])
+def test_input_json_cannot_carry_is_a_usage_error(text, tmp_path, capsys):
+    (tmp_path / "input.json").write_text(text)
+    assert main(["start", "wf", "--input", f"@{tmp_path / 'input.json'}"]) == Exit.USAGE
+    assert capsys.readouterr().err.startswith("flue: usage_error: The input from ")
+
+
 def test_help_exits_0(capsys):
     assert main(["--help"]) == 0
     assert "Exit codes:" in capsys.readouterr().out

@@ -157,6 +157,8 @@ def read_input(value: str | None) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise UsageError(f"The input from {source} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"The input from {source} is nested too deeply.") from None
 
 
 def _reject_constant(name: str) -> NoReturn:
