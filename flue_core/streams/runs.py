@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flue_core.errors import RunNotFound
-from flue_core.runs import RECHECK_PRIVATE, RECHECK_SHARED
+from flue_core.runs import recheck_interval
 from flue_core.runtime import Runtime
 from flue_core.store import EventPage
 from flue_core.streams.protocol import JSON
@@ -40,8 +40,7 @@ class RunStream:
     def __init__(self, runtime: Runtime, run_id: str) -> None:
         self.runtime = runtime
         self.run_id = run_id
-        store = runtime.target.store
-        self.recheck = RECHECK_SHARED if store.capabilities.shared else RECHECK_PRIVATE
+        self.recheck = recheck_interval(runtime.target.store)
 
     async def describe(self) -> StreamInfo:
         return self._info(await self._page(None, 0))

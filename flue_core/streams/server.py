@@ -41,7 +41,7 @@ from flue_core.http.body import read_limited
 from flue_core.http.envelope import error_response
 from flue_core.http.error_handling import ErrorEnvelope
 from flue_core.http.errors import MethodNotAllowed
-from flue_core.runs import RECHECK_PRIVATE, RECHECK_SHARED
+from flue_core.runs import recheck_interval
 from flue_core.streams.protocol import (
     PRODUCER_EPOCH,
     PRODUCER_EXPECTED_SEQ,
@@ -106,7 +106,7 @@ class StreamServer:
         self.cors_origin = cors_origin
         self.purge_interval = purge_interval
         self.changes = Changes()
-        self.recheck = RECHECK_SHARED if store.capabilities.shared else RECHECK_PRIVATE
+        self.recheck = recheck_interval(store)  # a stream store is shared, or not, as a run store is
         self._tasks: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> StreamServer:
