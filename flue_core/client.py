@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
 import anyio
 import httpx
+from httpx_sse import ServerSentEvent, aconnect_sse
 from pydantic import ValidationError
 
 import flue_core.http.errors  # noqa: F401  (its classes are among those an envelope's code names)
@@ -205,16 +207,16 @@ class FlueClient:
         retry = _Retry(self)
         while True:
             try:
-                async with _SseConnection(self, path, {"offset": position, "live": "sse"}) as lines:
+                async with self._sse(path, {"offset": position, "live": "sse"}) as frames:
                     pending: list[Event] = []
                     controls = 0
-                    async for kind, data in _sse_frames(lines):
-                        if kind == "data":
-                            pending.extend(self._events(_json(data, "SSE data")))
-                        elif kind == "control":
-                            control = _json(data, "SSE control")
+                    async for frame in frames:
+                        if frame.event == "data":
+                            pending.extend(self._events(_json(frame.data, "SSE data")))
+                        elif frame.event == "control":
+                            control = _json(frame.data, "SSE control")
                             if not isinstance(control, dict) or not isinstance(control.get("streamNextOffset"), str):
-                                raise UnexpectedResponse(f"SSE control frame without streamNextOffset: {data[:200]!r}")
+                                raise UnexpectedResponse(f"SSE control frame without streamNextOffset: {frame.data[:200]!r}")
                             position, controls = control["streamNextOffset"], controls + 1
                             batch, pending = pending, []
                             for event in batch:
@@ -226,6 +228,26 @@ class FlueClient:
                 retry = _Retry(self)  # a clean close after progress (servers do so every minute or so)
             except (httpx.TransportError, _Retryable) as exc:
                 await retry.wait(exc)
+
+    @asynccontextmanager
+    async def _sse(self, path: str, params: dict[str, str]) -> AsyncIterator[AsyncIterator[ServerSentEvent]]:
+        """An open ``live=sse`` response, as the events it dispatches (httpx-sse reads the event stream
+        format: only CR, LF and CRLF end lines, and comments, the server's heartbeats, are no events)."""
+        headers = {name: value for name, value in self._request_headers().items() if name.lower() != "accept"}
+        async with aconnect_sse(
+            self._http, "GET", self.base_url + path, params=params, headers=headers, timeout=LIVE_READ_TIMEOUT
+        ) as source:
+            response = source.response
+            if response.status_code in _RETRY_STATUSES and self._reached:
+                raise _Retryable(f"HTTP {response.status_code}")
+            self._reached = True
+            if response.status_code >= 400:
+                await response.aread()
+                raise error_from_response(response)
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                raise UnexpectedResponse(f"GET {path}?live=sse did not answer with text/event-stream.")
+            async with aclosing(source.aiter_sse()) as frames:
+                yield frames
 
     # -- requests -----------------------------------------------------------------------------------
 
@@ -353,64 +375,6 @@ class _Retry:
 
 class _Retryable(Exception):
     """An answer that means "try again shortly" (a proxy in front of a restarting server)."""
-
-
-class _SseConnection:
-    """``async with``: an open ``live=sse`` response, as an iterator of its lines."""
-
-    def __init__(self, client: FlueClient, path: str, params: dict[str, str]) -> None:
-        self._client = client
-        self._path = path
-        self._params = params
-        self._response: httpx.Response | None = None
-
-    async def __aenter__(self) -> AsyncIterator[str]:
-        client = self._client
-        request = client._http.build_request(
-            "GET",
-            client.base_url + self._path,
-            params=self._params,
-            headers={**client._request_headers(), "accept": "text/event-stream"},
-            timeout=LIVE_READ_TIMEOUT,
-        )
-        response = await client._http.send(request, stream=True)
-        self._response = response
-        if response.status_code in _RETRY_STATUSES and client._reached:
-            await response.aclose()
-            raise _Retryable(f"HTTP {response.status_code}")
-        client._reached = True
-        if response.status_code >= 400:
-            await response.aread()
-            await response.aclose()
-            raise error_from_response(response)
-        if not response.headers.get("content-type", "").startswith("text/event-stream"):
-            await response.aclose()
-            raise UnexpectedResponse(f"GET {self._path}?live=sse did not answer with text/event-stream.")
-        return response.aiter_lines()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._response is not None:
-            await self._response.aclose()
-
-
-async def _sse_frames(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
-    """``(event, data)`` for each dispatched SSE event; comments (heartbeats) are skipped."""
-    kind, data = "message", []
-    async for line in lines:
-        if not line:
-            if data:
-                yield kind, "\n".join(data)
-            kind, data = "message", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "event":
-            kind = value
-        elif name == "data":
-            data.append(value)
 
 
 def _json(text: str, what: str) -> Any:

@@ -42,7 +42,7 @@ async def gated(ctx: RunContext, input: Gate) -> str:
     ctx.emit("waiting", {"path": input.path})
     while not os.path.exists(input.path):
         await anyio.sleep(0.02)
-    ctx.emit("released", {})
+    ctx.emit("released", {"path": input.path})
     return "released"
 
 

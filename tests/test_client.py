@@ -18,6 +18,7 @@ from flue_core.errors import ConfigurationError, FlueError, IdempotencyKeyConfli
 from flue_core.http import serve
 from flue_core.http.errors import InternalError, MethodNotAllowed
 from flue_core.models import Event
+from flue_core.streams import ReadOptions
 
 pytestmark = pytest.mark.anyio
 
@@ -178,6 +179,34 @@ async def test_a_dropped_connection_is_resumed_from_the_last_offset_without_loss
                         tasks.start_soon(cut_then_release)
             assert seen == await stored(runtime, receipt.run_id)
     assert cut == [1] and proxy.accepted >= 2
+
+
+@pytest.mark.parametrize("live", ["long-poll", "sse"])
+async def test_line_separators_inside_event_data_are_followed_intact(tmp_path, live):
+    gate = tmp_path / "gate \u2028\u2029\u0085\x0b\x0c\x1c"  # line breaks to str.splitlines(), not to SSE
+    async with served(tmp_path) as (runtime, url), FlueClient(url) as client:
+        receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
+        seen = []
+        async for event in client.events(receipt.run_id, follow=True, live=live):
+            seen.append(event)
+            if event.type == "waiting":
+                gate.touch()  # `released` arrives on a live read
+    assert [event.data for event in seen if event.type == "released"] == [{"path": str(gate)}]
+
+
+async def test_an_sse_follow_goes_on_across_responses_the_server_ends(tmp_path):
+    gate = tmp_path / "gate"
+    short = ReadOptions(sse_max_duration=0.2)  # servers end SSE responses now and then, for caches
+    async with served(tmp_path, stream_options=short) as (runtime, url), FlueClient(url, retry_for=1) as client:
+        receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
+        seen = []
+        with anyio.fail_after(10):
+            async for event in client.events(receipt.run_id, follow=True, live="sse"):
+                seen.append(event)
+                if event.type == "waiting":
+                    await anyio.sleep(0.5)  # the response being read ends meanwhile
+                    gate.touch()
+        assert seen == await stored(runtime, receipt.run_id)
 
 
 async def test_a_server_that_cannot_be_reached_fails_at_once(tmp_path):
