@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, request_response
+from starlette.routing import BaseRoute, Mount, Route, request_response
 from starlette.types import Receive, Scope, Send
 
 from flue_core.errors import ConfigurationError
@@ -23,9 +23,14 @@ from flue_core.http.route_middleware import check_route_middleware
 from flue_core.http.run_routes import list_runs, read_run
 from flue_core.http.workflow_route import post_workflow
 from flue_core.runtime import Runtime
+from flue_core.streams.server import StreamServer, streams_app
+from flue_core.streams.store import StreamStore
 
 if TYPE_CHECKING:
     from flue_core.streams import ReadOptions
+
+#: Where ``create_app(..., streams=store)`` mounts the general stream server.
+STREAMS_PREFIX = "/streams"
 
 
 def create_app(
@@ -38,24 +43,30 @@ def create_app(
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     wait_timeout: float | None = None,
     stream_options: ReadOptions | None = None,
+    streams: StreamStore | None = None,
     middleware: Sequence[Middleware] = (),
 ) -> Starlette:
-    """The HTTP surface of ``runtime``: ``POST /workflows/{name}``, ``GET|HEAD /runs/{run_id}`` and,
-    when ``list_runs_enabled``, ``GET /runs``.
+    """The HTTP surface of ``runtime``: ``POST /workflows/{name}``, ``GET|HEAD /runs/{run_id}``,
+    when ``list_runs_enabled`` ``GET /runs``, and with ``streams`` a general Durable Streams server
+    over that store at ``/streams/{path}`` (:func:`~flue_core.streams.server.streams_app`).
 
     Lifetime: by default the host owns the runtime and opens it (``async with runtime:``), for example
     in its own lifespan; requests made while it is closed get 503 ``runtime_not_running``. With
     ``open_runtime=True`` the app's lifespan opens the runtime at start-up and closes it at shutdown
     (a server such as uvicorn runs that lifespan; a Starlette ``Mount`` does not, so a host that mounts
-    the app opens the runtime itself).
+    the app opens the runtime itself). The stream server, ``app.state.streams``, has the same
+    lifetime: opened by the app's lifespan with ``open_runtime=True``, otherwise by the host
+    (``async with runtime, app.state.streams:``); until then stream requests get 503
+    ``store_unavailable``.
 
     Run reads are refused unless ``authorize_run_read(request, run)`` or a ``flue_authorize_run_read``
     hook grants them; likewise the listing with ``authorize_run_list(request)`` /
     ``flue_authorize_run_list``. Request bodies larger than ``max_body_size`` bytes are refused while
     being read. ``?wait=result`` waits at most ``wait_timeout`` seconds (``None``: until the run ends).
-    ``stream_options`` tunes run stream reads (long-poll timeout, SSE heartbeat and duration...).
-    ``middleware`` is Starlette middleware around every route (inside the error envelope, so what it
-    raises is answered as an envelope too). The app's ``state.runtime`` is ``runtime``.
+    ``stream_options`` tunes stream reads, of runs and of ``streams`` (long-poll timeout, SSE
+    heartbeat and duration...). ``middleware`` is Starlette middleware around every route, the stream
+    server's included (inside the error envelope, so what it raises is answered as an envelope too).
+    The app's ``state.runtime`` is ``runtime``; ``state.streams`` the stream server, or ``None``.
     """
     if not isinstance(max_body_size, int) or max_body_size < 0:
         raise ConfigurationError(f"max_body_size must be a number of bytes >= 0, not {max_body_size!r}.")
@@ -64,20 +75,28 @@ def create_app(
     if authorize_run_list is not None and not list_runs_enabled:
         raise ConfigurationError("authorize_run_list has no effect unless list_runs_enabled=True.")
     check_route_middleware([wf for wf in runtime.registry if wf.http])
+    if streams is not None and not isinstance(streams, StreamStore):
+        raise ConfigurationError(f"streams must be a StreamStore or None, not {streams!r}.")
     config = HttpConfig(runtime, max_body_size, wait_timeout, authorize_run_read, authorize_run_list, stream_options)
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/workflows/{name}", _endpoint(config, post_workflow), name="flue:workflow"),
         Route("/runs/{run_id}", _endpoint(config, read_run), name="flue:run"),
     ]
     if list_runs_enabled:
         routes.append(Route("/runs", _endpoint(config, list_runs), name="flue:runs"))
+    server: StreamServer | None = None
+    if streams is not None:
+        stream_app = streams_app(streams, open_store=False, read_options=stream_options)
+        server = stream_app.state.streams
+        routes.append(Mount(STREAMS_PREFIX, app=stream_app, name="flue:streams"))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(ErrorEnvelope), *middleware],
         exception_handlers={HTTPException: http_exception},
-        lifespan=_opening(runtime) if open_runtime else None,
+        lifespan=_opening(runtime, server) if open_runtime else None,
     )
     app.state.runtime = runtime
+    app.state.streams = server
     return app
 
 
@@ -98,10 +117,13 @@ class _endpoint:
         await self._app(scope, receive, send)
 
 
-def _opening(runtime: Runtime) -> Callable[[Starlette], AsyncIterator[None]]:
+def _opening(runtime: Runtime, streams: StreamServer | None) -> Callable[[Starlette], AsyncIterator[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with runtime:
+        async with AsyncExitStack() as opened:
+            await opened.enter_async_context(runtime)
+            if streams is not None:
+                await opened.enter_async_context(streams)
             yield
 
     return lifespan
