@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -34,6 +35,18 @@ async def collect(events: AsyncIterator[Event]) -> list[Event]:
 
 async def stored(runtime: Runtime, run_id: str) -> list[Event]:
     return await collect(runs.events(run_id, runtime=runtime))
+
+
+async def follow_gated(client: FlueClient, runtime: Runtime, gate: Path, live: str) -> tuple[str, list[Event]]:
+    """``(run_id, events)`` of a gated run followed from its start; the gate opens once the run waits,
+    so the events after ``waiting`` arrive on a live read."""
+    receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
+    seen = []
+    async for event in client.events(receipt.run_id, follow=True, live=live):
+        seen.append(event)
+        if event.type == "waiting":
+            gate.touch()
+    return receipt.run_id, seen
 
 
 # -- start and get ------------------------------------------------------------------------------------
@@ -129,13 +142,8 @@ async def test_events_after_an_offset_are_those_strictly_after_it(tmp_path):
 async def test_follow_waits_for_new_events_and_ends_with_run_end(tmp_path, live):
     gate = tmp_path / "gate"
     async with served(tmp_path) as (runtime, url), FlueClient(url) as client:
-        receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
-        seen = []
-        async for event in client.events(receipt.run_id, follow=True, live=live):
-            seen.append(event)
-            if event.type == "waiting":
-                gate.touch()  # from here on, the client waits on a live read
-        assert seen == await stored(runtime, receipt.run_id)
+        run_id, seen = await follow_gated(client, runtime, gate, live)
+        assert seen == await stored(runtime, run_id)
     assert [e.type for e in seen] == ["run_queued", "run_start", "waiting", "released", "run_end"]
 
 
@@ -185,12 +193,7 @@ async def test_a_dropped_connection_is_resumed_from_the_last_offset_without_loss
 async def test_line_separators_inside_event_data_are_followed_intact(tmp_path, live):
     gate = tmp_path / "gate \u2028\u2029\u0085\x0b\x0c\x1c"  # line breaks to str.splitlines(), not to SSE
     async with served(tmp_path) as (runtime, url), FlueClient(url) as client:
-        receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
-        seen = []
-        async for event in client.events(receipt.run_id, follow=True, live=live):
-            seen.append(event)
-            if event.type == "waiting":
-                gate.touch()  # `released` arrives on a live read
+        run_id, seen = await follow_gated(client, runtime, gate, live)
     assert [event.data for event in seen if event.type == "released"] == [{"path": str(gate)}]
 
 

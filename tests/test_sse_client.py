@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -35,11 +36,14 @@ async def sse(url: str, run_id: str, offset: str = "-1") -> AsyncIterator[EventS
         yield source
 
 
-async def until_waiting(runtime: Runtime, run_id: str) -> None:
-    """Until the gated run has emitted ``waiting`` (so a catch-up read holds three events)."""
-    async for event in runs.events(run_id, follow=True, runtime=runtime):
+async def waiting_run(runtime: Runtime, gate: Path) -> str:
+    """The id of a run started on ``gate`` that has emitted ``waiting`` (a catch-up read holds three
+    events; the rest come once the gate file exists)."""
+    receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
+    async for event in runs.events(receipt.run_id, follow=True, runtime=runtime):
         if event.type == "waiting":
-            return
+            break
+    return receipt.run_id
 
 
 async def stored(runtime: Runtime, run_id: str) -> list[dict[str, Any]]:
@@ -53,18 +57,17 @@ def events_of(frames: list[ServerSentEvent]) -> list[dict[str, Any]]:
 async def test_catch_up_then_live_events_arrive_in_order_each_once(tmp_path):
     gate = tmp_path / "gate"
     async with served(tmp_path) as (runtime, url):
-        receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
-        await until_waiting(runtime, receipt.run_id)
+        run_id = await waiting_run(runtime, gate)
         frames: list[ServerSentEvent] = []
         caught_up: list[dict[str, Any]] = []
-        async with sse(url, receipt.run_id) as source:
+        async with sse(url, run_id) as source:
             with anyio.fail_after(10):
                 async for frame in source.aiter_sse():
                     frames.append(frame)
                     if frame.event == "control" and frame.json().get("upToDate") and not caught_up:
                         caught_up = events_of(frames)
                         gate.touch()  # from here on, events reach the open connection live
-        every = await stored(runtime, receipt.run_id)
+        every = await stored(runtime, run_id)
     assert [event["type"] for event in caught_up] == ["run_queued", "run_start", "waiting"]
     assert events_of(frames) == every
     assert [event["type"] for event in every] == ["run_queued", "run_start", "waiting", "released", "run_end"]
@@ -73,10 +76,9 @@ async def test_catch_up_then_live_events_arrive_in_order_each_once(tmp_path):
 async def test_each_data_frame_is_followed_by_a_control_frame_with_the_next_offset(tmp_path):
     gate = tmp_path / "gate"
     async with served(tmp_path) as (runtime, url):
-        receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
-        await until_waiting(runtime, receipt.run_id)
+        run_id = await waiting_run(runtime, gate)
         frames: list[ServerSentEvent] = []
-        async with sse(url, receipt.run_id) as source:
+        async with sse(url, run_id) as source:
             with anyio.fail_after(10):
                 async for frame in source.aiter_sse():
                     frames.append(frame)
@@ -106,21 +108,20 @@ async def test_the_response_ends_after_the_control_frame_that_closes_the_stream(
 async def test_a_reader_resumes_from_the_last_stream_next_offset_without_loss_or_duplicates(tmp_path):
     gate = tmp_path / "gate"
     async with served(tmp_path) as (runtime, url):
-        receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
-        await until_waiting(runtime, receipt.run_id)
+        run_id = await waiting_run(runtime, gate)
         before: list[ServerSentEvent] = []
-        async with sse(url, receipt.run_id) as source:
+        async with sse(url, run_id) as source:
             async for frame in source.aiter_sse():
                 before.append(frame)
                 if frame.event == "control" and frame.json().get("upToDate"):
                     break  # the reader goes away
         gate.touch()  # events appended while nobody reads
-        await runs.wait(receipt.run_id, timeout=5, runtime=runtime)
+        await runs.wait(run_id, timeout=5, runtime=runtime)
         resume_at = before[-1].json()["streamNextOffset"]
-        async with sse(url, receipt.run_id, offset=resume_at) as source:
+        async with sse(url, run_id, offset=resume_at) as source:
             with anyio.fail_after(5):
                 after = [frame async for frame in source.aiter_sse()]
-        every = await stored(runtime, receipt.run_id)
+        every = await stored(runtime, run_id)
     assert [event["type"] for event in events_of(after)] == ["released", "run_end"]
     assert events_of(before) + events_of(after) == every
 
@@ -129,13 +130,12 @@ async def test_a_connection_the_server_ends_is_resumed_from_its_last_control_fra
     gate = tmp_path / "gate"
     short = ReadOptions(sse_max_duration=0.3)  # servers end SSE responses now and then, for caches
     async with served(tmp_path, stream_options=short) as (runtime, url):
-        receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
-        await until_waiting(runtime, receipt.run_id)
+        run_id = await waiting_run(runtime, gate)
         offset, events, connections, closed = "-1", [], 0, False
         with anyio.fail_after(10):
             while not closed:
                 connections += 1
-                async with sse(url, receipt.run_id, offset=offset) as source:
+                async with sse(url, run_id, offset=offset) as source:
                     async for frame in source.aiter_sse():
                         if frame.event == "data":
                             events.extend(frame.json())
@@ -143,7 +143,7 @@ async def test_a_connection_the_server_ends_is_resumed_from_its_last_control_fra
                             offset, closed = frame.json()["streamNextOffset"], frame.json().get("streamClosed", False)
                 if connections == 2:
                     gate.touch()
-        every = await stored(runtime, receipt.run_id)
+        every = await stored(runtime, run_id)
     assert events == every
     assert connections >= 3
 
