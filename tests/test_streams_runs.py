@@ -1,5 +1,5 @@
 """Run event streams over the Durable Streams read protocol, end to end: uvicorn on 127.0.0.1, httpx as
-the client, a hand-written SSE reader, on the memory and SQLite stores."""
+the client (httpx-sse for SSE), on the memory and SQLite stores."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from httpx_sse import EventSource
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -112,23 +113,9 @@ async def stored_json(runtime: Runtime, run_id: str) -> list[str]:
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-    """Server-sent events as (event, data): fields per line, ``data`` lines joined by newlines, events
-    dispatched on a blank line, comments skipped (the EventSource parsing rules)."""
-    event, data = "", []
-    async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield event or "message", "\n".join(data)
-            event, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if field == "event":
-            event = value
-        elif field == "data":
-            data.append(value)
+    """Server-sent events of ``response`` as ``(event, data)``, read by an SSE client (httpx-sse)."""
+    async for sse in EventSource(response).aiter_sse():
+        yield sse.event, sse.data
 
 
 # -- catch-up ----------------------------------------------------------------------------------------

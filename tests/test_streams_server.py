@@ -4,7 +4,6 @@ appends from another client. uvicorn on 127.0.0.1, httpx, memory and SQLite stor
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +13,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from httpx_sse import EventSource
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -249,12 +249,8 @@ async def test_an_sse_reader_receives_appends_and_the_close(store: Any) -> None:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(write)
             async with client.stream("GET", "/streams/j", params={"offset": "-1", "live": "sse"}) as response:
-                event = ""
-                async for line in response.aiter_lines():
-                    if line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:"):
-                        received.append((event, json.loads(line[5:])))
+                async for sse in EventSource(response).aiter_sse():
+                    received.append((sse.event, sse.json()))
     assert [payload for event, payload in received if event == "data"] == [[{"n": 1}, {"n": 2}]]
     assert received[-1][1]["streamClosed"] is True
 
