@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -15,6 +15,9 @@ from flue_core.plugins import has_implementations, notify
 from flue_core.runtime import Runtime, current_runtime
 from flue_core.store import Outcome, RunQuery, RunStore
 
+if TYPE_CHECKING:
+    from flue_core.streams.store import StreamStore
+
 MAX_LIST_LIMIT = 1000
 READ_PAGE = 1000
 #: How long a waiting reader trusts change notifications before looking at the store again. Stores
@@ -23,8 +26,8 @@ RECHECK_SHARED = 1.0
 RECHECK_PRIVATE = 30.0
 
 
-def recheck_interval(store: RunStore) -> float:
-    """Seconds a waiting reader of ``store`` trusts notifications before reading the store again."""
+def recheck_interval(store: RunStore | StreamStore) -> float:
+    """Seconds a waiting reader of a run or stream ``store`` trusts notifications before reading the store again."""
     return RECHECK_SHARED if store.capabilities.shared else RECHECK_PRIVATE
 
 

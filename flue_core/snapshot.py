@@ -64,6 +64,20 @@ def _copy(value: Any, path: str, active: set[int]) -> Any:
     raise NotJSON(path, f"must not contain {type(value).__name__} values")
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+#: The strict decoder behind :func:`loads`, for callers that need ``raw_decode``.
+STRICT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def loads(text: str) -> Any:
+    """Parse JSON text strictly: ``NaN`` and ``Infinity``, which Python's parser accepts, are refused
+    (``ValueError``), so nothing parsed here can fail to be written back as JSON."""
+    return STRICT_DECODER.decode(text)
+
+
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 

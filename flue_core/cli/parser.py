@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -14,6 +13,7 @@ from flue_core.cli.app import APP_ENV
 from flue_core.cli.backends import URL_ENV
 from flue_core.cli.exits import UsageError
 from flue_core.models import RunStatus
+from flue_core.snapshot import loads
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3583
@@ -154,15 +154,11 @@ def read_input(value: str | None) -> Any:
     else:
         text = value
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return loads(text)
     except ValueError as exc:
         raise UsageError(f"The input from {source} is not valid JSON: {exc}") from None
     except RecursionError:
         raise UsageError(f"The input from {source} is nested too deeply.") from None
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _version() -> str:

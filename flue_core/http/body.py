@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 
 from flue_core.http.errors import BodyTooLarge, InvalidJson, UnsupportedMediaType
+from flue_core.snapshot import loads
 
 #: Default ``max_body_size`` of the app, in bytes.
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
@@ -40,7 +40,7 @@ async def read_json(request: Request, max_size: int) -> Any:
             "A request body needs Content-Type: application/json.", details={"content_type": None}
         )
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+        return loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidJson(f"The body is not valid JSON: {exc}", details={"reason": str(exc)}) from None
     except RecursionError:
@@ -66,6 +66,3 @@ async def read_limited(request: Request, max_size: int) -> bytes:
 def _too_large(max_size: int) -> BodyTooLarge:
     return BodyTooLarge(f"The body is larger than {max_size} bytes.", details={"max_body_size": max_size})
 
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")

@@ -6,18 +6,10 @@ wraps records in ``[`` ``]`` without re-encoding anything, and a fork can cut a 
 
 from __future__ import annotations
 
-import json
-
 from flue_core.errors import InvalidStreamRequest
+from flue_core.snapshot import STRICT_DECODER, loads
 
 _WHITESPACE = " \t\n\r"  # JSON's insignificant whitespace; nothing else may be skipped
-
-
-def _no_constants(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_no_constants)
 
 
 def record_of(body: bytes, *, creating: bool) -> bytes | None:
@@ -26,7 +18,7 @@ def record_of(body: bytes, *, creating: bool) -> bytes | None:
     and is refused on append; invalid JSON, non-UTF-8 text and ``NaN``/``Infinity`` are refused."""
     try:
         text = body.decode("utf-8")
-        value = _DECODER.decode(text)
+        value = loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidStreamRequest(f"The body is not valid JSON: {exc}", details={"reason": str(exc)}) from None
     if not isinstance(value, list):
@@ -52,7 +44,7 @@ def _elements(array: str) -> list[str]:
     if array[position] == "]":
         return items
     while True:
-        _, end = _DECODER.raw_decode(array, position)
+        _, end = STRICT_DECODER.raw_decode(array, position)
         items.append(array[position:end])
         position = _skip(array, end)
         if array[position] == "]":
