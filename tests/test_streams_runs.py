@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from functools import partial
@@ -25,11 +24,11 @@ from flue_core import RunContext, Runtime, runs, workflow, workflows
 from flue_core.http import serve
 from flue_core.offsets import format_offset
 from flue_core.streams import ReadOptions, serve_run_stream
+from flue_core.testing.base import GATES, gates
 from flue_node_like import LocalTarget, MemoryStore, SqliteStore
 
 pytestmark = pytest.mark.anyio
 
-GATES: dict[str, anyio.Event] = {}
 
 
 @pytest.fixture
@@ -60,17 +59,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
 
 @pytest.fixture
 def gate() -> Any:
-    made: list[str] = []
-
-    def make() -> str:
-        name = uuid.uuid4().hex
-        GATES[name] = anyio.Event()
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        GATES.pop(name).set()
+    with gates() as make:
+        yield make
 
 
 @asynccontextmanager

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
@@ -82,6 +82,25 @@ def _count(key: str) -> int:
 CONTRACT_WORKFLOWS = [greet, no_input, gated, gated_retry, flaky, fail]
 
 
+@contextmanager
+def gates() -> Iterator[Callable[[], str]]:
+    """A maker of closed gates (``name = make()``; ``GATES[name].set()`` opens one); every gate made
+    is opened and forgotten on exit, so no workflow stays blocked after a test."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = uuid.uuid4().hex
+        GATES[name] = anyio.Event()
+        made.append(name)
+        return name
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            GATES.pop(name).set()
+
+
 class ContractBase:
     """Fixtures and helpers; the contract mixins build on these."""
 
@@ -107,20 +126,10 @@ class ContractBase:
         return opener
 
     @pytest.fixture
-    def gate(self) -> Callable[[], str]:
+    def gate(self) -> Iterator[Callable[[], str]]:
         """``name = gate()`` makes a closed gate; ``GATES[name].set()`` opens it."""
-        made: list[str] = []
-
-        def make() -> str:
-            name = uuid.uuid4().hex
-            GATES[name] = anyio.Event()
-            made.append(name)
-            return name
-
-        yield make
-        for name in made:
-            GATES[name].set()
-            GATES.pop(name, None)
+        with gates() as make:
+            yield make
 
 
 async def all_events(rt: Runtime, run_id: str) -> list[Event]:
