@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from flue_core.definition import Workflow
-from flue_core.errors import ConfigurationError, IdempotencyKeyConflict, InvalidKey, SchedulingFailed
-from flue_core.models import RunError, RunReceipt, RunRecord, RunStatus, utc_now
+from flue_core.errors import (
+    ConfigurationError,
+    IdempotencyKeyConflict,
+    InvalidKey,
+    InvalidSchedule,
+    SchedulingFailed,
+)
+from flue_core.models import RunError, RunReceipt, RunRecord, RunStatus, format_timestamp, utc_now
 from flue_core.plugins import call_each, first_answer, has_implementations, notify
 from flue_core.store import NewEvent, NewRun, Outcome
 
@@ -20,15 +27,18 @@ if TYPE_CHECKING:
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 MAX_KEY_LENGTH = 256
+#: The furthest a delayed start may lie ahead: about ten years.
+MAX_DELAY = 10 * 366 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
 class AdmissionRequest:
     """What admission policies (``flue_check_admission``) see.
 
-    ``input`` is the validated JSON snapshot. ``source`` is ``"python"`` for ``start()`` and
-    ``"http"`` for ``POST /workflows/<name>``; ``principal`` is whatever the HTTP layer authenticated
-    (``None`` for trusted in-process callers).
+    ``input`` is the validated JSON snapshot. ``source`` is ``"python"`` for ``start()``, ``"http"``
+    for ``POST /workflows/<name>``, ``"child"`` for ``ctx.start_child`` (``parent_run_id`` names the
+    parent) and ``"schedule"`` for a schedule's tick; ``principal`` is whatever the HTTP layer
+    authenticated (``None`` for trusted in-process callers). ``start_at`` is set for a delayed start.
     """
 
     workflow: Workflow
@@ -36,6 +46,8 @@ class AdmissionRequest:
     key: str | None
     source: str
     principal: Any = None
+    parent_run_id: str | None = None
+    start_at: datetime | None = None
 
 
 async def admit(
@@ -46,33 +58,56 @@ async def admit(
     key: str | None = None,
     source: str = "python",
     principal: Any = None,
+    parent_run_id: str | None = None,
+    at: datetime | None = None,
+    delay: float | None = None,
 ) -> RunReceipt:
     """Admit a run: resolve, validate and snapshot, apply policies, identify, persist, schedule.
 
-    Returns at admission, never at completion. Raises a :class:`~flue_core.errors.AdmissionError`;
-    nothing is stored unless the error is :class:`SchedulingFailed`, which leaves the run ended as
-    ``failed`` with a closed stream.
+    Returns at admission, never at completion. With ``at`` (an aware datetime) or ``delay``
+    (seconds), the run is ``scheduled`` and executes from then on. A child run's ``key`` is scoped
+    to its ``parent_run_id``. Raises a :class:`~flue_core.errors.AdmissionError` (or
+    :class:`InvalidSchedule` for a bad ``at``/``delay``); nothing is stored unless the error is
+    :class:`SchedulingFailed`, which leaves the run ended as ``failed`` with a closed stream.
     """
     wf = runtime.registry.resolve(workflow)
     snapshot = wf.snapshot_input(input)
     if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH):
         raise InvalidKey(f"An idempotency key must be a non-empty string of at most {MAX_KEY_LENGTH} characters.")
+    start_at = start_time(at, delay)
     hook = runtime.pm.hook
+    request = AdmissionRequest(wf, snapshot, key, source, principal, parent_run_id, start_at)
     if has_implementations(hook.flue_check_admission):
-        await call_each(
-            hook.flue_check_admission,
-            request=AdmissionRequest(wf, snapshot, key, source, principal),
-        )
+        await call_each(hook.flue_check_admission, request=request)
+    carrier = _carrier(runtime, request)
     run_id = _new_run_id(runtime, wf.name)
     now = _timestamp_of(run_id) or utc_now()
-    queued = NewEvent(0, "run_queued", {"workflow": wf.name, "input": snapshot, "key": key}, now)
+    stored_key = key if parent_run_id is None or key is None else f"{parent_run_id}/{key}"
+    data: dict[str, Any] = {"workflow": wf.name, "input": snapshot, "key": stored_key}
+    if parent_run_id is not None:
+        data["parentRunId"] = parent_run_id
+    if start_at is not None and start_at > now:
+        data["startAt"] = format_timestamp(start_at)
+    else:
+        start_at = None
+    queued = NewEvent(0, "run_queued", data, now)
     store = runtime.target.store
+    new = NewRun(
+        run_id,
+        wf.name,
+        snapshot,
+        stored_key,
+        now,
+        None if start_at is not None else runtime.target.owner_for(wf),
+        queued,
+        parent_run_id=parent_run_id,
+        start_at=start_at,
+        carrier=carrier,
+    )
     # From here on the run may exist: finish admitting it (persist, then schedule or end it) even if
     # the caller is cancelled meanwhile, so no run is ever left queued with nobody to execute it.
     with anyio.CancelScope(shield=True):
-        admission = await store.admit(
-            NewRun(run_id, wf.name, snapshot, key, now, runtime.target.worker_id, queued)
-        )
+        admission = await store.admit(new)
         record = admission.record
         if admission.created:
             await _schedule(runtime, record)
@@ -86,6 +121,36 @@ async def admit(
     if has_implementations(hook.flue_run_admitted):
         await notify(hook.flue_run_admitted, run=record)
     return runtime.receipt(record)
+
+
+def start_time(at: datetime | None, delay: float | None) -> datetime | None:
+    """When a delayed start begins: ``at`` (timezone-aware) or ``delay`` seconds from now, or ``None``."""
+    if at is not None and delay is not None:
+        raise InvalidSchedule("Give a delayed start either at= or delay=, not both.")
+    if at is not None:
+        if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+            raise InvalidSchedule(f"at= must be a timezone-aware datetime, not {at!r}.", details={"at": repr(at)})
+        if at - utc_now() > timedelta(seconds=MAX_DELAY):
+            raise InvalidSchedule("at= lies more than ten years ahead.", details={"at": format_timestamp(at)})
+        return at.astimezone(UTC)
+    if delay is None:
+        return None
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(delay) or not 0 <= delay <= MAX_DELAY:
+        raise InvalidSchedule(
+            f"delay= must be a number of seconds from 0 to {int(MAX_DELAY)}, not {delay!r}.", details={"delay": repr(delay)}
+        )
+    return utc_now() + timedelta(seconds=delay)
+
+
+def _carrier(runtime: Runtime, request: AdmissionRequest) -> dict[str, str] | None:
+    hook = runtime.pm.hook.flue_capture_carrier
+    if not has_implementations(hook):
+        return None
+    carrier: dict[str, str] = {}
+    for answer in hook(request=request):
+        if answer:
+            carrier.update({str(name): str(value) for name, value in answer.items()})
+    return carrier or None
 
 
 async def _schedule(runtime: Runtime, record: RunRecord) -> None:

@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
-import inspect
-import json
 import logging
 import re
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from flue_core.errors import InvalidEvent, StepError
-from flue_core.models import Event, utc_now
-from flue_core.plugins import has_implementations
-from flue_core.snapshot import NotJSON, dumps, snapshot
-from flue_core.store import NewEvent, event_json
+from flue_core import durable
+from flue_core.attempt import AttemptControl
+from flue_core.errors import InvalidEvent
+from flue_core.models import RunReceipt
+from flue_core.snapshot import NotJSON, snapshot
 
 if TYPE_CHECKING:
+    from flue_core.definition import Workflow
     from flue_core.runtime import Runtime
 
 log = logging.getLogger("flue")
 
 #: Event types Flue itself writes; ``ctx.emit`` refuses them (``progress`` has its own method).
 RESERVED_TYPES = frozenset(
-    {"run_queued", "run_start", "run_retry", "run_interrupted", "run_end", "log", "progress", "step"}
+    {
+        "run_queued",
+        "run_start",
+        "run_resume",
+        "run_retry",
+        "run_interrupted",
+        "run_waiting",
+        "run_end",
+        "log",
+        "progress",
+        "step",
+        "step_retry",
+        "signal_received",
+        "signal_delivered",
+        "signal_timeout",
+        "child_started",
+    }
 )
 _TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$")
 _LEVELS = ("debug", "info", "warning", "error")
@@ -58,67 +73,42 @@ class RunLog:
         self._write("error", message, attributes)
 
 
-class AttemptControl:
-    """The executor's side of one attempt: its events and whether a cancel was asked.
-
-    Events get consecutive indexes from ``next_index`` (where the stream stood when the attempt was
-    claimed) and go to the store without waiting; after :meth:`close` (the attempt is over) they are
-    dropped, so nothing lands after ``run_end``.
-    """
-
-    def __init__(self, runtime: Runtime, run_id: str, next_index: int) -> None:
-        self.run_id = run_id
-        self.cancel_requested = False
-        self._runtime = runtime
-        self._store = runtime.target.store
-        self._next_index = next_index
-        self._open = True
-
-    def write(self, type: str, data: dict[str, Any]) -> None:
-        if not self._open:
-            log.warning("flue: run %s already ended; dropped its %r event", self.run_id, type)
-            return
-        event = NewEvent(self._next_index, type, data, utc_now())
-        self._next_index += 1
-        self._store.append(self.run_id, (event,))
-        hook = self._runtime.pm.hook.flue_event_emitted
-        if has_implementations(hook):
-            self._runtime.notify_soon(hook, event=Event.model_validate_json(event_json(self.run_id, event)))
-
-    def close(self) -> None:
-        self._open = False
-
-
 class RunContext:
-    """The handle a workflow function gets for one attempt of one run.
+    """The handle a workflow function gets for one execution of one run.
 
-    Events written through it (``log``, ``emit``, ``progress``, ``step``) are stored in order, without
-    the workflow waiting for the disk; a run's events are all stored before its ``run_end``.
+    Events written through it (``log``, ``emit``, ``progress``, ``step``...) are stored in order,
+    without the workflow waiting for the disk; a run's events are all stored before its ``run_end``.
+
+    **Durable calls.** ``step``, ``sleep``, ``sleep_until``, ``wait_for_signal``, ``start_child`` and
+    ``wait_for`` are recorded in the store. When a run is executed again — a retry, a recovery after
+    its process died, or a resumption after a wait — the function runs from the top and each durable
+    call returns what it returned before instead of acting again. Calls are matched by name and
+    occurrence (the second ``step("fetch", ...)`` of a run is ``fetch#2``), so the order of durable
+    calls must be the same on every execution: keep the workflow's decisions on durable values.
     """
 
     def __init__(
         self,
         runtime: Runtime,
         *,
-        run_id: str,
-        workflow: str,
+        workflow: Workflow,
         input: Any,
-        attempt: int,
-        key: str | None,
         control: AttemptControl,
         steps: dict[str, str],
     ) -> None:
-        self.run_id = run_id
-        self.workflow = workflow
+        record = control.record
+        self.run_id = record.run_id
+        self.workflow = workflow.name
         self.input = input
-        self.attempt = attempt
-        self.key = key
+        self.attempt = record.attempt
+        self.key = record.key
+        self.parent_run_id = record.parent_run_id
         self.log = RunLog(self)
-        self._store = runtime.target.store
+        self._runtime = runtime
+        self._definition = workflow
         self._control = control
         self._write = control.write
-        self._replay = steps
-        self._steps_seen: set[str] = set()
+        self._calls = durable.Calls(runtime, workflow, control, steps)
 
     @property
     def cancel_requested(self) -> bool:
@@ -146,33 +136,78 @@ class RunContext:
             data["message"] = str(message)
         self._write("progress", _json(data, "progress"))
 
-    async def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run ``fn(*args, **kwargs)`` once per run: its JSON result is stored, and an attempt that
-        re-executes the run gets the stored result back instead of calling ``fn`` again.
+    # -- durable calls ------------------------------------------------------------------------------
+
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        retries: int = 0,
+        timeout: float | None = None,
+        backoff: float = 1.0,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``fn(*args, **kwargs)`` once per run: its JSON result is stored, and an execution
+        that replays the run gets the stored result back instead of calling ``fn`` again.
 
         The value returned is the stored JSON form in both cases (a model comes back as a dict).
-        Names must be unique within an attempt.
+        A name used again in the same run (a loop) is numbered by occurrence: ``fetch``, ``fetch#2``...
+
+        ``retries``: how many times a failing ``fn`` is called again, after ``backoff`` seconds
+        doubling each time (capped at a minute), before its exception fails the attempt.
+        ``timeout``: seconds one call of an async ``fn`` may take (:class:`~flue_core.errors.StepTimeout`).
+        These three names are Flue's: pass arguments so named to ``fn`` through a lambda.
         """
-        if not isinstance(name, str) or not name:
-            raise StepError("A step needs a non-empty name.")
-        if name in self._steps_seen:
-            raise StepError(f"Step {name!r} ran twice in one attempt; give each step its own name.")
-        self._steps_seen.add(name)
-        stored = self._replay.get(name)
-        if stored is not None:
-            self._write("step", {"name": name, "replayed": True})
-            return json.loads(stored)
-        began = time.perf_counter()
-        value = fn(*args, **kwargs)
-        if inspect.isawaitable(value):
-            value = await value
-        try:
-            text = dumps(snapshot(value, f"step {name!r} result"))
-        except NotJSON as exc:
-            raise StepError(f"Step {name!r} returned a value JSON cannot carry: {exc}") from None
-        await self._store.save_step(self.run_id, name, text)
-        self._write("step", {"name": name, "replayed": False, "durationMs": int((time.perf_counter() - began) * 1000)})
-        return json.loads(text)
+        return await self._calls.step(name, fn, args, kwargs, retries=retries, timeout=timeout, backoff=backoff)
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` durably: the run is suspended (status ``waiting``, no worker slot held)
+        and resumes when the time comes, also after every process was restarted in between."""
+        await self._calls.sleep(seconds=seconds)
+
+    async def sleep_until(self, when: datetime) -> None:
+        """Wait durably until ``when`` (a timezone-aware datetime); see :meth:`sleep`."""
+        await self._calls.sleep(until=when)
+
+    async def wait_for_signal(self, name: str, *, timeout: float | None = None, model: Any = None) -> Any:
+        """Wait durably for a signal called ``name`` (sent with ``runs.signal``) and return its data.
+
+        Signals are delivered in the order they were received, each to one wait; a signal sent
+        before the run waits for it is kept until it does. ``model`` (or the model the workflow
+        declares for ``name`` in ``@workflow(signals=...)``) validates the data and is what is
+        returned. Raises :class:`~flue_core.errors.SignalTimeout` after ``timeout`` seconds.
+        """
+        return await self._calls.wait_for_signal(name, timeout=timeout, model=model)
+
+    async def start_child(
+        self,
+        workflow: Workflow | str,
+        *,
+        input: Any = None,
+        key: str | None = None,
+        at: datetime | None = None,
+        delay: float | None = None,
+    ) -> RunReceipt:
+        """Admit a child run through the same admission as ``workflows.start`` and return its receipt.
+
+        The child's record names this run as ``parent_run_id``. ``key`` (default: the call's
+        occurrence) is scoped to this run, so an execution that replays the run gets the same child
+        back and never starts a second one.
+        """
+        return await self._calls.start_child(workflow, input=input, key=key, at=at, delay=delay)
+
+    async def wait_for(self, child: RunReceipt | str) -> Any:
+        """Wait durably until the child run ends and return its result; raises
+        :class:`~flue_core.errors.RunFailed` or :class:`~flue_core.errors.RunCancelled` like
+        ``runs.result``."""
+        (result,) = await self._calls.wait_for([child])
+        return result
+
+    async def wait_for_all(self, children: Sequence[RunReceipt | str]) -> list[Any]:
+        """Wait durably until every child run has ended; return their results in order (the first
+        child that did not complete raises, as in :meth:`wait_for`)."""
+        return await self._calls.wait_for(list(children))
 
 
 def _json(value: Any, label: str) -> Any:

@@ -5,13 +5,23 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from flue_core.errors import InputNotSerializable, InvalidInput, InvalidWorkflowDefinition, UnexpectedInput
+from flue_core.cron import check_cron
+from flue_core.errors import (
+    InputNotSerializable,
+    InvalidInput,
+    InvalidSchedule,
+    InvalidSignal,
+    InvalidWorkflowDefinition,
+    UnexpectedInput,
+    validation_errors,
+)
+from flue_core.signals import check_signal_name
 from flue_core.snapshot import NotJSON, snapshot
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -23,8 +33,12 @@ class Workflow:
     """A registered unit of background work. Made by :func:`workflow`; compared by identity.
 
     ``retries`` is how many times a run may be executed again after an attempt failed or was
-    interrupted (completed steps are replayed, not re-run). ``timeout`` bounds one attempt, in seconds.
-    ``http`` exposes the workflow at ``POST /workflows/<name>``; ``middleware`` guards that route.
+    interrupted (completed steps are replayed, not re-run). ``timeout`` bounds one execution of an
+    attempt, in seconds (time spent waiting durably does not count). ``http`` exposes the workflow at
+    ``POST /workflows/<name>``; ``middleware`` guards that route. ``concurrency`` caps how many of its
+    runs execute at once across every process sharing the store. ``signals`` maps the signal names
+    the workflow accepts to the type their data must have (when given, other names are refused).
+    ``schedule`` is a cron expression that starts a run with ``schedule_input`` at every tick.
     """
 
     name: str
@@ -35,6 +49,11 @@ class Workflow:
     description: str | None = None
     http: bool = False
     middleware: Sequence[Any] = ()
+    concurrency: int | None = None
+    signals: Mapping[str, Any] = field(default_factory=dict)
+    schedule: str | None = None
+    schedule_input: Any = None
+    schedule_timezone: str = "UTC"
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
 
     @property
@@ -71,7 +90,7 @@ class Workflow:
         except ValidationError as exc:
             raise InvalidInput(
                 f"Input of workflow {self.name!r} is invalid: {exc.error_count()} problem(s).",
-                details={"workflow": self.name, "errors": _errors(exc)},
+                details={"workflow": self.name, "errors": validation_errors(exc)},
             ) from None
         try:  # validation may coerce "NaN" or "1e999" into floats JSON cannot carry
             return snapshot(self._adapter.dump_python(parsed, mode="json"), "input")
@@ -89,13 +108,6 @@ class Workflow:
         return self._adapter.validate_python(stored)
 
 
-def _errors(exc: ValidationError) -> list[dict[str, Any]]:
-    return [
-        {"loc": [str(part) for part in error["loc"]], "message": error["msg"], "type": error["type"]}
-        for error in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
-
-
 def workflow(
     fn: Callable[..., Awaitable[Any]] | None = None,
     *,
@@ -106,11 +118,17 @@ def workflow(
     description: str | None = None,
     http: bool = False,
     middleware: Sequence[Any] = (),
+    concurrency: int | None = None,
+    signals: Mapping[str, Any] | None = None,
+    schedule: str | None = None,
+    schedule_input: Any = None,
+    schedule_timezone: str = "UTC",
 ) -> Any:
     """Turn ``async def fn(ctx)`` or ``async def fn(ctx, input: Model)`` into a :class:`Workflow`.
 
     The input type is read from the second parameter's annotation (or given as ``input=``); the
-    name defaults to the function name with ``_`` turned into ``-``.
+    name defaults to the function name with ``_`` turned into ``-``. See :class:`Workflow` for the
+    other options.
     """
 
     def build(fn: Callable[..., Awaitable[Any]]) -> Workflow:
@@ -124,6 +142,11 @@ def workflow(
             )
         if retries < 0 or (timeout is not None and timeout <= 0):
             raise InvalidWorkflowDefinition(f"Workflow {wf_name!r}: retries must be >= 0 and timeout > 0.")
+        if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1):
+            raise InvalidWorkflowDefinition(f"Workflow {wf_name!r}: concurrency must be an integer >= 1 or None.")
+        declared_signals = _signals(wf_name, signals)
+        if schedule is not None:
+            _check_schedule(wf_name, schedule, schedule_timezone)
         input_type = input if input is not _NO_INPUT else _input_type(fn, wf_name)
         adapter = None if input_type is _NO_INPUT else TypeAdapter(input_type)
         return Workflow(
@@ -135,6 +158,11 @@ def workflow(
             description=description if description is not None else inspect.getdoc(fn),
             http=http,
             middleware=tuple(middleware),
+            concurrency=concurrency,
+            signals=declared_signals,
+            schedule=schedule,
+            schedule_input=schedule_input,
+            schedule_timezone=schedule_timezone,
             _adapter=adapter,
         )
 
@@ -157,3 +185,23 @@ def _input_type(fn: Callable[..., Any], name: str) -> Any:
         ) from None
     return hints.get(params[1].name, Any)
 
+
+
+def _signals(name: str, signals: Mapping[str, Any] | None) -> dict[str, Any]:
+    if signals is None:
+        return {}
+    if not isinstance(signals, Mapping):
+        raise InvalidWorkflowDefinition(f"Workflow {name!r}: signals must map signal names to types.")
+    for signal in signals:
+        try:
+            check_signal_name(signal)
+        except InvalidSignal as exc:
+            raise InvalidWorkflowDefinition(f"Workflow {name!r}: {exc.message}") from None
+    return dict(signals)
+
+
+def _check_schedule(name: str, cron: str, timezone: str) -> None:
+    try:
+        check_cron(cron, timezone)
+    except InvalidSchedule as exc:
+        raise InvalidWorkflowDefinition(f"Workflow {name!r}: {exc.message}") from None

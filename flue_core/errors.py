@@ -28,6 +28,14 @@ class FlueError(Exception):
         return body
 
 
+def validation_errors(exc: Any) -> list[dict[str, Any]]:
+    """The ``details["errors"]`` list of a pydantic ``ValidationError``: location, message and type of each."""
+    return [
+        {"loc": [str(part) for part in error["loc"]], "message": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
 # -- configuration ----------------------------------------------------------------------------------
 
 
@@ -155,6 +163,49 @@ class RunNotFound(FlueError):
     status = 404
 
 
+class RunFinished(FlueError):
+    """The run has ended, so it cannot take what was sent (a signal, say). ``details["status"]``
+    is its final status."""
+
+    code = "run_finished"
+    status = 409
+
+
+class InvalidSignal(FlueError):
+    """A signal's name or data is malformed, or its data does not match the model the workflow
+    declares for that signal name (``details["errors"]``)."""
+
+    code = "invalid_signal"
+    status = 422
+
+
+class SignalTimeout(FlueError, TimeoutError):
+    """Raised in a workflow by ``ctx.wait_for_signal(name, timeout=...)`` when no signal came in time."""
+
+    code = "signal_timeout"
+    status = 504
+
+
+class InvalidSchedule(FlueError):
+    """A schedule's cron expression, time zone, name, workflow or input is not acceptable, or a
+    delayed start's time is (``start(..., at=/delay=)``)."""
+
+    code = "invalid_schedule"
+    status = 400
+
+
+class ScheduleNotFound(FlueError):
+    code = "schedule_not_found"
+    status = 404
+
+
+class ScheduleExists(FlueError):
+    """A schedule of that name exists already (with another definition)."""
+
+    code = "schedule_exists"
+    status = 409
+
+
 class InvalidCursor(FlueError):
     code = "invalid_cursor"
     status = 400
@@ -198,9 +249,17 @@ class RunCancelled(FlueError):
 
 
 class StepError(FlueError):
-    """``ctx.step`` was misused (duplicate name in one attempt, a result JSON cannot carry)."""
+    """A durable call was misused: a malformed step name or policy, a step result JSON cannot carry,
+    a sleep of no finite length, a wait for a run that is not this run's child."""
 
     code = "step_error"
+
+
+class StepTimeout(StepError, TimeoutError):
+    """One call of a step's function took longer than the step's ``timeout`` (after its retries,
+    this fails the attempt)."""
+
+    code = "step_timeout"
 
 
 class InvalidEvent(FlueError):

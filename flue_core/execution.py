@@ -1,4 +1,4 @@
-"""Executing runs: attempts, retries, cancellation, timeouts, interruption and terminal writes.
+"""Executing runs: attempts, retries, suspension, cancellation, timeouts, interruption and terminal writes.
 
 Target-agnostic: a target decides *where* and *when* ``execute`` runs; this module decides *what*
 happens to the run's record and stream.
@@ -9,17 +9,20 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import anyio
 from pydantic import ValidationError
 
 from flue_core.admission import as_record_error
-from flue_core.context import AttemptControl, RunContext
-from flue_core.models import RunError, RunRecord, RunStatus, utc_now
+from flue_core.attempt import AttemptControl, Lost, Suspend
+from flue_core.context import RunContext
+from flue_core.definition import Workflow
+from flue_core.models import RunError, RunRecord, RunStatus, WaitingFor, utc_now
 from flue_core.plugins import has_implementations, notify
 from flue_core.snapshot import NotJSON, snapshot
-from flue_core.store import NewEvent, Outcome
+from flue_core.store import NewEvent, Outcome, Suspension
 
 if TYPE_CHECKING:
     from flue_core.runtime import Runtime
@@ -32,6 +35,16 @@ MAX_RETRY_DELAY = 30.0
 def retry_delay(attempt: int) -> float:
     """Back-off before attempt ``attempt + 1``: 0.5 s, 1 s, 2 s... capped at 30 s."""
     return min(0.5 * 2 ** (attempt - 1), MAX_RETRY_DELAY)
+
+
+class _Retry:
+    """An attempt that failed and may be retried after ``delay`` seconds."""
+
+    __slots__ = ("delay", "error")
+
+    def __init__(self, error: RunError, delay: float) -> None:
+        self.error = error
+        self.delay = delay
 
 
 class Executor:
@@ -57,59 +70,51 @@ class Executor:
         scope.cancel()
         return True
 
-    async def execute(self, run_id: str) -> None:
-        """Run attempts of a queued run owned by this executor until it ends or is handed back."""
+    async def execute(self, run_id: str, workflow: str) -> None:
+        """Execute a queued run owned by this executor until it ends, is suspended or is handed back."""
         store = self.runtime.target.store
-        while True:
-            # State transitions are shielded: a shutdown arriving mid-write must not leave the
-            # record half-way; the shutdown is seen at the next unshielded await instead.
-            with anyio.CancelScope(shield=True):
-                attempt = await store.claim(run_id, self.owner)
-            if attempt is None:
-                return  # cancelled while queued, or adopted by another worker
-            record = attempt.record
-            outcome, retry = await self._attempt(record, attempt.next_index)
-            if retry is not None:
-                with anyio.CancelScope(shield=True):
-                    await store.requeue(run_id, self.owner, held_by=self.owner)
-                await anyio.sleep(retry)
-                continue
-            with anyio.CancelScope(shield=True):
+        wf = self.runtime.registry.get(workflow)
+        # State transitions are shielded: a shutdown arriving mid-write must not leave the record
+        # half-way; the shutdown is seen at the next unshielded await instead.
+        with anyio.CancelScope(shield=True):
+            attempt = await store.claim(run_id, self.owner, limit=None if wf is None else wf.concurrency)
+        if attempt is None:
+            return  # cancelled while queued, adopted by another worker, or over its workflow's limit
+        outcome = await self._execute(attempt.record, attempt.next_index, attempt.resumed)
+        if outcome is None:
+            return  # suspended, or lost to another worker
+        with anyio.CancelScope(shield=True):
+            if isinstance(outcome, _Retry):
+                await self._retry_later(attempt.record, outcome)
+            else:
                 await self._finish(run_id, outcome)
-            return
 
-    async def _attempt(self, record: RunRecord, next_index: int) -> tuple[Outcome, float | None]:
+    async def _execute(self, record: RunRecord, next_index: int, resumed: bool) -> Outcome | _Retry | None:
         runtime = self.runtime
         store = runtime.target.store
         wf = runtime.registry.get(record.workflow)
         if wf is None:  # only adopted runs can name a workflow this process lacks; adopt() filters them
             error = RunError(code="workflow_not_found", message=f"Workflow {record.workflow!r} is not registered.")
-            return Outcome(RunStatus.FAILED, utc_now(), error=error), None
-        steps = await store.load_steps(record.run_id) if record.attempt > 1 else {}
-        control = AttemptControl(runtime, record.run_id, next_index)
-        ctx = RunContext(
-            runtime,
-            run_id=record.run_id,
-            workflow=wf.name,
-            input=None,
-            attempt=record.attempt,
-            key=record.key,
-            control=control,
-            steps=steps,
-        )
-        control.write("run_start", {"workflow": wf.name, "attempt": record.attempt})
+            return Outcome(RunStatus.FAILED, utc_now(), error=error)
+        steps = await store.load_steps(record.run_id) if record.attempt > 1 or resumed else {}
+        control = AttemptControl(runtime, record, self.owner, next_index, resumed=resumed)
+        ctx = RunContext(runtime, workflow=wf, input=None, control=control, steps=steps)
+        if resumed:
+            control.write("run_resume", {"workflow": wf.name, "attempt": record.attempt})
+        else:
+            control.write("run_start", {"workflow": wf.name, "attempt": record.attempt})
         if has_implementations(runtime.pm.hook.flue_run_started):
             await notify(runtime.pm.hook.flue_run_started, run=record)
         try:
             ctx.input = wf.parse_input(record.input)
         except ValidationError as exc:
             control.close()
-            return Outcome(RunStatus.FAILED, utc_now(), error=as_record_error(exc, "invalid_input")), None
+            return Outcome(RunStatus.FAILED, utc_now(), error=as_record_error(exc, "invalid_input"))
         scope = anyio.CancelScope()
+        control.cancel = scope.cancel
         self._scopes[record.run_id] = scope
         self._controls[record.run_id] = control
         if record.cancel_requested:
-            control.cancel_requested = True
             scope.cancel()
         try:
             with scope, anyio.move_on_after(wf.timeout) as deadline:
@@ -117,41 +122,64 @@ class Executor:
                     value = await wf.fn(ctx, ctx.input)
                 else:
                     value = await wf.fn(ctx)
+            if control.suspended or control.lost:
+                return await self._suspended(control)
             if scope.cancel_called:
-                return Outcome(RunStatus.CANCELLED, utc_now()), None
+                return Outcome(RunStatus.CANCELLED, utc_now())
             if deadline.cancelled_caught:
-                error = RunError(code="run_timeout", message=f"The attempt exceeded its {wf.timeout} s timeout.")
-                return self._failed_or_retry(control, record, wf.max_attempts, error)
+                error = RunError(code="run_timeout", message=f"The execution exceeded its {wf.timeout} s timeout.")
+                return self._failed_or_retry(control, record, wf, error)
             try:
                 result = snapshot(value, "result")
             except NotJSON as exc:
                 error = RunError(code="output_not_json", message=f"The workflow returned a value JSON cannot carry: {exc}")
-                return Outcome(RunStatus.FAILED, utc_now(), error=error), None
-            return Outcome(RunStatus.COMPLETED, utc_now(), result=result), None
+                return Outcome(RunStatus.FAILED, utc_now(), error=error)
+            return Outcome(RunStatus.COMPLETED, utc_now(), result=result)
+        except (Suspend, Lost):
+            return await self._suspended(control)
         except anyio.get_cancelled_exc_class():
             # The executor itself is stopping (shutdown): hand the run back or end it, then go on stopping.
             with anyio.CancelScope(shield=True):
                 await self._interrupted(control, record, wf.max_attempts)
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            if control.suspended or control.lost:  # Suspend inside an exception group, say
+                return await self._suspended(control)
+            if not isinstance(exc, Exception):
+                raise
             error = as_record_error(exc, "workflow_error", traceback=traceback.format_exc())
-            return self._failed_or_retry(control, record, wf.max_attempts, error)
+            return self._failed_or_retry(control, record, wf, error)
         finally:
             control.close()
             self._scopes.pop(record.run_id, None)
             self._controls.pop(record.run_id, None)
 
-    def _failed_or_retry(
-        self, control: AttemptControl, record: RunRecord, max_attempts: int, error: RunError
-    ) -> tuple[Outcome, float | None]:
-        if record.attempt < max_attempts and not control.cancel_requested:
+    async def _suspended(self, control: AttemptControl) -> None:
+        if control.suspended and has_implementations(self.runtime.pm.hook.flue_run_waiting):
+            await notify(self.runtime.pm.hook.flue_run_waiting, run=control.record)
+        return None
+
+    def _failed_or_retry(self, control: AttemptControl, record: RunRecord, wf: Workflow, error: RunError) -> Outcome | _Retry:
+        if record.attempt < wf.max_attempts and not control.cancel_requested:
             delay = retry_delay(record.attempt)
             control.write("run_retry", {"attempt": record.attempt, "error": error.model_dump(exclude_none=True), "delay": delay})
-            return Outcome(RunStatus.FAILED, utc_now(), error=error), delay
-        return Outcome(RunStatus.FAILED, utc_now(), error=error), None
+            return _Retry(error, delay)
+        return Outcome(RunStatus.FAILED, utc_now(), error=error)
+
+    async def _retry_later(self, record: RunRecord, retry: _Retry) -> None:
+        """Park a failed attempt until its back-off has passed: no slot is held meanwhile."""
+        store = self.runtime.target.store
+        wake_at = utc_now() + timedelta(seconds=retry.delay)
+        parked = await store.suspend(record.run_id, self.owner, Suspension(WaitingFor(kind="retry"), wake_at))
+        if parked is not None and not parked.suspended:  # a cancel was asked meanwhile
+            await self._finish(record.run_id, Outcome(RunStatus.CANCELLED, utc_now()))
+        elif parked is not None and has_implementations(self.runtime.pm.hook.flue_run_waiting):
+            await notify(self.runtime.pm.hook.flue_run_waiting, run=parked.record)
 
     async def _interrupted(self, control: AttemptControl, record: RunRecord, max_attempts: int) -> None:
         store = self.runtime.target.store
+        if control.suspended or control.lost:
+            return
         if record.attempt < max_attempts:
             control.write("run_interrupted", {"attempt": record.attempt, "action": "retry"})
             control.close()
@@ -162,10 +190,18 @@ class Executor:
         await self._finish(record.run_id, interrupted_outcome("The process executing the run stopped."))
 
     async def _finish(self, run_id: str, outcome: Outcome) -> None:
-        final = await self.runtime.target.store.finish(run_id, outcome, held_by=self.owner)
-        hook = self.runtime.pm.hook.flue_run_finished
-        if final is not None and final.status == outcome.status and has_implementations(hook):
-            await notify(hook, run=final)
+        await finish_run(self.runtime, run_id, outcome, held_by=self.owner)
+
+
+async def finish_run(
+    runtime: Runtime, run_id: str, outcome: Outcome, *, held_by: str | None = None, only_from: tuple[RunStatus, ...] | None = None
+) -> RunRecord | None:
+    """End a run in the store and, when this call ended it, tell ``flue_run_finished``."""
+    final = await runtime.target.store.finish(run_id, outcome, held_by=held_by, only_from=only_from)
+    hook = runtime.pm.hook.flue_run_finished
+    if final is not None and final.status == outcome.status and final.ended_at == outcome.ended_at and has_implementations(hook):
+        await notify(hook, run=final)
+    return final
 
 
 def interrupted_outcome(message: str) -> Outcome:
@@ -176,6 +212,7 @@ async def resume_adopted(runtime: Runtime, records: list[RunRecord], schedule: C
     """Continue runs adopted from dead workers: never-started runs are scheduled; interrupted runs
     are re-executed when attempts remain (steps replay), otherwise failed with ``run_interrupted``."""
     store = runtime.target.store
+    owner = runtime.target.worker_id
     for record in records:
         if record.status == RunStatus.QUEUED:
             schedule(record)
@@ -187,7 +224,7 @@ async def resume_adopted(runtime: Runtime, records: list[RunRecord], schedule: C
                 event = NewEvent(page.tail + 1, "run_interrupted", {"attempt": record.attempt, "action": "retry"}, utc_now())
                 store.append(record.run_id, (event,))
                 await store.flush()
-            requeued = await store.requeue(record.run_id, runtime.target.worker_id, held_by=runtime.target.worker_id)
+            requeued = await store.requeue(record.run_id, owner, held_by=owner)
             if requeued is not None:
                 schedule(requeued)
             continue
@@ -196,6 +233,4 @@ async def resume_adopted(runtime: Runtime, records: list[RunRecord], schedule: C
             if record.cancel_requested
             else interrupted_outcome("The process executing the run died.")
         )
-        final = await store.finish(record.run_id, outcome, held_by=runtime.target.worker_id)
-        if final is not None and final.status == outcome.status and has_implementations(runtime.pm.hook.flue_run_finished):
-            await notify(runtime.pm.hook.flue_run_finished, run=final)
+        await finish_run(runtime, record.run_id, outcome, held_by=owner)

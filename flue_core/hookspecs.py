@@ -85,6 +85,19 @@ def flue_check_admission(request: AdmissionRequest) -> None:
 
 
 @hookspec
+def flue_capture_carrier(request: AdmissionRequest) -> dict[str, str] | None:
+    """Return context to carry from the admitting caller to every process that executes the run.
+
+    Synchronous; called once per admission, after ``flue_check_admission`` accepted it and before the
+    run is stored. Every implementation is asked and their dicts (of strings) are merged, later
+    plugins overriding earlier ones on a name; the result is persisted with the run as
+    ``RunRecord.carrier`` (``None`` when empty) and is there for the hooks of any process that
+    executes the run — an OpenTelemetry plugin injects the caller's trace context here and continues
+    it in ``flue_run_started``. Raising fails the admission with that error before anything is stored.
+    """
+
+
+@hookspec
 def flue_schedule_run(run: RunRecord, runtime: Runtime) -> bool | None:
     """Decide who executes a freshly persisted run; the first non-``None`` answer wins.
 
@@ -105,7 +118,15 @@ def flue_run_admitted(run: RunRecord) -> None:
 
 @hookspec
 def flue_run_started(run: RunRecord) -> None:
-    """An attempt of the run started executing in this process (``run.attempt`` counts from 1)."""
+    """An execution of the run started in this process: a new attempt (``run.attempt`` counts from
+    1), or the same attempt resumed after a wait."""
+
+
+@hookspec
+def flue_run_waiting(run: RunRecord) -> None:
+    """An execution of the run in this process ended by suspending it: ``run`` is ``waiting``
+    (``run.waiting_for`` and ``run.wake_at`` say for what); its next execution reports
+    ``flue_run_started`` again, with the same ``run.attempt`` when it resumes the same attempt."""
 
 
 @hookspec

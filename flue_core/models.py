@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_serializer
 from pydantic.alias_generators import to_camel
@@ -36,10 +36,16 @@ class _Model(BaseModel):
 
 
 class RunStatus(StrEnum):
-    """``queued → running → completed | failed | cancelled``."""
+    """``[scheduled →] queued → running [⇄ waiting] → completed | failed | cancelled``.
 
+    ``scheduled``: admitted with a later start time. ``waiting``: suspended in the store (a durable
+    sleep, a signal, child runs, a retry's back-off); no process holds it until it is due again.
+    """
+
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -50,6 +56,20 @@ class RunStatus(StrEnum):
 
 
 _FINISHED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+#: Statuses of a run that has not ended, in the order of a run's life.
+UNFINISHED = (RunStatus.SCHEDULED, RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING)
+
+WaitKind = Literal["start", "sleep", "signal", "children", "retry"]
+
+
+class WaitingFor(_Model):
+    """What a ``scheduled`` or ``waiting`` run waits for (besides ``RunRecord.wake_at``, when it is due
+    anyway): its ``start`` time, the end of a ``sleep``, a ``signal`` called ``name`` (``wake_at``: its
+    timeout), the end of ``children`` (all of ``run_ids``), or a ``retry`` after a failed attempt."""
+
+    kind: WaitKind
+    name: str | None = None
+    run_ids: list[str] | None = None
 
 
 class RunError(_Model):
@@ -63,7 +83,13 @@ class RunError(_Model):
 
 
 class RunRecord(_Model):
-    """The persisted state of one run."""
+    """The persisted state of one run.
+
+    ``parent_run_id`` names the run that started this one as a child. ``wake_at`` and ``waiting_for``
+    are set while the run is ``scheduled`` or ``waiting``. ``carrier`` holds the context propagated
+    from the admitting caller to every process that executes the run (W3C trace context, say), as
+    plugins captured it at admission (``flue_capture_carrier``).
+    """
 
     run_id: str
     workflow: str
@@ -77,8 +103,12 @@ class RunRecord(_Model):
     result: Any = None
     error: RunError | None = None
     cancel_requested: bool = False
+    parent_run_id: str | None = None
+    wake_at: datetime | None = None
+    waiting_for: WaitingFor | None = None
+    carrier: dict[str, str] | None = None
 
-    @field_serializer("created_at", "started_at", "ended_at")
+    @field_serializer("created_at", "started_at", "ended_at", "wake_at")
     def _timestamp(self, value: datetime | None) -> str | None:
         return None if value is None else format_timestamp(value)
 
@@ -103,6 +133,16 @@ class RunReceipt(_Model):
     offset: str = "-1"
 
 
+class SignalReceipt(_Model):
+    """What ``runs.signal`` returns: the signal is in the run's mailbox. ``duplicate``: its key was
+    used before, and this is the first signal sent with it (nothing new was stored)."""
+
+    signal_id: str
+    run_id: str
+    name: str
+    duplicate: bool = False
+
+
 class Event(_Model):
     """One entry of a run's event stream. ``index`` is the entry's position in the stream."""
 
@@ -120,6 +160,33 @@ class Event(_Model):
     def offset(self) -> str:
         """The stream offset of this event: reading from it resumes strictly after it."""
         return format_offset(self.index)
+
+
+class Schedule(_Model):
+    """A cron schedule: each tick admits a run of ``workflow`` with ``input``.
+
+    ``cron`` is a five-field expression (``*/5 * * * *``) read in ``timezone`` (an IANA name).
+    ``last_tick`` is the latest tick handled (admitted, or skipped as missed); the ticks after it are
+    due. After downtime, at most ``catchup`` missed ticks run (the most recent ones, oldest first);
+    a tick is missed when it is more than a minute old when it is handled. ``declared`` schedules come
+    from ``@workflow(schedule=...)`` and are kept in step with the code at start-up.
+    """
+
+    name: str
+    workflow: str
+    cron: str
+    timezone: str = "UTC"
+    input: Any = None
+    paused: bool = False
+    catchup: int = 1
+    declared: bool = False
+    created_at: datetime
+    updated_at: datetime
+    last_tick: datetime | None = None
+
+    @field_serializer("created_at", "updated_at", "last_tick")
+    def _timestamp(self, value: datetime | None) -> str | None:
+        return None if value is None else format_timestamp(value)
 
 
 class RunPage(_Model):

@@ -20,6 +20,7 @@ _AWAITED_HOOKS = (
     "flue_schedule_run",
     "flue_run_admitted",
     "flue_run_started",
+    "flue_run_waiting",
     "flue_run_finished",
     "flue_event_emitted",
     "flue_authorize_run_read",

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from flue_core import signals
 from flue_core.cursors import decode_cursor, encode_cursor
 from flue_core.errors import InvalidQuery, RunCancelled, RunFailed, RunNotFinished, RunNotFound
-from flue_core.models import Event, RunPage, RunRecord, RunStatus, utc_now
+from flue_core.execution import finish_run
+from flue_core.models import Event, RunPage, RunRecord, RunStatus, SignalReceipt, utc_now
 from flue_core.offsets import parse_offset
-from flue_core.plugins import has_implementations, notify
 from flue_core.runtime import Runtime, current_runtime
 from flue_core.store import Outcome, RunQuery, RunStore
 
@@ -42,9 +43,11 @@ async def list(
     status: RunStatus | str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    parent: str | None = None,
     runtime: Runtime | None = None,
 ) -> RunPage:
-    """Runs newest first, optionally of one workflow and/or status, ``limit`` (1-1000) per page.
+    """Runs newest first, optionally of one workflow and/or status, ``limit`` (1-1000) per page;
+    with ``parent``, only the child runs of that run.
 
     Pass the page's ``next_cursor`` to get the next page; a cursor not made by this function raises
     :class:`~flue_core.errors.InvalidCursor`.
@@ -61,7 +64,8 @@ async def list(
             ) from None
     after = decode_cursor(cursor) if cursor is not None else None
     store = current_runtime(runtime).target.store
-    records = await store.list(RunQuery(workflow=workflow, status=status, limit=limit + 1, after=after))
+    query = RunQuery(workflow=workflow, status=status, limit=limit + 1, after=after, parent=parent)
+    records = await store.list(query)
     more = len(records) > limit
     records = records[:limit]
     return RunPage(runs=records, next_cursor=encode_cursor(records[-1]) if more else None)
@@ -133,27 +137,64 @@ async def events(
 
 
 async def cancel(run_id: str, *, wait_for: float = 5.0, runtime: Runtime | None = None) -> RunRecord:
-    """Cancel the run: a queued run ends ``cancelled`` at once; a running one is cancelled at its next
-    await (wherever it executes). Returns the record after up to ``wait_for`` seconds of waiting for
-    the end. Cancelling an ended run changes nothing."""
+    """Cancel the run: a queued, scheduled or waiting run ends ``cancelled`` at once; a running one is
+    cancelled at its next await (wherever it executes). Its unfinished child runs are cancelled too,
+    and theirs. Returns the record after up to ``wait_for`` seconds of waiting for the end.
+    Cancelling an ended run changes nothing."""
     rt = current_runtime(runtime)
-    store = rt.target.store
-    record = await store.request_cancel(run_id)
+    record = await _cancel_tree(rt, run_id)
     if record is None:
         raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
     if record.finished:
         return record
-    if record.status == RunStatus.QUEUED:
-        outcome = Outcome(RunStatus.CANCELLED, utc_now())
-        final = await store.finish(run_id, outcome, only_from=RunStatus.QUEUED)
-        if final is not None and final.status == RunStatus.CANCELLED:
-            if has_implementations(rt.pm.hook.flue_run_finished):
-                await notify(rt.pm.hook.flue_run_finished, run=final)
-            return final
-    await rt.target.cancel(run_id)
     try:
         return await wait(run_id, timeout=wait_for, runtime=rt)
     except RunNotFinished:
-        latest = await store.get(run_id)
+        latest = await rt.target.store.get(run_id)
         assert latest is not None
         return latest
+
+
+_PARKED = (RunStatus.QUEUED, RunStatus.SCHEDULED, RunStatus.WAITING)
+
+
+async def _cancel_tree(rt: Runtime, run_id: str) -> RunRecord | None:
+    store = rt.target.store
+    record = await store.request_cancel(run_id)
+    if record is None or record.finished:
+        return record
+    if record.status in _PARKED:
+        final = await finish_run(rt, run_id, Outcome(RunStatus.CANCELLED, utc_now()), only_from=_PARKED)
+        if final is not None:
+            record = final
+    if not record.finished:
+        await rt.target.cancel(run_id)
+    cursor = None
+    while True:  # its children, whose own children follow in turn
+        page = await store.list(RunQuery(parent=run_id, limit=READ_PAGE + 1, after=cursor))
+        for child in page[:READ_PAGE]:
+            if not child.finished:
+                await _cancel_tree(rt, child.run_id)
+        if len(page) <= READ_PAGE:
+            return record
+        cursor = (page[READ_PAGE - 1].created_at, page[READ_PAGE - 1].run_id)
+
+
+async def signal(
+    run_id: str, name: str, data: Any = None, *, key: str | None = None, runtime: Runtime | None = None
+) -> SignalReceipt:
+    """Send the signal ``name`` with JSON ``data`` into the run (see ``ctx.wait_for_signal``).
+
+    The signal is kept in the run's mailbox until a wait for ``name`` takes it; a run waiting for it
+    resumes at once. With ``key``, sending again returns the first signal's receipt (``duplicate``)
+    and stores nothing. Raises :class:`~flue_core.errors.RunNotFound`,
+    :class:`~flue_core.errors.RunFinished` for an ended run, :class:`~flue_core.errors.InvalidSignal`
+    for a bad name or data (checked against the model the workflow declares for ``name``).
+    """
+    return await signals.send(current_runtime(runtime), run_id, name, data, key)
+
+
+def signal_sync(run_id: str, name: str, data: Any = None, *, key: str | None = None, runtime: Runtime | None = None) -> SignalReceipt:
+    """:func:`signal` for sync code on another thread than the runtime's event loop."""
+    rt = current_runtime(runtime)
+    return rt.call_sync(signals.send, rt, run_id, name, data, key)

@@ -121,10 +121,13 @@ class Runtime:
     # -- helpers for the pipeline -------------------------------------------------------------------
 
     def receipt(self, record: RunRecord) -> RunReceipt:
+        return self.receipt_for(record.run_id, record.workflow)
+
+    def receipt_for(self, run_id: str, workflow: str) -> RunReceipt:
         return RunReceipt.model_construct(
-            run_id=record.run_id,
-            workflow=record.workflow,
-            stream_url=self.stream_url.format(run_id=record.run_id),
+            run_id=run_id,
+            workflow=workflow,
+            stream_url=self.stream_url.format(run_id=run_id),
             offset="-1",
         )
 

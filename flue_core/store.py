@@ -8,16 +8,24 @@ suite in :mod:`flue_core.testing` checks every rule written here.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from flue_core.models import Event, RunError, RunRecord, RunStatus, format_timestamp
+from flue_core.models import Event, RunError, RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp
 from flue_core.snapshot import dumps
 
 ChangeListener = Callable[[Iterable[str]], None]
 """Called by a store, on the event loop, with the ids of runs whose stream or record changed."""
+
+READY = ":ready"
+"""Not a run id: stores include it among the ids they pass to their change listener when a run may
+have entered the ready pool or a wake-up time was set, so idle workers look again (see
+:meth:`RunStore.take_ready`). Run ids cannot contain ``:``."""
+
+SCHEDULES = ":schedules"
+"""Not a run id either: passed to the change listener when a schedule was stored or deleted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +40,13 @@ class NewEvent:
 
 @dataclass(frozen=True, slots=True)
 class NewRun:
-    """A run as admission persists it: record (status ``queued``), stream and ``first_event``."""
+    """A run as admission persists it: record, stream and ``first_event``.
+
+    ``owner`` is the worker that will execute it, or ``None`` to put it in the ready pool any worker
+    takes from (:meth:`RunStore.take_ready`). With ``start_at`` later than ``created_at`` the run is
+    ``scheduled`` (``waiting_for`` kind ``start``, ``wake_at`` = ``start_at``) instead of ``queued``.
+    ``parent_run_id`` names the run that started it as a child; ``carrier`` is stored as given.
+    """
 
     run_id: str
     workflow: str
@@ -41,6 +55,13 @@ class NewRun:
     created_at: datetime
     owner: str | None
     first_event: NewEvent
+    parent_run_id: str | None = None
+    start_at: datetime | None = None
+    carrier: dict[str, str] | None = None
+
+    @property
+    def scheduled(self) -> bool:
+        return self.start_at is not None and self.start_at > self.created_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +92,77 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """A claimed attempt: the running record and the index its next event takes."""
+    """A claimed execution: the running record and the index its next event takes.
+
+    ``resumed`` is true when the run was woken from a wait (a sleep, a signal, children): the same
+    attempt continues, so ``record.attempt`` did not grow.
+    """
 
     record: RunRecord
+    next_index: int
+    resumed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """Where a running run goes to wait: ``waiting_for`` (never kind ``start``), due at ``wake_at``
+    (``None``: only a signal or its children wake it)."""
+
+    waiting_for: WaitingFor
+    wake_at: datetime | None
+
+    def event_data(self) -> dict[str, Any]:
+        """The ``data`` of the ``run_waiting`` event every store writes for this suspension."""
+        return {
+            "for": self.waiting_for.model_dump(mode="json", exclude_none=True),
+            "until": None if self.wake_at is None else format_timestamp(self.wake_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Suspended:
+    """The answer of :meth:`RunStore.suspend`.
+
+    ``suspended`` false means the run keeps running: what it would wait for is already there (a
+    signal of that name is undelivered, every child has ended) or a cancel was requested. In both
+    cases the executor continues its attempt with events from ``next_index``. ``record`` is the run
+    as it now is.
+    """
+
+    suspended: bool
+    next_index: int
+    record: RunRecord
+
+
+@dataclass(frozen=True, slots=True)
+class NewSignal:
+    """A signal sent into a run: ``data`` is a JSON snapshot, ``key`` makes sending idempotent."""
+
+    signal_id: str
+    name: str
+    data: Any
+    key: str | None
+    sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SignalSent:
+    """The answer of :meth:`RunStore.send_signal`: ``created`` false when ``key`` was already used
+    for this run (``signal_id`` is then the first signal's id, and nothing was written)."""
+
+    signal_id: str
+    created: bool
+    record: RunRecord
+    name: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The answer of :meth:`RunStore.take_signal`: the signal delivered (``None``: none waiting)
+    and the index the run's next event takes."""
+
+    signal: SignalSent | None
     next_index: int
 
 
@@ -107,12 +196,14 @@ class EventPage:
 
 @dataclass(frozen=True, slots=True)
 class RunQuery:
-    """A page request of ``list``: newest first by (``created_at``, ``run_id``), strictly after ``after``."""
+    """A page request of ``list``: newest first by (``created_at``, ``run_id``), strictly after
+    ``after``; ``parent`` keeps the children of that run only."""
 
     workflow: str | None = None
     status: RunStatus | None = None
     limit: int = 50
     after: tuple[datetime, str] | None = None
+    parent: str | None = None
 
 
 @dataclass(slots=True)
@@ -134,6 +225,22 @@ class Capabilities:
     shared: bool = False  # several processes may use the same data at once
 
 
+def signal_received_data(signal: SignalSent, key: str | None, sent_at: datetime) -> dict[str, Any]:
+    """The ``data`` of the ``signal_received`` event every store writes for a signal."""
+    return {
+        "signalId": signal.signal_id,
+        "name": signal.name,
+        "key": key,
+        "data": signal.data,
+        "sentAt": format_timestamp(sent_at),
+    }
+
+
+def delivered_step_value(signal: SignalSent, sent_at: datetime) -> dict[str, Any]:
+    """What :meth:`RunStore.take_signal` stores as the result of the wait's step."""
+    return {"signalId": signal.signal_id, "name": signal.name, "data": signal.data, "sentAt": format_timestamp(sent_at)}
+
+
 def event_json(run_id: str, event: NewEvent) -> str:
     """The stored JSON text of an event; the single place that fixes the wire shape."""
     return dumps(
@@ -148,21 +255,35 @@ def event_json(run_id: str, event: NewEvent) -> str:
 
 
 class RunStore(ABC):
-    """Runs, their event streams, their step results, and the workers executing them.
+    """Runs, their event streams, step results, signal mailboxes, schedules, and the workers.
 
     Rules every implementation keeps:
 
     * **Atomic admission.** :meth:`admit` writes the record, creates the stream and stores the first
-      event as one unit: after a crash either all three exist or none does.
-    * **Ordered streams.** A run's events are stored in the order :meth:`append` and :meth:`finish`
-      were called, each at the index it carries (its stream position, from 0 without gaps). The
-      process that claimed a run assigns the indexes of its events; an event whose index is taken
-      is dropped.
+      event as one unit (with the run's place in the ready pool or the due-time index, and its
+      idempotency key): after a crash either all exist or none does.
+    * **Ordered streams.** A run's events are stored in the order they were written, each at its
+      index (its stream position, from 0 without gaps). While a run is ``running``, the process that
+      claimed it assigns the indexes of the events it :meth:`append` writes; an event whose index is
+      taken is dropped. The store itself writes events at the stream's end only in operations that
+      return the next free index to that process (:meth:`claim`, :meth:`suspend`,
+      :meth:`take_signal`) or that end its hold (:meth:`finish`), or while nobody holds the run
+      (:meth:`send_signal` to a run that is not running); such an operation first stores every event
+      appended before it.
     * **First terminal write wins.** :meth:`finish` ends a run once: it stores ``run_end`` as the
       stream's last event, closes the stream and makes the record final. Later finishes and appends to
       a closed stream change nothing.
+    * **One mechanism for waiting.** A ``scheduled`` or ``waiting`` run is held by nobody: it has a
+      ``wake_at`` (or none, while it waits only for a signal or children) in a due-time index.
+      :meth:`wake_due`, :meth:`send_signal` and the :meth:`finish` of its last awaited child move it
+      to the *ready pool* (``queued``, no owner), from which any worker takes it with
+      :meth:`take_ready`. A run woken once is in the pool once: it never wakes twice for one wait.
+    * **Signals** are kept in a per-run mailbox in the order received, each announced by exactly one
+      ``signal_received`` event and delivered at most once, by :meth:`take_signal`.
     * **Change notification.** After data is durable, the store calls the listener given to
-      :meth:`open` with the ids of runs whose stream or record changed, so waiting readers wake.
+      :meth:`open` with the ids of runs whose stream or record changed, so waiting readers wake, and
+      with :data:`READY` when a run may have entered the ready pool or a wake-up time was set. A
+      ``shared`` store also tells the listeners of other processes, as promptly as it can.
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities()
@@ -180,7 +301,8 @@ class RunStore(ABC):
 
     @abstractmethod
     async def admit(self, run: NewRun) -> Admission:
-        """Persist a new ``queued`` run atomically (record, stream, ``first_event`` at index 0).
+        """Persist a new run atomically (record, stream, ``first_event`` at index 0): ``queued`` for
+        ``run.owner`` (``None``: in the ready pool), or ``scheduled`` until ``run.start_at``.
 
         When ``run.key`` is set and a run of the same workflow already holds that key, nothing is
         written and the existing record is returned with ``created=False`` — also when both calls race.
@@ -188,32 +310,81 @@ class RunStore(ABC):
         """
 
     @abstractmethod
-    async def claim(self, run_id: str, owner: str) -> Attempt | None:
-        """Start an attempt: a ``queued`` run owned by ``owner`` becomes ``running``, ``attempt`` grows
-        by one and ``started_at`` is set if unset. Returns the record and the index the next event
-        takes; ``None`` if the run is not queued for ``owner``."""
+    async def claim(self, run_id: str, owner: str, *, limit: int | None = None) -> Attempt | None:
+        """Start executing a ``queued`` run owned by ``owner``: it becomes ``running`` and
+        ``started_at`` is set if unset. ``attempt`` grows by one, unless the run was woken from a wait
+        that continues its attempt (``Attempt.resumed``). Signals received while it was not running
+        are announced already; returns the record and the index the next event takes.
+
+        ``None`` if the run is not queued for ``owner``. With ``limit``, a run whose workflow already
+        has ``limit`` runs ``running`` is not claimed but put back in the ready pool (``None``).
+        """
 
     @abstractmethod
     async def requeue(self, run_id: str, owner: str | None, *, held_by: str | None = None) -> RunRecord | None:
-        """Hand a ``running`` run back: it becomes ``queued`` for ``owner`` (``None``: any worker).
-        With ``held_by``, only while the run is owned by that worker. ``None`` if nothing changed."""
+        """Hand a ``running`` run back: it becomes ``queued`` for ``owner`` (``None``: the ready pool,
+        and listeners hear :data:`READY`). With ``held_by``, only while the run is owned by that
+        worker. The next claim starts a new attempt. ``None`` if nothing changed."""
+
+    @abstractmethod
+    async def suspend(self, run_id: str, owner: str, suspension: Suspension) -> Suspended | None:
+        """Park a ``running`` run owned by ``owner``: it becomes ``waiting`` for
+        ``suspension.waiting_for``, due at ``suspension.wake_at``, owned by nobody; a
+        ``run_waiting`` event (data: :meth:`Suspension.event_data`) is stored after every event appended before this call and after the announcements of
+        signals received meanwhile.
+
+        The run is not parked (``suspended=False``, it stays running) when it waits for a signal
+        name that has an undelivered signal, for children that have all ended, or has been asked to
+        cancel. ``None`` when the run is not running for ``owner`` (it was lost to an adopter).
+        """
 
     @abstractmethod
     async def finish(
-        self, run_id: str, outcome: Outcome, *, only_from: RunStatus | None = None, held_by: str | None = None
+        self,
+        run_id: str,
+        outcome: Outcome,
+        *,
+        only_from: Collection[RunStatus] | None = None,
+        held_by: str | None = None,
     ) -> RunRecord | None:
         """End a run with ``outcome`` unless it has ended already (first terminal write wins).
 
-        Stores ``run_end`` (data: :meth:`Outcome.event_data`) at the index after the last stored event,
-        once every event appended before this call is stored; closes the stream and sets status,
-        ``ended_at``, ``result`` and ``error``. With ``only_from``, only a run currently in that status
-        is ended; with ``held_by``, only a run owned by that worker (a worker that lost a run to an
-        adopter cannot end it). Returns the record as it now is, or ``None`` for an unknown run.
+        Stores the announcements of signals not yet announced, then ``run_end`` (data:
+        :meth:`Outcome.event_data`) at the index after the last stored event, once every event
+        appended before this call is stored; closes the stream and sets status, ``ended_at``,
+        ``result`` and ``error``, and clears ``wake_at``. With ``only_from``, only a run currently in
+        one of those statuses is ended; with ``held_by``, only a run owned by that worker (a worker
+        that lost a run to an adopter cannot end it). When the run is a child whose parent waits for
+        its children, the parent is woken (ready pool). Returns the record as it now is, or ``None``
+        for an unknown run.
         """
 
     @abstractmethod
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         """Mark an unfinished run as cancel-requested; return the record (``None``: unknown run)."""
+
+    # -- the ready pool and the due-time index ------------------------------------------------------
+
+    @abstractmethod
+    async def take_ready(
+        self, owner: str, workflows: Mapping[str, int | None], limit: int, *, only: Collection[str] | None = None
+    ) -> list[RunRecord]:
+        """Give ``owner`` up to ``limit`` runs of the ready pool (``queued``, no owner) of the
+        workflows named in ``workflows``, oldest first by the time each became ready (admission
+        time, or the ``wake_at`` it was woken for), then by id; with ``only``, just runs of those ids.
+        A workflow mapped to a number ``n`` gets a run only while fewer than ``n`` of its runs are
+        running or queued for a worker. Returns the taken records (still ``queued``, now owned by
+        ``owner``). Atomic per run: two workers never take one run."""
+
+    @abstractmethod
+    async def wake_due(self, now: datetime, limit: int = 1000) -> int:
+        """Move up to ``limit`` ``scheduled`` and ``waiting`` runs whose ``wake_at`` is at or before
+        ``now`` to the ready pool (oldest ``wake_at`` first); return how many moved. Listeners hear
+        :data:`READY` when any did."""
+
+    @abstractmethod
+    async def next_wake(self) -> datetime | None:
+        """The earliest ``wake_at`` of a ``scheduled`` or ``waiting`` run, or ``None``."""
 
     # -- events -------------------------------------------------------------------------------------
 
@@ -245,6 +416,11 @@ class RunStore(ABC):
     async def list(self, query: RunQuery) -> list[RunRecord]:
         """At most ``query.limit`` records matching the filters, newest first, after the cursor."""
 
+    @abstractmethod
+    async def prune(self, ended_before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` runs that ended before ``ended_before`` — record, stream, steps,
+        mailbox and idempotency key — and return how many. Unfinished runs are never deleted."""
+
     # -- steps --------------------------------------------------------------------------------------
 
     @abstractmethod
@@ -255,13 +431,65 @@ class RunStore(ABC):
     async def load_steps(self, run_id: str) -> dict[str, str]:
         """Every stored step result of the run, by name."""
 
+    # -- signals ------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def send_signal(self, run_id: str, signal: NewSignal) -> SignalSent:
+        """Put ``signal`` in the run's mailbox.
+
+        Raises :class:`~flue_core.errors.RunNotFound` for an unknown run and
+        :class:`~flue_core.errors.RunFinished` for one that has ended. When ``signal.key`` was used
+        for this run already, nothing is written and the first signal is returned (``created``
+        false). Otherwise the signal is stored; when the run is not running its
+        ``signal_received`` event (data: :func:`signal_received_data`) is stored at the
+        stream's end at once (else by the next operation that writes there, see the class rules);
+        and when the run is ``waiting`` for a signal of that name it is woken (ready pool).
+        """
+
+    @abstractmethod
+    async def take_signal(self, run_id: str, owner: str, name: str, step: str) -> Delivery | None:
+        """Deliver to a ``running`` run owned by ``owner`` the oldest undelivered signal called
+        ``name``: mark it delivered, store :func:`delivered_step_value` as the result of ``step``, and store a ``signal_delivered`` event (``{"signalId", "name"}``) after
+        the announcements of signals received meanwhile. ``Delivery.signal`` is ``None`` when there is
+        no such signal (only the announcements are written). ``None`` when the run is not running
+        for ``owner``."""
+
+    # -- schedules ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def put_schedule(self, schedule: Schedule, *, replace: bool) -> tuple[Schedule, bool]:
+        """Store ``schedule`` under its name, returning the stored schedule and whether it was created.
+
+        When the name is taken: with ``replace`` the definition is replaced, keeping the existing
+        ``created_at`` and ``last_tick`` (which only :meth:`advance_schedule` moves); without, nothing
+        changes. Listeners hear :data:`SCHEDULES`.
+        """
+
+    @abstractmethod
+    async def get_schedule(self, name: str) -> Schedule | None:
+        """The schedule called ``name``, or ``None``."""
+
+    @abstractmethod
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+
+    @abstractmethod
+    async def delete_schedule(self, name: str) -> bool:
+        """Remove the schedule; ``False`` if there was none. Runs it started are kept. Listeners
+        hear :data:`SCHEDULES`."""
+
+    @abstractmethod
+    async def advance_schedule(self, name: str, previous: datetime | None, tick: datetime) -> bool:
+        """Set the schedule's ``last_tick`` to ``tick`` if it is still ``previous`` (compare and set,
+        so that of several processes handling one tick exactly one advances it); ``False`` otherwise."""
+
     # -- workers ------------------------------------------------------------------------------------
 
     @abstractmethod
     async def heartbeat(self, worker: WorkerInfo, running: Collection[str] = ()) -> list[str]:
         """Record that ``worker`` is alive (insert or update). Return those of the ``running`` runs it
         must stop: asked to cancel (by any process), or no longer owned by it (adopted by another
-        worker that judged this one dead)."""
+        worker that judged this one dead, or ended)."""
 
     @abstractmethod
     async def workers(self) -> list[WorkerInfo]:
@@ -269,10 +497,10 @@ class RunStore(ABC):
 
     @abstractmethod
     async def adopt(self, dead: Collection[str], owner: str, workflows: Collection[str]) -> list[RunRecord]:
-        """Forget the ``dead`` workers, then give ``owner`` every unfinished run of ``workflows`` whose
-        owner is not a registered worker (dead, retired or none). Returns the adopted records (status
-        unchanged) so the caller can resume or fail them. Atomic per run: two adopters never both get
-        one run."""
+        """Forget the ``dead`` workers, then give ``owner`` every ``queued`` or ``running`` run of
+        ``workflows`` owned by a worker that is not registered (dead or retired; runs with no owner
+        are in the ready pool and stay there). Returns the adopted records (status unchanged) so the
+        caller can resume or fail them. Atomic per run: two adopters never both get one run."""
 
     @abstractmethod
     async def retire(self, worker_id: str) -> None:

@@ -12,6 +12,7 @@ import pluggy
 from flue_core.errors import AmbiguousTarget, ConfigurationError, TargetNotFound
 
 if TYPE_CHECKING:
+    from flue_core.definition import Workflow
     from flue_core.models import RunRecord
     from flue_core.runtime import Runtime
     from flue_core.store import RunStore
@@ -42,7 +43,14 @@ class Target(ABC):
 
     @abstractmethod
     def schedule(self, run: RunRecord) -> None:
-        """Hand a persisted ``queued`` run to the executor without waiting for it. Raise if impossible."""
+        """Hand a freshly persisted run to the executor without waiting for it (a ``scheduled`` run,
+        or one admitted to the ready pool, only needs the executors told). Raise if impossible."""
+
+    def owner_for(self, workflow: Workflow) -> str | None:
+        """The owner admission gives a fresh run of ``workflow``: this target's worker when it executes
+        such a run itself at once, else ``None`` — the ready pool, which a workflow with a
+        ``concurrency`` limit always goes through so that the limit holds across processes."""
+        return self.worker_id if workflow.concurrency is None else None
 
     @abstractmethod
     async def cancel(self, run_id: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flue_core.admission import admit
@@ -15,6 +16,8 @@ async def start(
     *,
     input: Any = None,
     key: str | None = None,
+    at: datetime | None = None,
+    delay: float | None = None,
     runtime: Runtime | None = None,
 ) -> RunReceipt:
     """Admit a run of ``workflow`` (the object, or its registered name) and return its receipt.
@@ -23,9 +26,10 @@ async def start(
     before anything is stored, admission policies apply, the run is persisted with its stream and
     first event, then scheduled. Returns once admitted, never waiting for the run to finish; use
     ``runs.result(receipt.run_id)`` to wait. With ``key``, repeated calls (also concurrent ones)
-    return the same receipt and never create a second run.
+    return the same receipt and never create a second run. With ``at`` (a timezone-aware datetime)
+    or ``delay`` (seconds), the run is admitted now as ``scheduled`` and executes from then on.
     """
-    return await admit(current_runtime(runtime), workflow, input, key=key, source="python")
+    return await admit(current_runtime(runtime), workflow, input, key=key, source="python", at=at, delay=delay)
 
 
 def start_sync(
@@ -33,13 +37,17 @@ def start_sync(
     *,
     input: Any = None,
     key: str | None = None,
+    at: datetime | None = None,
+    delay: float | None = None,
     runtime: Runtime | None = None,
 ) -> RunReceipt:
     """:func:`start` for sync code on another thread than the runtime's event loop (a sync scheduler
     callback, a worker thread, a sync web view). Blocks until the run is admitted."""
     rt = current_runtime(runtime)
-    return rt.call_sync(_start, rt, workflow, input, key)
+    return rt.call_sync(_start, rt, workflow, input, key, at, delay)
 
 
-async def _start(rt: Runtime, workflow: Workflow | str, input: Any, key: str | None) -> RunReceipt:
-    return await admit(rt, workflow, input, key=key, source="python")
+async def _start(
+    rt: Runtime, workflow: Workflow | str, input: Any, key: str | None, at: datetime | None, delay: float | None
+) -> RunReceipt:
+    return await admit(rt, workflow, input, key=key, source="python", at=at, delay=delay)

@@ -1,37 +1,82 @@
-"""The in-memory store: everything the contract asks, for tests and throwaway processes."""
+"""The in-memory store: everything the contract asks, for tests and throwaway processes.
+
+``memory://`` is private to its store object. ``memory://<name>`` shares its data with every store
+of that name in this process, open at the same time or one after the other, which is how tests run
+"two processes" on one store, or restart one.
+"""
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from flue_core.errors import RunIdConflict, StoreUnavailable
-from flue_core.models import RunRecord, RunStatus, utc_now
+from flue_core.errors import ConfigurationError, RunFinished, RunIdConflict, RunNotFound, StoreUnavailable
+from flue_core.models import RunRecord, RunStatus, Schedule, WaitingFor, utc_now
+from flue_core.snapshot import dumps
 from flue_core.store import (
+    READY,
+    SCHEDULES,
     Admission,
     Attempt,
     Capabilities,
     ChangeListener,
+    Delivery,
     EventPage,
     NewEvent,
     NewRun,
+    NewSignal,
     Outcome,
     RunQuery,
     RunStore,
+    SignalSent,
     StoredEvent,
+    Suspended,
+    Suspension,
     WorkerInfo,
+    delivered_step_value,
     event_json,
+    signal_received_data,
 )
+
+_HELD = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
+_PARKED = frozenset({RunStatus.SCHEDULED, RunStatus.WAITING})
+
+
+@dataclass
+class _Signal:
+    sent: SignalSent
+    key: str | None
+    sent_at: datetime
+    announced: bool = False
+    delivered: bool = False
 
 
 @dataclass
 class _Run:
     record: RunRecord
     owner: str | None
+    ready_at: datetime
     events: list[str] = field(default_factory=list)
     closed: bool = False
+    resume: bool = False  # woken from a wait that continues the attempt
     steps: dict[str, str] = field(default_factory=dict)
+    signals: list[_Signal] = field(default_factory=list)
+
+
+@dataclass
+class _Data:
+    runs: dict[str, _Run] = field(default_factory=dict)
+    keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    order: list[tuple[str, str]] = field(default_factory=list)  # (created_at ISO, run_id), ascending
+    workers: dict[str, WorkerInfo] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    listeners: list[tuple[MemoryStore, ChangeListener]] = field(default_factory=list)
+
+
+_NAMED: dict[str, _Data] = {}
 
 
 class MemoryStore(RunStore):
@@ -40,28 +85,37 @@ class MemoryStore(RunStore):
     capabilities = Capabilities(durable=False, shared=False)
 
     def __init__(self, url: str = "memory://") -> None:
+        if not isinstance(url, str) or not url.startswith("memory://"):
+            raise ConfigurationError(f"Memory store URLs look like memory:// or memory://<name>, not {url!r}.")
         self.url = url
-        self._runs: dict[str, _Run] = {}
-        self._keys: dict[tuple[str, str], str] = {}
-        self._order: list[tuple[str, str]] = []  # (created_at ISO, run_id), ascending
-        self._workers: dict[str, WorkerInfo] = {}
-        self._on_change: ChangeListener | None = None
+        name = url[len("memory://") :]
+        data = _NAMED.setdefault(name, _Data()) if name else _Data()
+        self._data = data
+        self._runs, self._keys, self._order = data.runs, data.keys, data.order
+        self._workers, self._schedules = data.workers, data.schedules
         self._open = False
 
     async def open(self, on_change: ChangeListener) -> None:
-        self._on_change = on_change
+        self._data.listeners.append((self, on_change))
         self._open = True
 
     async def close(self) -> None:
+        self._data.listeners[:] = [entry for entry in self._data.listeners if entry[0] is not self]
         self._open = False
 
-    def _changed(self, run_id: str) -> None:
-        if self._on_change is not None:
-            self._on_change((run_id,))
+    def _changed(self, *ids: str) -> None:
+        for _, listener in list(self._data.listeners):
+            listener(ids)
 
     def _check_open(self) -> None:
         if not self._open:
             raise StoreUnavailable("The memory store is closed.")
+
+    def _held(self, run_id: str, owner: str) -> _Run | None:
+        run = self._runs.get(run_id)
+        if run is None or run.record.status != RunStatus.RUNNING or run.owner != owner:
+            return None
+        return run
 
     # -- admission and lifecycle --------------------------------------------------------------------
 
@@ -73,46 +127,109 @@ class MemoryStore(RunStore):
                 return Admission(self._runs[existing].record, created=False)
         if run.run_id in self._runs:
             raise RunIdConflict(f"A run with id {run.run_id!r} already exists.", details={"run_id": run.run_id})
+        scheduled = run.scheduled
         record = RunRecord(
             run_id=run.run_id,
             workflow=run.workflow,
-            status=RunStatus.QUEUED,
+            status=RunStatus.SCHEDULED if scheduled else RunStatus.QUEUED,
             input=run.input,
             key=run.key,
             created_at=run.created_at,
+            parent_run_id=run.parent_run_id,
+            wake_at=run.start_at if scheduled else None,
+            waiting_for=WaitingFor(kind="start") if scheduled else None,
+            carrier=run.carrier,
         )
-        self._runs[run.run_id] = _Run(record, run.owner, [event_json(run.run_id, run.first_event)])
+        owner = None if scheduled else run.owner
+        self._runs[run.run_id] = _Run(record, owner, run.created_at, [event_json(run.run_id, run.first_event)])
         if run.key is not None:
             self._keys[(run.workflow, run.key)] = run.run_id
         bisect.insort(self._order, (run.created_at.isoformat(), run.run_id))
-        self._changed(run.run_id)
+        self._changed(run.run_id, *((READY,) if owner is None else ()))
         return Admission(record, created=True)
 
-    def _update(self, run: _Run, **changes: object) -> RunRecord:
+    def _update(self, run: _Run, **changes: Any) -> RunRecord:
         run.record = run.record.model_copy(update=changes)
-        self._changed(run.record.run_id)
         return run.record
 
-    async def claim(self, run_id: str, owner: str) -> Attempt | None:
+    def _write(self, run: _Run, type: str, data: dict[str, Any], when: datetime | None = None) -> None:
+        """Store an event at the end of the stream (the store's own writes)."""
+        event = NewEvent(len(run.events), type, data, when or utc_now())
+        run.events.append(event_json(run.record.run_id, event))
+
+    def _announce(self, run: _Run) -> None:
+        for signal in run.signals:
+            if not signal.announced:
+                signal.announced = True
+                self._write(run, "signal_received", signal_received_data(signal.sent, signal.key, signal.sent_at))
+
+    async def claim(self, run_id: str, owner: str, *, limit: int | None = None) -> Attempt | None:
         self._check_open()
         run = self._runs.get(run_id)
         if run is None or run.record.status != RunStatus.QUEUED or run.owner != owner:
             return None
         record = run.record
-        started = record.started_at or utc_now()
-        self._update(run, status=RunStatus.RUNNING, attempt=record.attempt + 1, started_at=started)
-        return Attempt(run.record, len(run.events))
+        if limit is not None and self._running(record.workflow) >= limit:
+            run.owner = None
+            self._changed(READY)
+            return None
+        self._announce(run)
+        resumed, run.resume = run.resume, False
+        self._update(
+            run,
+            status=RunStatus.RUNNING,
+            attempt=record.attempt + (0 if resumed else 1),
+            started_at=record.started_at or utc_now(),
+        )
+        self._changed(run_id)
+        return Attempt(run.record, len(run.events), resumed)
+
+    def _running(self, workflow: str) -> int:
+        return sum(1 for run in self._runs.values() if run.record.workflow == workflow and run.record.status == RunStatus.RUNNING)
 
     async def requeue(self, run_id: str, owner: str | None, *, held_by: str | None = None) -> RunRecord | None:
         self._check_open()
         run = self._runs.get(run_id)
         if run is None or run.record.status != RunStatus.RUNNING or (held_by is not None and run.owner != held_by):
             return None
-        run.owner = owner
-        return self._update(run, status=RunStatus.QUEUED)
+        run.owner, run.resume, run.ready_at = owner, False, utc_now()
+        record = self._update(run, status=RunStatus.QUEUED)
+        self._changed(run_id, *((READY,) if owner is None else ()))
+        return record
+
+    async def suspend(self, run_id: str, owner: str, suspension: Suspension) -> Suspended | None:
+        self._check_open()
+        run = self._held(run_id, owner)
+        if run is None:
+            return None
+        self._announce(run)
+        waiting_for = suspension.waiting_for
+        if run.record.cancel_requested or self._satisfied(run, waiting_for):
+            self._changed(run_id)
+            return Suspended(False, len(run.events), run.record)
+        run.owner, run.resume = None, waiting_for.kind != "retry"
+        record = self._update(run, status=RunStatus.WAITING, wake_at=suspension.wake_at, waiting_for=waiting_for)
+        self._write(run, "run_waiting", suspension.event_data())
+        self._changed(run_id, READY)
+        return Suspended(True, len(run.events), record)
+
+    def _satisfied(self, run: _Run, waiting_for: WaitingFor) -> bool:
+        if waiting_for.kind == "signal":
+            return any(not s.delivered and s.sent.name == waiting_for.name for s in run.signals)
+        if waiting_for.kind == "children":
+            return self._children_done(waiting_for.run_ids or ())
+        return False
+
+    def _children_done(self, run_ids: Collection[str]) -> bool:
+        return all(child is None or child.record.finished for child in (self._runs.get(i) for i in run_ids))
 
     async def finish(
-        self, run_id: str, outcome: Outcome, *, only_from: RunStatus | None = None, held_by: str | None = None
+        self,
+        run_id: str,
+        outcome: Outcome,
+        *,
+        only_from: Collection[RunStatus] | None = None,
+        held_by: str | None = None,
     ) -> RunRecord | None:
         self._check_open()
         run = self._runs.get(run_id)
@@ -121,16 +238,36 @@ class MemoryStore(RunStore):
         record = run.record
         if (
             record.finished
-            or (only_from is not None and record.status != only_from)
+            or (only_from is not None and record.status not in only_from)
             or (held_by is not None and run.owner != held_by)
         ):
             return record
+        self._announce(run)
         end = NewEvent(len(run.events), "run_end", outcome.event_data(record.started_at), outcome.ended_at)
         run.events.append(event_json(run_id, end))
         run.closed = True
-        return self._update(
-            run, status=outcome.status, ended_at=outcome.ended_at, result=outcome.result, error=outcome.error
+        final = self._update(
+            run,
+            status=outcome.status,
+            ended_at=outcome.ended_at,
+            result=outcome.result,
+            error=outcome.error,
+            wake_at=None,
+            waiting_for=None,
         )
+        self._changed(run_id)
+        parent = self._runs.get(record.parent_run_id) if record.parent_run_id else None
+        if parent is not None and parent.record.status == RunStatus.WAITING:
+            waiting_for = parent.record.waiting_for
+            if waiting_for is not None and waiting_for.kind == "children" and run_id in (waiting_for.run_ids or ()):
+                if self._children_done(waiting_for.run_ids or ()):
+                    self._wake(parent, utc_now())
+        return final
+
+    def _wake(self, run: _Run, ready_at: datetime) -> None:
+        run.owner, run.ready_at = None, ready_at
+        self._update(run, status=RunStatus.QUEUED, wake_at=None, waiting_for=None)
+        self._changed(run.record.run_id, READY)
 
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         self._check_open()
@@ -139,7 +276,54 @@ class MemoryStore(RunStore):
             return None
         if run.record.finished or run.record.cancel_requested:
             return run.record
-        return self._update(run, cancel_requested=True)
+        record = self._update(run, cancel_requested=True)
+        self._changed(run_id)
+        return record
+
+    # -- the ready pool and the due-time index ------------------------------------------------------
+
+    async def take_ready(
+        self, owner: str, workflows: Mapping[str, int | None], limit: int, *, only: Collection[str] | None = None
+    ) -> list[RunRecord]:
+        self._check_open()
+        pool = sorted(
+            (run for run in self._runs.values() if run.record.status == RunStatus.QUEUED and run.owner is None),
+            key=lambda run: (run.ready_at, run.record.run_id),
+        )
+        busy: dict[str, int] = {}
+        for run in self._runs.values():
+            if run.record.status in _HELD and run.owner is not None:
+                busy[run.record.workflow] = busy.get(run.record.workflow, 0) + 1
+        taken: list[RunRecord] = []
+        for run in pool:
+            if len(taken) >= limit:
+                break
+            workflow = run.record.workflow
+            if workflow not in workflows or (only is not None and run.record.run_id not in only):
+                continue
+            cap = workflows[workflow]
+            if cap is not None and busy.get(workflow, 0) >= cap:
+                continue
+            run.owner = owner
+            busy[workflow] = busy.get(workflow, 0) + 1
+            taken.append(run.record)
+        return taken
+
+    async def wake_due(self, now: datetime, limit: int = 1000) -> int:
+        self._check_open()
+        due = sorted(
+            (run for run in self._runs.values() if run.record.status in _PARKED and run.record.wake_at is not None and run.record.wake_at <= now),
+            key=lambda run: (run.record.wake_at, run.record.run_id),
+        )[:limit]
+        for run in due:
+            assert run.record.wake_at is not None
+            self._wake(run, run.record.wake_at)
+        return len(due)
+
+    async def next_wake(self) -> datetime | None:
+        self._check_open()
+        times = [run.record.wake_at for run in self._runs.values() if run.record.status in _PARKED and run.record.wake_at]
+        return min(times) if times else None
 
     # -- events -------------------------------------------------------------------------------------
 
@@ -184,10 +368,24 @@ class MemoryStore(RunStore):
                 continue
             if query.status is not None and record.status != query.status:
                 continue
+            if query.parent is not None and record.parent_run_id != query.parent:
+                continue
             found.append(record)
             if len(found) >= query.limit:
                 break
         return found
+
+    async def prune(self, ended_before: datetime, limit: int = 1000) -> int:
+        self._check_open()
+        doomed = [
+            run.record for run in self._runs.values() if run.record.ended_at is not None and run.record.ended_at < ended_before
+        ][:limit]
+        for record in doomed:
+            del self._runs[record.run_id]
+            if record.key is not None:
+                self._keys.pop((record.workflow, record.key), None)
+            self._order.remove((record.created_at.isoformat(), record.run_id))
+        return len(doomed)
 
     # -- steps --------------------------------------------------------------------------------------
 
@@ -201,6 +399,86 @@ class MemoryStore(RunStore):
         self._check_open()
         run = self._runs.get(run_id)
         return {} if run is None else dict(run.steps)
+
+    # -- signals ------------------------------------------------------------------------------------
+
+    async def send_signal(self, run_id: str, signal: NewSignal) -> SignalSent:
+        self._check_open()
+        run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
+        record = run.record
+        if record.finished:
+            raise RunFinished(
+                f"Run {run_id} has ended ({record.status.value}); it takes no more signals.",
+                details={"run_id": run_id, "status": record.status.value},
+            )
+        if signal.key is not None:
+            for kept in run.signals:
+                if kept.key == signal.key:
+                    return SignalSent(kept.sent.signal_id, False, record, kept.sent.name, kept.sent.data)
+        kept = _Signal(SignalSent(signal.signal_id, True, record, signal.name, signal.data), signal.key, signal.sent_at)
+        run.signals.append(kept)
+        if record.status != RunStatus.RUNNING:
+            self._announce(run)
+        waiting_for = record.waiting_for
+        if record.status == RunStatus.WAITING and waiting_for is not None and waiting_for.kind == "signal":
+            if waiting_for.name == signal.name:
+                self._wake(run, signal.sent_at)
+        self._changed(run_id)
+        return SignalSent(signal.signal_id, True, run.record, signal.name, signal.data)
+
+    async def take_signal(self, run_id: str, owner: str, name: str, step: str) -> Delivery | None:
+        self._check_open()
+        run = self._held(run_id, owner)
+        if run is None:
+            return None
+        self._announce(run)
+        for kept in run.signals:
+            if not kept.delivered and kept.sent.name == name:
+                kept.delivered = True
+                run.steps.setdefault(step, dumps(delivered_step_value(kept.sent, kept.sent_at)))
+                self._write(run, "signal_delivered", {"signalId": kept.sent.signal_id, "name": name})
+                self._changed(run_id)
+                return Delivery(kept.sent, len(run.events))
+        self._changed(run_id)
+        return Delivery(None, len(run.events))
+
+    # -- schedules ----------------------------------------------------------------------------------
+
+    async def put_schedule(self, schedule: Schedule, *, replace: bool) -> tuple[Schedule, bool]:
+        self._check_open()
+        existing = self._schedules.get(schedule.name)
+        if existing is not None and not replace:
+            return existing, False
+        if existing is not None:
+            schedule = schedule.model_copy(update={"created_at": existing.created_at, "last_tick": existing.last_tick})
+        self._schedules[schedule.name] = schedule
+        self._changed(SCHEDULES)
+        return schedule, existing is None
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        self._check_open()
+        return self._schedules.get(name)
+
+    async def list_schedules(self) -> list[Schedule]:
+        self._check_open()
+        return [self._schedules[name] for name in sorted(self._schedules)]
+
+    async def delete_schedule(self, name: str) -> bool:
+        self._check_open()
+        found = self._schedules.pop(name, None) is not None
+        if found:
+            self._changed(SCHEDULES)
+        return found
+
+    async def advance_schedule(self, name: str, previous: datetime | None, tick: datetime) -> bool:
+        self._check_open()
+        schedule = self._schedules.get(name)
+        if schedule is None or schedule.last_tick != previous:
+            return False
+        self._schedules[name] = schedule.model_copy(update={"last_tick": tick})
+        return True
 
     # -- workers ------------------------------------------------------------------------------------
 
@@ -225,9 +503,9 @@ class MemoryStore(RunStore):
         adopted = []
         for run in self._runs.values():
             record = run.record
-            if record.finished or record.workflow not in workflows:
+            if record.status not in _HELD or record.workflow not in workflows:
                 continue
-            if run.owner is None or run.owner not in self._workers:
+            if run.owner is not None and run.owner not in self._workers:
                 run.owner = owner
                 adopted.append(record)
         return adopted

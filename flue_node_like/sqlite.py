@@ -2,44 +2,59 @@
 
 All writes go through one writer that batches whatever is waiting into a single transaction, run in
 one hop to aiosqlite's connection thread: sequential callers pay one commit each, concurrent callers
-share commits, and a workflow's events never make it wait for the disk.
+share commits, and a workflow's events never make it wait for the disk. Processes sharing the file
+hear of each other's writes through SQLite's ``data_version`` (see :class:`~flue_node_like.sqlite_watch.DataVersionWatch`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from flue_core.errors import RunIdConflict, StoreUnavailable
-from flue_core.models import RunError, RunRecord, RunStatus, format_timestamp, parse_timestamp, utc_now
+from flue_core.models import RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp, parse_timestamp, utc_now
 from flue_core.snapshot import dumps
 from flue_core.store import (
+    READY,
+    SCHEDULES,
     Admission,
     Attempt,
     Capabilities,
     ChangeListener,
+    Delivery,
     EventPage,
     NewEvent,
     NewRun,
+    NewSignal,
     Outcome,
     RunQuery,
     RunStore,
+    SignalSent,
     StoredEvent,
+    Suspended,
+    Suspension,
     WorkerInfo,
     event_json,
 )
+from flue_node_like import sqlite_waits
 from flue_node_like.sqlite_connection import connect, database_path, in_connection_thread, synchronous_mode
-from flue_node_like.sqlite_writer import UNFINISHED, BatchWriter
-
-_COLUMNS = (
-    "run_id, workflow, status, input, key, attempt, created_at, started_at, ended_at, result, error, cancel_requested"
+from flue_node_like.sqlite_rows import (
+    COLUMNS,
+    FINISHED,
+    announce_signals,
+    record,
+    schedule_of,
+    schedule_row,
+    select_record,
 )
+from flue_node_like.sqlite_watch import DataVersionWatch
+from flue_node_like.sqlite_writer import UNFINISHED, BatchWriter
 
 
 class SqliteStore(RunStore):
@@ -52,6 +67,7 @@ class SqliteStore(RunStore):
         self.synchronous = synchronous_mode(synchronous)
         self._db: aiosqlite.Connection | None = None
         self._writer: BatchWriter | None = None
+        self._watch: DataVersionWatch | None = None
 
     # -- connection and writer ----------------------------------------------------------------------
 
@@ -59,10 +75,14 @@ class SqliteStore(RunStore):
         self._on_change = on_change
         self._db = await connect(self.path, self.synchronous)
         self._writer = BatchWriter(self._db, self.path, on_change)
+        self._watch = DataVersionWatch(self._db, on_change)
 
     async def close(self) -> None:
         if self._db is None:
             return
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            await watch.close()
         writer, self._writer = self._writer, None
         if writer is not None:
             await writer.close()
@@ -74,10 +94,10 @@ class SqliteStore(RunStore):
             raise StoreUnavailable(f"The SQLite store {self.path} is closed.")
         return in_connection_thread(self._db, fn, *args)
 
-    def _submit(self, apply: Callable[[sqlite3.Connection], Any], *run_ids: str) -> asyncio.Future[Any]:
+    def _submit(self, apply: Callable[[sqlite3.Connection], Any], *run_ids: str, touched: set[str] | None = None) -> asyncio.Future[Any]:
         if self._writer is None:
             raise StoreUnavailable(f"The SQLite store {self.path} is closed.")
-        return self._writer.submit(apply, *run_ids)
+        return self._writer.submit(apply, touched if touched is not None else run_ids)
 
     # -- admission and lifecycle --------------------------------------------------------------------
 
@@ -85,19 +105,39 @@ class SqliteStore(RunStore):
         input_json = None if run.input is None else dumps(run.input)
         created_at = format_timestamp(run.created_at)
         first = event_json(run.run_id, run.first_event)
+        scheduled = run.scheduled
+        status = RunStatus.SCHEDULED if scheduled else RunStatus.QUEUED
+        owner = None if scheduled else run.owner
+        wake_at = format_timestamp(run.start_at) if scheduled and run.start_at is not None else None
+        waiting_for = WaitingFor(kind="start") if scheduled else None
+        carrier = None if run.carrier is None else dumps(run.carrier)
+        touched = {run.run_id, READY} if owner is None else {run.run_id}
 
         def apply(conn: sqlite3.Connection) -> tuple | None:
             if run.key is not None:
                 row = conn.execute(
-                    f"SELECT {_COLUMNS} FROM flue_runs WHERE workflow = ? AND key = ?", (run.workflow, run.key)
+                    f"SELECT {COLUMNS} FROM flue_runs WHERE workflow = ? AND key = ?", (run.workflow, run.key)
                 ).fetchone()
                 if row is not None:
                     return row
             try:
                 conn.execute(
-                    "INSERT INTO flue_runs (run_id, workflow, status, input, key, created_at, owner)"
-                    " VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-                    (run.run_id, run.workflow, input_json, run.key, created_at, run.owner),
+                    "INSERT INTO flue_runs (run_id, workflow, status, input, key, created_at, owner, parent_run_id,"
+                    " wake_at, waiting_for, carrier, ready_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run.run_id,
+                        run.workflow,
+                        status.value,
+                        input_json,
+                        run.key,
+                        created_at,
+                        owner,
+                        run.parent_run_id,
+                        wake_at,
+                        None if waiting_for is None else waiting_for.model_dump_json(exclude_none=True),
+                        carrier,
+                        created_at,
+                    ),
                 )
             except sqlite3.IntegrityError:  # the key was checked above: only the id can collide
                 raise RunIdConflict(
@@ -106,13 +146,13 @@ class SqliteStore(RunStore):
             conn.execute("INSERT INTO flue_events (run_id, idx, data) VALUES (?, 0, ?)", (run.run_id, first))
             return None
 
-        existing = await self._submit(apply, run.run_id)
+        existing = await self._submit(apply, touched=touched)
         if existing is not None:
-            return Admission(_record(existing), created=False)
-        record = RunRecord.model_construct(
+            return Admission(record(existing), created=False)
+        created = RunRecord.model_construct(
             run_id=run.run_id,
             workflow=run.workflow,
-            status=RunStatus.QUEUED,
+            status=status,
             input=run.input,
             key=run.key,
             attempt=0,
@@ -122,78 +162,138 @@ class SqliteStore(RunStore):
             result=None,
             error=None,
             cancel_requested=False,
+            parent_run_id=run.parent_run_id,
+            wake_at=run.start_at if scheduled else None,
+            waiting_for=waiting_for,
+            carrier=run.carrier,
         )
-        return Admission(record, created=True)
+        return Admission(created, created=True)
 
-    async def claim(self, run_id: str, owner: str) -> Attempt | None:
+    async def claim(self, run_id: str, owner: str, *, limit: int | None = None) -> Attempt | None:
         now = format_timestamp(utc_now())
+        touched = {run_id}
 
         def apply(conn: sqlite3.Connection) -> tuple | None:
+            if limit is not None:
+                row = conn.execute(
+                    "SELECT workflow FROM flue_runs WHERE run_id = ? AND status = 'queued' AND owner = ?", (run_id, owner)
+                ).fetchone()
+                if row is None:
+                    return None
+                (running,) = conn.execute(
+                    "SELECT COUNT(*) FROM flue_runs WHERE workflow = ? AND status = 'running'", (row[0],)
+                ).fetchone()
+                if running >= limit:  # back to the pool, in its place: a worker takes it once there is room
+                    conn.execute("UPDATE flue_runs SET owner = NULL WHERE run_id = ?", (run_id,))
+                    touched.add(READY)
+                    return None
+            # ``resume`` stays as it is: it tells this claim, and the RETURNING below, whether the
+            # run continues its attempt; suspend and requeue set it anew.
             return conn.execute(
-                "UPDATE flue_runs SET status = 'running', attempt = attempt + 1,"
+                "UPDATE flue_runs SET status = 'running', attempt = attempt + 1 - resume,"
                 " started_at = COALESCE(started_at, ?)"
                 " WHERE run_id = ? AND status = 'queued' AND owner = ?"
-                f" RETURNING {_COLUMNS}, (SELECT MAX(idx) FROM flue_events WHERE run_id = flue_runs.run_id)",
+                f" RETURNING {COLUMNS}, resume, (SELECT MAX(idx) FROM flue_events WHERE run_id = flue_runs.run_id)",
                 (now, run_id, owner),
             ).fetchone()
 
-        row = await self._submit(apply, run_id)
+        row = await self._submit(apply, touched=touched)
         if row is None:
             return None
-        tail = row[-1]
-        return Attempt(_record(row[:-1]), (-1 if tail is None else tail) + 1)
+        *columns, resume, tail = row
+        return Attempt(record(tuple(columns)), (-1 if tail is None else tail) + 1, bool(resume))
 
     async def requeue(self, run_id: str, owner: str | None, *, held_by: str | None = None) -> RunRecord | None:
-        def apply(conn: sqlite3.Connection) -> tuple | None:
-            return conn.execute(
-                "UPDATE flue_runs SET status = 'queued', owner = ?"
-                " WHERE run_id = ? AND status = 'running' AND (?3 IS NULL OR owner = ?3)"
-                f" RETURNING {_COLUMNS}",
-                (owner, run_id, held_by),
-            ).fetchone()
+        now = utc_now()
+        touched = {run_id} if owner is not None else {run_id, READY}
 
-        row = await self._submit(apply, run_id)
-        return None if row is None else _record(row)
+        def apply(conn: sqlite3.Connection) -> tuple | None:
+            row = conn.execute(
+                "UPDATE flue_runs SET status = 'queued', owner = ?, resume = 0, ready_at = ?"
+                " WHERE run_id = ? AND status = 'running' AND (?4 IS NULL OR owner = ?4)"
+                f" RETURNING {COLUMNS}",
+                (owner, format_timestamp(now), run_id, held_by),
+            ).fetchone()
+            if row is not None:
+                announce_signals(conn, run_id, now)
+            return row
+
+        row = await self._submit(apply, touched=touched)
+        return None if row is None else record(row)
+
+    async def suspend(self, run_id: str, owner: str, suspension: Suspension) -> Suspended | None:
+        touched = {run_id}
+        now = utc_now()
+        return await self._submit(lambda conn: sqlite_waits.suspend(conn, run_id, owner, suspension, now, touched), touched=touched)
 
     async def finish(
-        self, run_id: str, outcome: Outcome, *, only_from: RunStatus | None = None, held_by: str | None = None
+        self,
+        run_id: str,
+        outcome: Outcome,
+        *,
+        only_from: Collection[RunStatus] | None = None,
+        held_by: str | None = None,
     ) -> RunRecord | None:
         result = None if outcome.result is None else dumps(outcome.result)
         error = None if outcome.error is None else outcome.error.model_dump_json(exclude_none=True)
         ended_at = format_timestamp(outcome.ended_at)
-
-        allowed = [status for status in ("queued", "running") if only_from is None or status == only_from.value]
+        allowed = [s.value for s in (only_from if only_from is not None else RunStatus) if not s.finished]
+        touched = {run_id}
 
         def apply(conn: sqlite3.Connection) -> tuple | None:
             row = conn.execute(
-                "UPDATE flue_runs SET status = ?, ended_at = ?, result = ?, error = ?"
-                f" WHERE run_id = ? AND (? IS NULL OR owner = ?) AND status IN ({', '.join('?' * len(allowed))})"
-                f" RETURNING {_COLUMNS}, (SELECT MAX(idx) FROM flue_events WHERE run_id = flue_runs.run_id)",
-                (outcome.status.value, ended_at, result, error, run_id, held_by, held_by, *allowed),
+                f"SELECT owner FROM flue_runs WHERE run_id = ? AND status IN ({', '.join('?' * len(allowed))})",
+                (run_id, *allowed),
             ).fetchone()
-            if row is None:  # unknown, already ended, or not in ``only_from``: nothing changes
-                return conn.execute(f"SELECT {_COLUMNS} FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()
-            *record, tail = row
-            started_at = record[7]
-            started = None if started_at is None else parse_timestamp(started_at)
-            end = NewEvent((-1 if tail is None else tail) + 1, "run_end", outcome.event_data(started), outcome.ended_at)
+            if row is None or (held_by is not None and row[0] != held_by):  # unknown, ended, or not ours
+                return select_record(conn, run_id)
+            announce_signals(conn, run_id, outcome.ended_at)
+            updated = conn.execute(
+                "UPDATE flue_runs SET status = ?, ended_at = ?, result = ?, error = ?, wake_at = NULL, waiting_for = NULL"
+                f" WHERE run_id = ? RETURNING {COLUMNS}, (SELECT MAX(idx) FROM flue_events WHERE run_id = flue_runs.run_id)",
+                (outcome.status.value, ended_at, result, error, run_id),
+            ).fetchone()
+            *columns, tail = updated
+            final = record(tuple(columns))
+            end = NewEvent((-1 if tail is None else tail) + 1, "run_end", outcome.event_data(final.started_at), outcome.ended_at)
             conn.execute(
                 "INSERT INTO flue_events (run_id, idx, data) VALUES (?, ?, ?)", (run_id, end.index, event_json(run_id, end))
             )
-            return tuple(record)
+            sqlite_waits.wake_parent(conn, final, ended_at, touched)
+            return tuple(columns)
 
-        row = await self._submit(apply, run_id)
-        return None if row is None else _record(row)
+        row = await self._submit(apply, touched=touched)
+        return None if row is None else record(row)
 
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         def apply(conn: sqlite3.Connection) -> tuple | None:
             conn.execute(
                 f"UPDATE flue_runs SET cancel_requested = 1 WHERE run_id = ? AND status IN {UNFINISHED}", (run_id,)
             )
-            return conn.execute(f"SELECT {_COLUMNS} FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()
+            return select_record(conn, run_id)
 
         row = await self._submit(apply, run_id)
-        return None if row is None else _record(row)
+        return None if row is None else record(row)
+
+    # -- the ready pool and the due-time index ------------------------------------------------------
+
+    async def take_ready(
+        self, owner: str, workflows: Mapping[str, int | None], limit: int, *, only: Collection[str] | None = None
+    ) -> list[RunRecord]:
+        rows = await self._submit(lambda conn: sqlite_waits.take_ready(conn, owner, workflows, limit, only))
+        return [record(row) for row in rows]
+
+    async def wake_due(self, now: datetime, limit: int = 1000) -> int:
+        touched: set[str] = set()
+        moment = format_timestamp(now)
+        return await self._submit(lambda conn: sqlite_waits.wake_due(conn, moment, limit, touched), touched=touched)
+
+    async def next_wake(self) -> datetime | None:
+        def query(conn: sqlite3.Connection) -> str | None:
+            return conn.execute("SELECT MIN(wake_at) FROM flue_runs WHERE wake_at IS NOT NULL").fetchone()[0]
+
+        found = await self._in_thread(query)
+        return None if found is None else parse_timestamp(found)
 
     # -- events -------------------------------------------------------------------------------------
 
@@ -217,18 +317,15 @@ class SqliteStore(RunStore):
                 "SELECT idx, data FROM flue_events WHERE run_id = ? AND idx > ? ORDER BY idx LIMIT ?",
                 (run_id, start, max(limit, 0)),
             ).fetchall()
-            return EventPage([StoredEvent(idx, data) for idx, data in rows], tail, row[0] not in ("queued", "running"))
+            return EventPage([StoredEvent(idx, data) for idx, data in rows], tail, RunStatus(row[0]).finished)
 
         return await self._in_thread(query)
 
     # -- records ------------------------------------------------------------------------------------
 
     async def get(self, run_id: str) -> RunRecord | None:
-        def query(conn: sqlite3.Connection) -> tuple | None:
-            return conn.execute(f"SELECT {_COLUMNS} FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()
-
-        row = await self._in_thread(query)
-        return None if row is None else _record(row)
+        row = await self._in_thread(select_record, run_id)
+        return None if row is None else record(row)
 
     async def list(self, query: RunQuery) -> list[RunRecord]:
         where, params = [], []
@@ -238,10 +335,13 @@ class SqliteStore(RunStore):
         if query.status is not None:
             where.append("status = ?")
             params.append(query.status.value)
+        if query.parent is not None:
+            where.append("parent_run_id = ?")
+            params.append(query.parent)
         if query.after is not None:
             where.append("(created_at, run_id) < (?, ?)")
             params.extend((format_timestamp(query.after[0]), query.after[1]))
-        sql = f"SELECT {_COLUMNS} FROM flue_runs"
+        sql = f"SELECT {COLUMNS} FROM flue_runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, run_id DESC LIMIT ?"
@@ -250,7 +350,24 @@ class SqliteStore(RunStore):
         def run(conn: sqlite3.Connection) -> list[tuple]:
             return conn.execute(sql, params).fetchall()
 
-        return [_record(row) for row in await self._in_thread(run)]
+        return [record(row) for row in await self._in_thread(run)]
+
+    async def prune(self, ended_before: datetime, limit: int = 1000) -> int:
+        cutoff = format_timestamp(ended_before)
+
+        def apply(conn: sqlite3.Connection) -> int:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    f"SELECT run_id FROM flue_runs WHERE ended_at IS NOT NULL AND ended_at < ? AND status IN {FINISHED} LIMIT ?",
+                    (cutoff, limit),
+                )
+            ]
+            for table in ("flue_events", "flue_steps", "flue_signals", "flue_runs"):
+                conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(run_id,) for run_id in ids])
+            return len(ids)
+
+        return await self._submit(apply)
 
     # -- steps --------------------------------------------------------------------------------------
 
@@ -265,6 +382,67 @@ class SqliteStore(RunStore):
             return dict(conn.execute("SELECT name, value FROM flue_steps WHERE run_id = ?", (run_id,)).fetchall())
 
         return await self._in_thread(query)
+
+    # -- signals ------------------------------------------------------------------------------------
+
+    async def send_signal(self, run_id: str, signal: NewSignal) -> SignalSent:
+        touched = {run_id}
+        return await self._submit(lambda conn: sqlite_waits.send_signal(conn, run_id, signal, touched), touched=touched)
+
+    async def take_signal(self, run_id: str, owner: str, name: str, step: str) -> Delivery | None:
+        now = utc_now()
+        return await self._submit(lambda conn: sqlite_waits.take_signal(conn, run_id, owner, name, step, now), run_id)
+
+    # -- schedules ----------------------------------------------------------------------------------
+
+    async def put_schedule(self, schedule: Schedule, *, replace: bool) -> tuple[Schedule, bool]:
+        def apply(conn: sqlite3.Connection) -> tuple[Schedule, bool]:
+            existing = conn.execute(
+                "SELECT name, definition, last_tick FROM flue_schedules WHERE name = ?", (schedule.name,)
+            ).fetchone()
+            if existing is not None:
+                kept = schedule_of(existing)
+                if not replace:
+                    return kept, False
+                stored = schedule.model_copy(update={"created_at": kept.created_at, "last_tick": kept.last_tick})
+                name, definition, _ = schedule_row(stored)
+                conn.execute("UPDATE flue_schedules SET definition = ? WHERE name = ?", (definition, name))
+                return stored, False
+            conn.execute("INSERT INTO flue_schedules (name, definition, last_tick) VALUES (?, ?, ?)", schedule_row(schedule))
+            return schedule, True
+
+        return await self._submit(apply, SCHEDULES)
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        def query(conn: sqlite3.Connection) -> tuple | None:
+            return conn.execute("SELECT name, definition, last_tick FROM flue_schedules WHERE name = ?", (name,)).fetchone()
+
+        row = await self._in_thread(query)
+        return None if row is None else schedule_of(row)
+
+    async def list_schedules(self) -> list[Schedule]:
+        def query(conn: sqlite3.Connection) -> list[tuple]:
+            return conn.execute("SELECT name, definition, last_tick FROM flue_schedules ORDER BY name").fetchall()
+
+        return [schedule_of(row) for row in await self._in_thread(query)]
+
+    async def delete_schedule(self, name: str) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM flue_schedules WHERE name = ?", (name,)).rowcount > 0
+
+        return await self._submit(apply, SCHEDULES)
+
+    async def advance_schedule(self, name: str, previous: datetime | None, tick: datetime) -> bool:
+        before = None if previous is None else format_timestamp(previous)
+
+        def apply(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE flue_schedules SET last_tick = ? WHERE name = ? AND last_tick IS ?",
+                (format_timestamp(tick), name, before),
+            )
+            return cursor.rowcount > 0
+
+        return await self._submit(apply)
 
     # -- workers ------------------------------------------------------------------------------------
 
@@ -304,16 +482,16 @@ class SqliteStore(RunStore):
                 return []
             marks = ", ".join("?" * len(workflows))
             # ``+workflow`` keeps the planner off the workflow index, which would scan every run of
-            # the workflow ever stored: the status index finds the unfinished ones only.
+            # the workflow ever stored: the status index finds the held ones only.
             return conn.execute(
-                f"UPDATE flue_runs SET owner = ? WHERE status IN {UNFINISHED} AND +workflow IN ({marks})"
-                " AND (owner IS NULL OR owner NOT IN (SELECT worker_id FROM flue_workers))"
-                f" RETURNING {_COLUMNS}",
+                f"UPDATE flue_runs SET owner = ? WHERE status IN ('queued', 'running') AND +workflow IN ({marks})"
+                " AND owner IS NOT NULL AND owner NOT IN (SELECT worker_id FROM flue_workers)"
+                f" RETURNING {COLUMNS}",
                 (owner, *workflows),
             ).fetchall()
 
         rows = await self._submit(apply)
-        records = sorted((_record(row) for row in rows), key=lambda r: (r.created_at, r.run_id))
+        records = sorted((record(row) for row in rows), key=lambda r: (r.created_at, r.run_id))
         if records:
             self._on_change(r.run_id for r in records)
         return records
@@ -323,22 +501,3 @@ class SqliteStore(RunStore):
             conn.execute("DELETE FROM flue_workers WHERE worker_id = ?", (worker_id,))
 
         await self._submit(apply)
-
-
-def _record(row: tuple) -> RunRecord:
-    """A record from a row this store wrote (trusted: built without re-validation)."""
-    (run_id, workflow, status, input_, key, attempt, created, started, ended, result, error, cancel) = row
-    return RunRecord.model_construct(
-        run_id=run_id,
-        workflow=workflow,
-        status=RunStatus(status),
-        input=None if input_ is None else json.loads(input_),
-        key=key,
-        attempt=attempt,
-        created_at=parse_timestamp(created),
-        started_at=None if started is None else parse_timestamp(started),
-        ended_at=None if ended is None else parse_timestamp(ended),
-        result=None if result is None else json.loads(result),
-        error=None if error is None else RunError.model_validate_json(error),
-        cancel_requested=bool(cancel),
-    )

@@ -6,7 +6,7 @@ import sqlite3
 
 from flue_core.errors import UnsupportedSchemaVersion
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS flue_runs (
@@ -22,7 +22,13 @@ CREATE TABLE IF NOT EXISTS flue_runs (
     result           TEXT,
     error            TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    owner            TEXT
+    owner            TEXT,
+    parent_run_id    TEXT,
+    wake_at          TEXT,
+    waiting_for      TEXT,
+    carrier          TEXT,
+    ready_at         TEXT,
+    resume           INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS flue_runs_key ON flue_runs (workflow, key) WHERE key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS flue_runs_order ON flue_runs (created_at, run_id);
@@ -82,6 +88,51 @@ CREATE TABLE IF NOT EXISTS flue_ds_producers (
 """
 
 
+#: What version 2 added (durable waits, signals, child runs, schedules); a version 1 database gets
+#: its columns first (``_MIGRATE_1``), then this, which a new database gets as is.
+SCHEMA_2 = """
+CREATE INDEX IF NOT EXISTS flue_runs_ready ON flue_runs (ready_at, run_id) WHERE status = 'queued' AND owner IS NULL;
+CREATE INDEX IF NOT EXISTS flue_runs_due ON flue_runs (wake_at) WHERE wake_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flue_runs_parent ON flue_runs (parent_run_id, created_at, run_id) WHERE parent_run_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flue_runs_ended ON flue_runs (ended_at) WHERE ended_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flue_runs_busy ON flue_runs (workflow) WHERE owner IS NOT NULL AND status IN ('queued', 'running');
+CREATE TABLE IF NOT EXISTS flue_signals (
+    run_id    TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    signal_id TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    data      TEXT NOT NULL,
+    key       TEXT,
+    sent_at   TEXT NOT NULL,
+    announced INTEGER NOT NULL DEFAULT 0,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS flue_signals_key ON flue_signals (run_id, key) WHERE key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS flue_schedules (
+    name       TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    last_tick  TEXT
+);
+"""
+
+_MIGRATE_1 = """
+ALTER TABLE flue_runs ADD COLUMN parent_run_id TEXT;
+ALTER TABLE flue_runs ADD COLUMN wake_at TEXT;
+ALTER TABLE flue_runs ADD COLUMN waiting_for TEXT;
+ALTER TABLE flue_runs ADD COLUMN carrier TEXT;
+ALTER TABLE flue_runs ADD COLUMN ready_at TEXT;
+ALTER TABLE flue_runs ADD COLUMN resume INTEGER NOT NULL DEFAULT 0;
+UPDATE flue_runs SET ready_at = created_at WHERE status = 'queued';
+"""
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create the schema in an empty database, or check the stored version matches this code."""
     conn.execute("BEGIN IMMEDIATE")
@@ -89,10 +140,13 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS flue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         row = conn.execute("SELECT value FROM flue_meta WHERE key = 'schema_version'").fetchone()
         if row is None:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            _run_script(conn, SCHEMA)
+            _run_script(conn, SCHEMA_2)
             conn.execute("INSERT INTO flue_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif row[0] == "1":  # written by the version before durable waits: add what they need
+            _run_script(conn, _MIGRATE_1)
+            _run_script(conn, SCHEMA_2)
+            conn.execute("UPDATE flue_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         elif row[0] != str(SCHEMA_VERSION):
             stored = row[0]
             newer = stored.isdigit() and int(stored) > SCHEMA_VERSION

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from flue_node_like.sqlite_connection import in_connection_thread
 
 #: Most operations one transaction takes; bounds the latency a batch adds.
 BATCH_LIMIT = 1024
-UNFINISHED = "('queued', 'running')"
+UNFINISHED = "('scheduled', 'queued', 'running', 'waiting')"
 
 # An event lands only at the stream's next free position of an unfinished run: no gaps, no overwrites.
 _APPEND = (
@@ -41,12 +41,12 @@ class _Op:
         self,
         apply: Callable[[sqlite3.Connection], Any] | None,
         future: asyncio.Future[Any] | None,
-        run_ids: tuple[str, ...],
+        run_ids: Collection[str],
         rows: list[tuple[str, int, str]] | None = None,
     ) -> None:
         self.apply = apply
         self.future = future
-        self.run_ids = run_ids
+        self.run_ids = run_ids  # a set ``apply`` may add to: what listeners hear of once committed
         self.rows = rows  # event rows (run_id, idx, json): consecutive ones share one executemany
 
 
@@ -124,12 +124,13 @@ class BatchWriter:
     def accepting(self) -> bool:
         return not self._closing
 
-    def submit(self, apply: Callable[[sqlite3.Connection], Any], *run_ids: str) -> asyncio.Future[Any]:
-        """Queue ``apply(conn)``; the future gets its result once the batch holding it commits."""
+    def submit(self, apply: Callable[[sqlite3.Connection], Any], touched: Collection[str] = ()) -> asyncio.Future[Any]:
+        """Queue ``apply(conn)``; the future gets its result once the batch holding it commits, and
+        the change listener hears of the ids in ``touched`` (a set ``apply`` may add to)."""
         if self._closing:
             raise StoreUnavailable(f"The SQLite store {self._path} is closed.")
         future = asyncio.get_running_loop().create_future()
-        self._ops.append(_Op(apply, future, run_ids))
+        self._ops.append(_Op(apply, future, touched))
         self._wake.set()
         return future
 

@@ -13,13 +13,15 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ulid import ULID
 
 from flue_core.errors import ConfigurationError
-from flue_core.execution import Executor, resume_adopted
+from flue_core.execution import Executor, finish_run, resume_adopted
 from flue_core.models import RunError, RunRecord, RunStatus, utc_now
-from flue_core.store import Outcome, RunStore
+from flue_core.scheduler import run_schedules, sync_declared_schedules
+from flue_core.store import READY, Outcome, RunStore
 from flue_core.target import Target
 from flue_node_like.liveness import is_dead, this_worker
 
 if TYPE_CHECKING:
+    from flue_core.definition import Workflow
     from flue_core.runtime import Runtime
 
 log = logging.getLogger("flue")
@@ -32,12 +34,20 @@ class LocalTarget(Target):
     """Executes runs in this process on anyio, at most ``concurrency`` at a time.
 
     ``store`` is a store URL (``sqlite:///path.db``, ``memory://``...) or a :class:`RunStore`; by
-    default ``FLUE_STORE`` or ``sqlite:///.flue/flue.db`` under the working directory. Every
-    ``sweep_interval`` seconds the target renews its lease, applies cancels made by other processes
-    and adopts runs of workers that died (on this host at once; elsewhere once their ``lease`` of
-    seconds ran out). On close, running runs get ``shutdown_grace`` seconds to finish. With
-    ``adopt=False`` the target executes only the runs admitted through it and leaves other workers'
-    runs alone (for short-lived tools such as the CLI; a long-running process should adopt).
+    default ``FLUE_STORE`` or ``sqlite:///.flue/flue.db`` under the working directory.
+
+    The target executes the runs admitted through it at once, and takes runs from the store's ready
+    pool (runs admitted by processes that execute nothing, runs woken from a wait, runs of workflows
+    with a concurrency limit) whenever it has room, woken by the store's notifications and, at the
+    latest, at the next due wake-up time. Every ``sweep_interval`` seconds it renews its lease,
+    applies cancels made by other processes and adopts runs of workers that died (on this host at
+    once; elsewhere once their ``lease`` of seconds ran out). It also admits the ticks of schedules.
+    On close, running runs get ``shutdown_grace`` seconds to finish.
+
+    With ``execute=False`` the target only admits (a web process, say): runs go to the ready pool
+    for worker processes, and nothing executes here. With ``adopt=False`` it executes only runs
+    admitted through it and leaves other workers' runs, the ready pool and schedules alone (for
+    short-lived tools such as the CLI).
     """
 
     name: ClassVar[str] = "local"
@@ -51,6 +61,7 @@ class LocalTarget(Target):
         sweep_interval: float = 2.0,
         shutdown_grace: float = 10.0,
         adopt: bool = True,
+        execute: bool = True,
     ) -> None:
         if concurrency < 1 or lease <= 0 or sweep_interval <= 0 or shutdown_grace < 0:
             raise ConfigurationError("concurrency >= 1, lease > 0, sweep_interval > 0 and shutdown_grace >= 0.")
@@ -62,19 +73,25 @@ class LocalTarget(Target):
         self.sweep_interval = sweep_interval
         self.shutdown_grace = shutdown_grace
         self.adopt = adopt
+        self.execute = execute
         self.worker_id: str | None = None
         self._runtime: Runtime | None = None
         self._executor: Executor | None = None
-        self._send: MemoryObjectSendStream[str] | None = None
+        self._send: MemoryObjectSendStream[tuple[str, str]] | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
         self._closing = False
+        self._inflight = 0
+        self._admitted: set[str] = set()  # with adopt=False: the runs this target may take from the pool
 
     async def open(self, runtime: Runtime) -> None:
         if isinstance(self._store_spec, str):
             self.store = runtime.stores.create(self._store_spec)
         self._runtime = runtime
         self._closing = False
+        self._inflight = 0
         await self.store.open(runtime.changes.notify)
+        if not self.execute:
+            return
         tasks = anyio.create_task_group()
         entered = False
         try:
@@ -82,7 +99,7 @@ class LocalTarget(Target):
             await self.store.heartbeat(worker)
             self.worker_id, self._worker = worker.worker_id, worker
             self._executor = Executor(runtime, worker.worker_id)
-            send, receive = anyio.create_memory_object_stream[str](math.inf)
+            send, receive = anyio.create_memory_object_stream[tuple[str, str]](math.inf)
             await tasks.__aenter__()
             entered = True
             self._send, self._tasks = send, tasks
@@ -91,6 +108,10 @@ class LocalTarget(Target):
                     tasks.start_soon(self._work, receive.clone())
             tasks.start_soon(self._maintain)
             await self._recover()
+            tasks.start_soon(self._pull)
+            if self.adopt:
+                await sync_declared_schedules(runtime)
+                tasks.start_soon(run_schedules, runtime, self.sweep_interval)
         except BaseException:  # leave nothing behind: the host only sees the error
             self._tasks = self._send = None
             if entered:
@@ -100,15 +121,37 @@ class LocalTarget(Target):
                 await self.store.close()
             raise
 
+    def owner_for(self, workflow: Workflow) -> str | None:
+        return super().owner_for(workflow) if self.execute else None
+
     def schedule(self, run: RunRecord) -> None:
-        if self._send is None or self._closing:
-            raise RuntimeError("The local target is not accepting runs (it is closed or shutting down).")
-        self._send.send_nowait(run.run_id)
+        if self._closing:
+            raise RuntimeError("The local target is not accepting runs (it is shutting down).")
+        if not self.execute:
+            return  # the run is in the ready pool; the store tells the workers
+        if self._send is None or self._runtime is None:
+            raise RuntimeError("The local target is not accepting runs (it is closed).")
+        if not self.adopt:
+            self._admitted.add(run.run_id)
+        workflow = self._runtime.registry.get(run.workflow)
+        if run.status == RunStatus.QUEUED and workflow is not None and self.owner_for(workflow) is not None:
+            self._enqueue(run)
+        # Otherwise it is a delayed start or in the ready pool: the pull loop takes it when it can.
+
+    def _enqueue(self, run: RunRecord) -> None:
+        """Execute a run owned by this worker as soon as an executor task is free."""
+        assert self._send is not None
+        self._inflight += 1
+        self._send.send_nowait((run.run_id, run.workflow))
 
     async def cancel(self, run_id: str) -> bool:
         return self._executor is not None and self._executor.cancel(run_id)
 
     async def close(self) -> None:
+        if not self.execute:
+            with anyio.CancelScope(shield=True):
+                await self.store.close()
+            return
         if self._tasks is None:
             return
         self._closing = True
@@ -130,23 +173,51 @@ class LocalTarget(Target):
 
     # -- tasks --------------------------------------------------------------------------------------
 
-    async def _work(self, receive: MemoryObjectReceiveStream[str]) -> None:
-        assert self._executor is not None
+    async def _work(self, receive: MemoryObjectReceiveStream[tuple[str, str]]) -> None:
+        assert self._executor is not None and self._runtime is not None
         async with receive:
-            async for run_id in receive:
+            async for run_id, workflow in receive:
                 if self._closing:
                     continue  # left queued; adoptable once this worker retires
                 try:
-                    await self._executor.execute(run_id)
+                    await self._executor.execute(run_id, workflow)
                 except Exception:
                     log.exception("flue: executing run %s failed inside the runtime", run_id)
                     error = RunError(code="internal_error", message="The runtime failed while executing the run.")
                     with anyio.CancelScope(shield=True):
                         try:
                             outcome = Outcome(RunStatus.FAILED, utc_now(), error=error)
-                            await self.store.finish(run_id, outcome, held_by=self.worker_id)
+                            await finish_run(self._runtime, run_id, outcome, held_by=self.worker_id)
                         except Exception:
                             log.exception("flue: could not end run %s", run_id)
+                finally:
+                    saturated = self._inflight >= self.concurrency
+                    self._inflight -= 1
+                    wf = self._runtime.registry.get(workflow)
+                    if saturated or (wf is not None and wf.concurrency is not None):
+                        self._runtime.changes.notify((READY,))  # room for a run of the ready pool
+
+    async def _pull(self) -> None:
+        """Take runs from the ready pool and wake due runs, when told to and when the next one is due."""
+        assert self._runtime is not None and self.worker_id is not None
+        store, runtime = self.store, self._runtime
+        with runtime.changes.watch(READY) as watch:
+            while True:
+                wait = self.sweep_interval
+                try:
+                    await store.wake_due(utc_now())
+                    room = self.concurrency - self._inflight
+                    if room > 0 and (self.adopt or self._admitted):
+                        limits = {wf.name: wf.concurrency for wf in runtime.registry}
+                        only = None if self.adopt else self._admitted
+                        for record in await store.take_ready(self.worker_id, limits, room, only=only):
+                            self._enqueue(record)
+                    due = await store.next_wake()
+                    if due is not None:
+                        wait = min(wait, max((due - utc_now()).total_seconds(), 0.001))
+                except Exception:
+                    log.exception("flue: taking runs from the ready pool failed; retrying")
+                await watch.wait(wait)
 
     async def _maintain(self) -> None:
         while True:
@@ -168,4 +239,4 @@ class LocalTarget(Target):
         adopted = await self.store.adopt(dead, self.worker_id, self._runtime.registry.names)
         if adopted:
             log.info("flue: adopted %d unfinished run(s) from stopped workers", len(adopted))
-            await resume_adopted(self._runtime, adopted, self.schedule)
+            await resume_adopted(self._runtime, adopted, self._enqueue)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from flue_core.testing import TargetContract
@@ -11,8 +13,8 @@ from flue_node_like import LocalTarget, MemoryStore, SqliteStore
 class TestMemoryStore(TargetContract):
     @pytest.fixture
     def make_target(self):
-        store = MemoryStore()  # one store object outlives each target built over it: a "restart"
-        return lambda: LocalTarget(store, shutdown_grace=0.2, sweep_interval=0.1)
+        url = f"memory://{uuid.uuid4().hex}"  # every store of that name shares its data: a "restart"
+        return lambda: LocalTarget(MemoryStore(url), shutdown_grace=0.2, sweep_interval=0.1)
 
 
 class TestSqliteStore(TargetContract):

@@ -52,7 +52,7 @@ async def test_the_default_store_is_a_sqlite_file_under_the_working_directory(tm
     database = tmp_path / ".flue" / "flue.db"
     with sqlite3.connect(database) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT value FROM flue_meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+        assert conn.execute("SELECT value FROM flue_meta WHERE key = 'schema_version'").fetchone()[0] == "2"
         assert conn.execute("SELECT status FROM flue_runs").fetchall() == [("completed",)]
 
 
@@ -63,7 +63,7 @@ async def test_flue_store_chooses_the_store(tmp_path, monkeypatch):
     assert (tmp_path / "chosen.db").exists()
 
 
-@pytest.mark.parametrize(("stored", "says"), [("2", "newer"), ("banana", "unrecognised")])
+@pytest.mark.parametrize(("stored", "says"), [("3", "newer"), ("banana", "unrecognised")])
 async def test_a_database_of_another_schema_version_is_refused(tmp_path, stored, says):
     database = tmp_path / "old.db"
     with sqlite3.connect(database) as conn:
@@ -72,7 +72,34 @@ async def test_a_database_of_another_schema_version_is_refused(tmp_path, stored,
     with pytest.raises(UnsupportedSchemaVersion, match=says) as caught:
         async with Runtime([busy], target=LocalTarget(SqliteStore(database))):
             pass
-    assert caught.value.details == {"stored_version": stored, "supported_version": 1}
+    assert caught.value.details == {"stored_version": stored, "supported_version": 2}
+
+
+VERSION_1 = """
+CREATE TABLE flue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO flue_meta VALUES ('schema_version', '1');
+CREATE TABLE flue_runs (
+    run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL, input TEXT, key TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, started_at TEXT, ended_at TEXT,
+    result TEXT, error TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0, owner TEXT
+);
+CREATE TABLE flue_events (run_id TEXT NOT NULL, idx INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, idx));
+CREATE TABLE flue_steps (run_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_id, name));
+CREATE TABLE flue_workers (worker_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, pid_started TEXT, heartbeat_at REAL NOT NULL);
+INSERT INTO flue_runs (run_id, workflow, status, created_at, owner) VALUES ('run_old', 'local-busy', 'queued', '2026-01-01T00:00:00.000Z', 'wkr_gone');
+INSERT INTO flue_events VALUES ('run_old', 0, '{"runId":"run_old","index":0,"timestamp":"2026-01-01T00:00:00.000Z","type":"run_queued","data":{}}');
+"""
+
+
+async def test_a_database_of_schema_version_1_is_upgraded_and_its_runs_executed(tmp_path):
+    database = tmp_path / "v1.db"
+    with sqlite3.connect(database) as conn:
+        conn.executescript(VERSION_1)
+    async with Runtime([busy], target=LocalTarget(SqliteStore(database))):
+        record = await runs.wait("run_old", timeout=10)
+        assert record.status == RunStatus.COMPLETED
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT value FROM flue_meta WHERE key = 'schema_version'").fetchone()[0] == "2"
 
 
 async def test_runs_survive_a_restart_on_the_same_file(tmp_path):

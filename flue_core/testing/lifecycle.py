@@ -35,9 +35,8 @@ async def slow(ctx: RunContext) -> None:
 
 
 @workflow(name="contract-twice")
-async def twice(ctx: RunContext) -> None:
-    await ctx.step("same", lambda: 1)
-    await ctx.step("same", lambda: 2)
+async def twice(ctx: RunContext) -> list[int]:
+    return [await ctx.step("same", lambda value=value: value) for value in (1, 2)]
 
 
 @workflow(name="contract-bad-step")
@@ -141,10 +140,13 @@ class LifecycleContract(ContractBase):
             record = await runs.wait(receipt.run_id, timeout=5)
             assert record.status == RunStatus.FAILED and record.error.code == "run_timeout"
 
-    async def test_a_step_name_used_twice_fails_the_run(self, open_runtime):
-        async with open_runtime(workflows=EXTRA):
-            record = await runs.wait((await workflows.start(twice)).run_id, timeout=5)
-            assert record.status == RunStatus.FAILED and record.error.type.endswith("StepError")
+    async def test_a_step_name_used_again_is_numbered_by_occurrence(self, open_runtime):
+        async with open_runtime(workflows=EXTRA) as rt:
+            receipt = await workflows.start(twice)
+            assert await runs.result(receipt.run_id, timeout=5) == [1, 2]
+            steps = [e.data for e in await all_events(rt, receipt.run_id) if e.type == "step"]
+            assert [(s["name"], s.get("key")) for s in steps] == [("same", None), ("same", "same#2")]
+            assert await rt.target.store.load_steps(receipt.run_id) == {"same": "1", "same#2": "2"}
 
     async def test_a_step_result_json_cannot_carry_fails_the_run(self, open_runtime):
         async with open_runtime(workflows=EXTRA):

@@ -1,0 +1,83 @@
+"""Signals: data sent into a run from outside, kept in the run's mailbox until a wait takes it."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter, ValidationError
+from ulid import ULID
+
+from flue_core.errors import (
+    IdempotencyKeyConflict,
+    InvalidKey,
+    InvalidSignal,
+    RunFinished,
+    RunNotFound,
+    validation_errors,
+)
+from flue_core.models import SignalReceipt, utc_now
+from flue_core.snapshot import NotJSON, snapshot
+from flue_core.store import NewSignal
+
+if TYPE_CHECKING:
+    from flue_core.runtime import Runtime
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$")
+MAX_SIGNAL_KEY = 256
+
+
+def check_signal_name(name: Any) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidSignal(
+            f"Invalid signal name {name!r}: use a letter then up to 63 of [A-Za-z0-9_.:-].",
+            details={"name": name if isinstance(name, str) else repr(name)},
+        )
+
+
+async def send(runtime: Runtime, run_id: str, name: str, data: Any, key: str | None) -> SignalReceipt:
+    """Validate a signal and put it in the run's mailbox (see ``runs.signal``)."""
+    check_signal_name(name)
+    if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_SIGNAL_KEY):
+        raise InvalidKey(f"A signal's idempotency key must be a non-empty string of at most {MAX_SIGNAL_KEY} characters.")
+    store = runtime.target.store
+    record = await store.get(run_id)
+    if record is None:
+        raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
+    if record.finished:
+        raise RunFinished(
+            f"Run {run_id} has ended ({record.status.value}); it takes no more signals.",
+            details={"run_id": run_id, "status": record.status.value},
+        )
+    workflow = runtime.registry.get(record.workflow)
+    declared = workflow.signals if workflow is not None else {}
+    if declared and name not in declared:
+        raise InvalidSignal(
+            f"Workflow {record.workflow!r} takes no signal {name!r}; it takes {', '.join(sorted(declared))}.",
+            details={"run_id": run_id, "name": name, "accepted": sorted(declared)},
+        )
+    data = _data(declared.get(name), data, name)
+    sent = await store.send_signal(run_id, NewSignal(f"sig_{ULID()}", name, data, key, utc_now()))
+    if not sent.created and (sent.name != name or sent.data != data):
+        raise IdempotencyKeyConflict(
+            f"Key {key!r} already names signal {sent.signal_id} of run {run_id}, sent with other data.",
+            details={"run_id": run_id, "signal_id": sent.signal_id, "key": key},
+        )
+    return SignalReceipt(signal_id=sent.signal_id, run_id=run_id, name=name, duplicate=not sent.created)
+
+
+def _data(model: Any, data: Any, name: str) -> Any:
+    """The JSON snapshot the mailbox stores: validated by ``model`` when the workflow declares one."""
+    try:
+        if model is None:
+            return snapshot(data, "data")
+        adapter = TypeAdapter(model)
+        value = data if isinstance(model, type) and isinstance(data, model) else snapshot(data, "data")
+        return snapshot(adapter.dump_python(adapter.validate_python(value), mode="json"), "data")
+    except NotJSON as exc:
+        raise InvalidSignal(f"Data of signal {name!r} is not JSON: {exc}", details={"name": name, "path": exc.path}) from None
+    except ValidationError as exc:
+        raise InvalidSignal(
+            f"Data of signal {name!r} is invalid: {exc.error_count()} problem(s).",
+            details={"name": name, "errors": validation_errors(exc)},
+        ) from None
