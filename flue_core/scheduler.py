@@ -72,7 +72,7 @@ async def tick(runtime: Runtime, schedule: Schedule, now: datetime) -> datetime 
             except AdmissionError as exc:  # refused for good (a policy, input the workflow no longer takes)
                 log.warning("flue: schedule %r: the tick of %s was refused: %s", schedule.name, format_timestamp(moment), exc)
         if len(due) > len(on_time) + len(missed):
-            log.warning("flue: schedule %r skipped %d missed tick(s)", schedule.name, len(due) - len(on_time) - len(missed))
+            log.warning("flue: schedule %r skipped missed ticks beyond its catchup of %d", schedule.name, schedule.catchup)
         await runtime.target.store.advance_schedule(schedule.name, schedule.last_tick, due[0])
     return next(ticks_after(schedule.cron, schedule.timezone, now), None)
 

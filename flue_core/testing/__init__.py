@@ -25,6 +25,11 @@ pytest.register_assert_rewrite(
     "flue_core.testing.inspection",
     "flue_core.testing.recovery",
     "flue_core.testing.store",
+    "flue_core.testing.waits",
+    "flue_core.testing.signals",
+    "flue_core.testing.children",
+    "flue_core.testing.schedules",
+    "flue_core.testing.store_waits",
 )
 
 from flue_core.testing.admission import AdmissionContract  # noqa: E402
@@ -33,10 +38,25 @@ from flue_core.testing.inspection import InspectionContract  # noqa: E402
 from flue_core.testing.lifecycle import LifecycleContract  # noqa: E402
 from flue_core.testing.recovery import RecoveryContract  # noqa: E402
 from flue_core.testing.store import StoreContract  # noqa: E402
+from flue_core.testing.waits import WaitsContract  # noqa: E402
+from flue_core.testing.signals import SignalsContract  # noqa: E402
+from flue_core.testing.children import ChildrenContract  # noqa: E402
+from flue_core.testing.schedules import SchedulesContract  # noqa: E402
+from flue_core.testing.store_waits import StoreWaitsContract  # noqa: E402
 
 
 class TargetContract(
-    AdmissionContract, LifecycleContract, EventsContract, InspectionContract, RecoveryContract, StoreContract
+    AdmissionContract,
+    LifecycleContract,
+    EventsContract,
+    InspectionContract,
+    RecoveryContract,
+    StoreContract,
+    WaitsContract,
+    SignalsContract,
+    ChildrenContract,
+    SchedulesContract,
+    StoreWaitsContract,
 ):
     """Every contract test; subclass it and override ``make_target``."""
 
