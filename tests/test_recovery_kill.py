@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -14,6 +15,7 @@ import anyio
 import pytest
 
 import crash_app
+import waiting_app
 from flue_core import RunStatus, Runtime, runs
 
 pytestmark = pytest.mark.anyio
@@ -88,3 +90,31 @@ async def test_nothing_is_recovered_while_the_owner_is_alive(tmp_path):
     finally:
         child.kill()
         child.wait(timeout=10)
+
+
+async def test_sleeping_waiting_and_scheduled_runs_of_a_killed_process_resume_after_a_restart(tmp_path):
+    db = tmp_path / "flue.db"
+    ready = tmp_path / "ready"
+    child = subprocess.Popen([sys.executable, waiting_app.__file__, str(db), str(ready)])
+    try:
+        with anyio.fail_after(30):
+            while not ready.exists():
+                assert child.poll() is None, "the child exited before its runs were waiting"
+                await anyio.sleep(0.02)
+        ids = json.loads(ready.read_text())
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+    async with Runtime(waiting_app.WORKFLOWS, target=waiting_app.target(str(db))):
+        await runs.signal(ids["approval"], "approve", {"ok": True})
+        with anyio.fail_after(15):
+            assert await runs.result(ids["sleeper"]) == "slept"
+            assert await runs.result(ids["approval"]) == {"ok": True}
+            assert await runs.result(ids["later"]) == "started later"
+        for run_id in ids.values():
+            types = [e.type async for e in runs.events(run_id)]
+            assert "run_interrupted" not in types and types.count("run_end") == 1
+    calls = Path(str(db) + waiting_app.CALLS_FILE_SUFFIX).read_text().splitlines()
+    assert sorted(calls) == ["before-signal", "before-sleep"]  # steps before the waits ran once
