@@ -97,7 +97,12 @@
     }),
   };
 
+  let offered = null;
   function renderActions(run) {
+    // Rebuilt only when what is offered changes: a refresh of the record must not undo a confirmation.
+    const key = `${run.status}:${run.cancelRequested}`;
+    if (key === offered) return;
+    offered = key;
     const controls = (config.actions || []).map((name) => ACTIONS[name] && ACTIONS[name](run)).filter(Boolean);
     $("actions").replaceChildren(...controls);
   }

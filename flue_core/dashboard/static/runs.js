@@ -1,6 +1,6 @@
 // The runs page: GET /runs with the page's filters and cursor, polled while the tab is visible.
-// The filters and cursor live in the address (shareable, kept by back/forward); the cursors of the
-// pages before this one live in the history entry, for "Newer".
+// The filters, the cursor and the page size (limit) live in the address (shareable, kept by
+// back/forward); the cursors of the pages before this one live in the history entry, for "Newer".
 "use strict";
 
 (() => {
@@ -32,6 +32,7 @@
       workflow: query.get("workflow") || "",
       status: query.get("status") || "",
       cursor: query.get("cursor") || "",
+      limit: query.get("limit") || "",
       stack: Array.isArray(state.stack) ? state.stack : [],
     };
   }
@@ -39,7 +40,7 @@
   function go(next, {push = false} = {}) {
     view = {...view, ...next};
     const query = new URLSearchParams();
-    for (const name of ["workflow", "status", "cursor"]) if (view[name]) query.set(name, view[name]);
+    for (const name of ["workflow", "status", "cursor", "limit"]) if (view[name]) query.set(name, view[name]);
     const address = `${location.pathname}${query.toString() ? "?" + query : ""}`;
     history[push ? "pushState" : "replaceState"]({stack: view.stack}, "", address);
     shown = null;
@@ -177,7 +178,7 @@
     renderChips();
     const mine = ++generation;
     try {
-      const page = await api(`${config.api}/runs`, {params: {workflow: view.workflow, status: view.status, cursor: view.cursor, limit: PAGE_SIZE}});
+      const page = await api(`${config.api}/runs`, {params: {workflow: view.workflow, status: view.status, cursor: view.cursor, limit: view.limit || PAGE_SIZE}});
       if (mine !== generation) return;
       renderPage(page);
       live("live", "Live");
