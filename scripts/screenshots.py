@@ -7,6 +7,7 @@ running run's page in headless Chromium, and saves both.
 
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 import tempfile
@@ -91,25 +92,30 @@ async def admit_history(served: Served) -> str:
 
 
 def main() -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="1440x900", help="viewport WIDTHxHEIGHT in CSS pixels (default 1440x900)")
+    parser.add_argument("--out", type=Path, default=IMAGES, help="where to save them (default docs/images)")
+    args = parser.parse_args()
+    size = tuple(int(n) for n in args.size.split("x"))
+    args.out.mkdir(parents=True, exist_ok=True)
     access = LinkAccess()
     with tempfile.TemporaryDirectory() as tmp:
         runtime = Runtime([daily_summary, send_invoice, reindex_search], store=f"sqlite:///{tmp}/flue.db")
         make_app = lambda rt: create_app(rt, dashboard=True, **access.app_options())  # noqa: E731
-        with served_in_background(runtime, make_app) as served, chromium() as driver:
+        with served_in_background(runtime, make_app) as served, chromium(size) as driver:
             running = served.call(admit_history, served)
             driver.get(access.link(f"{served.url}/dashboard/"))
             wait_for(driver, lambda d: len(d.find_elements("css selector", "#rows tr")) >= 12, message="runs listed")
             time.sleep(2.5)  # the arrival highlight fades
-            driver.save_screenshot(str(IMAGES / "dashboard-runs.png"))
+            driver.save_screenshot(str(args.out / "dashboard-runs.png"))
             driver.get(f"{served.url}/dashboard/runs/{running}")
             wait_for(driver, lambda d: d.find_elements("css selector", '#timeline li[data-type="waiting.for.review"]'), message="timeline")
             wait_for(driver, lambda d: d.find_element("css selector", "#live").get_attribute("data-state") == "live")
             time.sleep(0.5)
-            driver.save_screenshot(str(IMAGES / "dashboard-run.png"))
+            driver.save_screenshot(str(args.out / "dashboard-run.png"))
             served.call(HOLD["summary"].set)
     for name in ("dashboard-runs.png", "dashboard-run.png"):
-        print(IMAGES / name)
+        print(args.out / name)
 
 
 if __name__ == "__main__":
