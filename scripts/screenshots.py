@@ -36,16 +36,16 @@ async def fetch(source: str, pause: float) -> int:
 
 @workflow(name="daily-summary", retries=1)
 async def daily_summary(ctx: RunContext, input: dict) -> dict:
-    """The example app's workflow; a run given ``hold`` waits half-way until the script lets it go."""
+    """The example app's workflow; a run given a ``reviewer`` waits half-way until the script lets it go."""
     ctx.log.info("summarising", prompt=input["prompt"])
     sources = ["inbox", "calendar", "tickets", "pull-requests", "incidents"]
     counts = {}
     for done, source in enumerate(sources, start=1):
         counts[source] = await ctx.step(f"fetch-{source}", fetch, source, 0.05 + 0.04 * done)
         ctx.progress(done, len(sources), message=f"fetched {source}")
-        if input.get("hold") and done == 3:
-            ctx.emit("waiting.for.review", {"reviewer": "ops-oncall", "items": sum(counts.values())})
-            await HOLD[input["hold"]].wait()
+        if input.get("reviewer") and done == 3:
+            ctx.emit("waiting.for.review", {"reviewer": input["reviewer"], "items": sum(counts.values())})
+            await HOLD["summary"].wait()
     ctx.emit("summary_ready", {"items": sum(counts.values())})
     return {"prompt": input["prompt"], "counts": counts}
 
@@ -87,7 +87,7 @@ async def admit_history(served: Served) -> str:
     await anyio.sleep(0.3)
     await runs.cancel(cancelled.run_id, runtime=rt)
     HOLD["summary"] = anyio.Event()
-    running = await workflows.start(daily_summary, input={"prompt": "What happened today?", "hold": "summary"}, runtime=rt)
+    running = await workflows.start(daily_summary, input={"prompt": "What happened today?", "reviewer": "ops-oncall"}, runtime=rt)
     return running.run_id
 
 
@@ -95,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", default="1440x900", help="viewport WIDTHxHEIGHT in CSS pixels (default 1440x900)")
     parser.add_argument("--out", type=Path, default=IMAGES, help="where to save them (default docs/images)")
+    parser.add_argument("--theme", choices=["light", "dark"], default="light", help="the system theme to show (default light)")
     args = parser.parse_args()
     size = tuple(int(n) for n in args.size.split("x"))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -104,6 +105,9 @@ def main() -> None:
         make_app = lambda rt: create_app(rt, dashboard=True, **access.app_options())  # noqa: E731
         with served_in_background(runtime, make_app) as served, chromium(size) as driver:
             running = served.call(admit_history, served)
+            driver.execute_cdp_cmd(
+                "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": args.theme}]}
+            )
             driver.get(access.link(f"{served.url}/dashboard/"))
             wait_for(driver, lambda d: len(d.find_elements("css selector", "#rows tr")) >= 12, message="runs listed")
             time.sleep(2.5)  # the arrival highlight fades

@@ -242,3 +242,9 @@ async def test_serve_names_the_dashboard_of_an_app_that_has_one(tmp_path):
         assert await server.exit_code() == Exit.COMPLETED
         stderr = await server.stderr()
     assert f"flue: dashboard at {url}/dashboard/" in stderr
+
+
+async def test_dashboard_with_an_app_that_cannot_be_imported_exits_78(tmp_path):
+    result = await flue_async(tmp_path, "dashboard", "no_such_module", "--port", str(free_port()))
+    assert result.code == Exit.CONFIG
+    assert "flue: app_not_loaded:" in result.stderr

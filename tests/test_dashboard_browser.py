@@ -213,6 +213,19 @@ def test_the_run_page_timeline_fills_in_live_from_the_stream_and_ends(driver, se
     assert not driver.find_elements(By.ID, "cancel")  # nothing left to cancel
 
 
+def test_a_failed_runs_page_shows_its_error(driver, served):
+    run_id = start_over_http(served, "cleanup", {"fail": True})
+    finish(served, run_id)
+    grant(driver, served)
+    driver.get(f"{served.url}/dashboard/runs/{run_id}")
+    wait_for(driver, lambda d: text(d, "#status") == "Failed", message="the failed record")
+    assert text(driver, "#outcome-title") == "Error"
+    assert text(driver, "#outcome .error-code") == "workflow_error"
+    assert text(driver, "#outcome .error-message") == "disk full"
+    wait_for(driver, lambda d: timeline(d)[-1:] == [(2, "run_end")])
+    assert text(driver, '#timeline li[data-type="run_end"] .event-body').endswith(" · disk full")
+
+
 def test_the_timeline_resumes_where_it_was_when_the_server_ends_the_sse_response(driver, tmp_path):
     sse_reads = []
 

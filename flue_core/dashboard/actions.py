@@ -20,12 +20,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from flue_core import runs
+from flue_core.dashboard.csrf import check_same_site
 from flue_core.http.authorization import may_cancel_run, may_read_run
 from flue_core.http.config import HttpConfig
 from flue_core.http.envelope import PRIVATE_HEADERS
 from flue_core.http.error_handling import route_not_found
 from flue_core.http.errors import ActionDenied, MethodNotAllowed
-from flue_core.dashboard.csrf import check_same_site
 from flue_core.models import RunRecord
 from flue_core.runtime import Runtime
 

@@ -223,7 +223,7 @@
         return [`Attempt ${data.attempt} interrupted`, el("span", {class: "muted"}, ` · ${data.action}`)];
       case "run_end":
         return [badge(data.status), data.durationMs !== undefined ? el("span", {class: "muted"}, ` after ${duration(data.durationMs)}`) : null,
-          data.error ? el("span", {class: "error-text"}, ` ${data.error.message}`) : null];
+          data.error ? [el("span", {class: "muted"}, " · "), el("span", {class: "error-text"}, data.error.message)] : null];
       default:
         return el("code", {class: "payload"}, compact(data, 400));
     }
