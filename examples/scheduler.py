@@ -1,20 +1,25 @@
 """An application whose in-process scheduler starts a workflow run every few seconds.
 
 Each tick calls ``workflows.start()`` (the same admission as ``POST /workflows/daily-summary``) and
-follows the run's event stream, printing every event. Stop with Ctrl-C; ``--runs N`` stops after N.
-Runs are stored in SQLite under ``.flue/`` (the default), so ``flue runs`` shows them afterwards.
+follows the run's event stream, printing every event. Meanwhile the app serves its HTTP API with the
+dashboard on 127.0.0.1:3583 and prints a link to it: open the link in a browser to watch the runs
+live (``--no-dashboard`` to skip). Stop with Ctrl-C; ``--runs N`` stops after N. Runs are stored in
+SQLite under ``.flue/`` (the default), so ``flue runs`` and ``flue dashboard`` show them afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 import anyio
 from pydantic import BaseModel
 
 from flue_core import RunContext, Runtime, runs, workflow, workflows
+from flue_core.dashboard import LinkAccess
+from flue_core.http import create_app, serve
 
 
 class SummaryRequest(BaseModel):
@@ -45,8 +50,25 @@ async def follow(run_id: str) -> None:
         print(f"  {event.offset}  {event.type:<14} {event.data}")
 
 
-async def main(every: float, count: int | None) -> None:
-    async with Runtime([daily_summary]):  # FLUE_STORE or sqlite:///.flue/flue.db
+async def serve_dashboard(runtime: Runtime, port: int, opened: AsyncExitStack) -> str:
+    """Serve the app with its dashboard on ``port`` (another free one if it is taken); the link to open.
+
+    The link carries a secret token: whoever opens it may read and cancel the runs (LinkAccess)."""
+    access = LinkAccess()
+    app = create_app(runtime, dashboard=True, **access.app_options())
+    try:
+        url = await opened.enter_async_context(serve(app, port=port))
+    except OSError:
+        url = await opened.enter_async_context(serve(app, port=0))
+    return access.link(f"{url}/dashboard/")
+
+
+async def main(every: float, count: int | None, dashboard_port: int | None) -> None:
+    async with AsyncExitStack() as opened:
+        runtime = await opened.enter_async_context(Runtime([daily_summary]))  # FLUE_STORE or sqlite:///.flue/flue.db
+        if dashboard_port is not None:
+            link = await serve_dashboard(runtime, dashboard_port, opened)
+            print(f"dashboard: {link}\n  open it in a browser to watch the runs live\n")
         started = 0
         async with anyio.create_task_group() as tasks:
             while count is None or started < count:
@@ -65,8 +87,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--every", type=float, default=3.0, help="seconds between runs (default 3)")
     parser.add_argument("--runs", type=int, default=None, help="stop after this many runs (default: never)")
+    parser.add_argument("--port", type=int, default=3583, help="port of the app and its dashboard (default 3583)")
+    parser.add_argument("--no-dashboard", action="store_true", help="do not serve the app and its dashboard")
     args = parser.parse_args()
     try:
-        anyio.run(main, args.every, args.runs)
+        anyio.run(main, args.every, args.runs, None if args.no_dashboard else args.port)
     except KeyboardInterrupt:
         pass

@@ -154,8 +154,8 @@ if TYPE_CHECKING:
 
 @hookspec
 def flue_authorize_run_read(request: Request, run: RunRecord) -> bool | None:
-    """May this HTTP request read ``run``: its record (``GET /runs/<id>?meta``) and its event stream
-    (``GET``/``HEAD /runs/<id>``)?
+    """May this HTTP request read ``run``: its record (``GET /runs/<id>?meta``), its event stream
+    (``GET``/``HEAD /runs/<id>``) and, with the dashboard, its page there?
 
     Called once per request, after the run was found and before anything about it is sent; ``request``
     is the Starlette request (headers, ``request.state`` set by middleware, query). The first answer
@@ -170,7 +170,8 @@ def flue_authorize_run_read(request: Request, run: RunRecord) -> bool | None:
 
 @hookspec
 def flue_authorize_run_list(request: Request) -> bool | None:
-    """May this HTTP request list runs (``GET /runs``, only when the app enables listing)?
+    """May this HTTP request list runs (``GET /runs``, only when the app enables listing, and the
+    dashboard's runs page)?
 
     Called before the query is read; the filters are in ``request.query_params``. The first answer
     that is not ``None`` wins: ``True`` grants, ``False`` refuses; no answer refuses. A refused

@@ -66,3 +66,5 @@ app = create_app(
     list_runs_enabled=True,
     authorize_run_list=lambda request: True,
 )
+#: The same runtime served with the dashboard (closed to everyone: nothing grants it).
+app_with_dashboard = create_app(runtime, open_runtime=True, dashboard=True)

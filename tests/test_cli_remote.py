@@ -205,3 +205,46 @@ def test_reworded_keeps_the_class_code_status_and_details_of_any_error():
     error = reworded(MethodNotAllowed("GET", ["POST"]), "Say more.")
     assert type(error) is MethodNotAllowed and error.message == "Say more." and str(error) == "Say more."
     assert (error.code, error.status, error.details) == ("method_not_allowed", 405, {"method": "GET", "allow": "POST"})
+
+
+async def test_dashboard_serves_the_stores_runs_to_its_link_until_interrupted(tmp_path):
+    started = await flue_async(tmp_path, "start", "cli-greet", "--app", "cli_app", "--input", '{"name": "ada"}')
+    run_id = started.json_lines()[0]["runId"]
+    async with flue_running(tmp_path, "dashboard", "--port", str(free_port())) as dashboard:
+        link = (await dashboard.line()).strip()
+        base = link.split("/dashboard/")[0]
+        async with httpx.AsyncClient() as browser, httpx.AsyncClient() as stranger:
+            opened = await browser.get(link, follow_redirects=True)
+            assert opened.status_code == 200 and str(opened.url) == f"{base}/dashboard/"  # the token is gone
+            assert [run["runId"] for run in (await browser.get(f"{base}/runs")).json()["runs"]] == [run_id]
+            assert (await browser.get(f"{base}/dashboard/runs/{run_id}")).status_code == 200
+            assert (await stranger.get(f"{base}/dashboard/")).status_code == 404
+            assert (await stranger.get(f"{base}/runs/{run_id}?meta")).status_code == 404
+        dashboard.process.send_signal(signal.SIGINT)
+        assert await dashboard.exit_code() == Exit.COMPLETED
+
+
+async def test_dashboard_on_a_port_in_use_exits_69(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = await flue_async(tmp_path, "dashboard", "--port", str(busy.getsockname()[1]))
+    assert result.code == Exit.UNAVAILABLE
+    assert result.stderr.startswith("flue: cannot_serve: Cannot serve the dashboard on 127.0.0.1:")
+
+
+async def test_serve_names_the_dashboard_of_an_app_that_has_one(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    async with flue_running(tmp_path, "serve", "cli_app:app_with_dashboard", "--port", str(port)) as server:
+        await wait_until_serving(url)
+        server.process.send_signal(signal.SIGINT)
+        assert await server.exit_code() == Exit.COMPLETED
+        stderr = await server.stderr()
+    assert f"flue: dashboard at {url}/dashboard/" in stderr
+
+
+async def test_dashboard_with_an_app_that_cannot_be_imported_exits_78(tmp_path):
+    result = await flue_async(tmp_path, "dashboard", "no_such_module", "--port", str(free_port()))
+    assert result.code == Exit.CONFIG
+    assert "flue: app_not_loaded:" in result.stderr

@@ -1,4 +1,4 @@
-"""The sub-commands: ``serve``, ``start``, ``logs`` and ``runs``.
+"""The sub-commands: ``serve``, ``start``, ``logs``, ``runs`` and ``dashboard``.
 
 Each async command gets its parsed arguments, the :class:`Output` and the :class:`Interrupts`, and
 returns an exit code; errors are raised as :class:`~flue_core.errors.FlueError` and mapped by ``main``.
@@ -7,20 +7,22 @@ returns an exit code; errors are raised as :class:`~flue_core.errors.FlueError` 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import webbrowser
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, contextmanager
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from flue_core.cli.app import AppNotLoaded, import_object, importable_from_cwd
+from flue_core.cli.app import APP_ENV, AppNotLoaded, app_runtime, import_object, importable_from_cwd, reader_runtime
 from flue_core.cli.backends import Runs, open_runs
 from flue_core.cli.exits import OUTCOMES, Exit, reworded
 from flue_core.cli.view import EventView, Output, records_table
-from flue_core.errors import RunNotFound
+from flue_core.errors import FlueError, RunNotFound
 from flue_core.models import Event
 
 Command = Callable[[argparse.Namespace, Output, "Interrupts"], Awaitable[int]]
@@ -32,11 +34,13 @@ class Interrupts:
 
     A command may :meth:`claim` the first signal: it is then told through :attr:`first` instead of
     being stopped (a local ``start`` cancels its run and waits for it to end); a second signal stops
-    it at once.
+    it at once. A command that runs until stopped (``dashboard``) sets :attr:`stop_is_success`: being
+    stopped is then its normal end, exit 0, as for ``flue serve``.
     """
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.stop_is_success = False
         self.first = anyio.Event()
         self._scope: anyio.CancelScope | None = None
         self._claimed = False
@@ -86,7 +90,7 @@ async def run(command: Command, args: argparse.Namespace, out: Output) -> int:
                 code = await command(args, out, interrupts)
             finally:
                 tasks.cancel_scope.cancel()
-    if interrupts.signal is not None:
+    if interrupts.signal is not None and not interrupts.stop_is_success:
         return 128 + interrupts.signal
     return code
 
@@ -190,7 +194,41 @@ async def list_runs(args: argparse.Namespace, out: Output, interrupts: Interrupt
     return Exit.COMPLETED
 
 
-COMMANDS: dict[str, Command] = {"start": start, "logs": logs, "runs": list_runs}
+class CannotServe(FlueError):
+    """The dashboard's server could not listen where it was asked to (the port is taken, say)."""
+
+    code = "cannot_serve"
+    status = 503
+
+
+async def dashboard(args: argparse.Namespace, out: Output, interrupts: Interrupts) -> int:
+    """Serve the app's runs with the dashboard on ``--host:--port`` until stopped, and print the
+    secret link that grants a browser access (:class:`~flue_core.dashboard.LinkAccess`)."""
+    from flue_core.dashboard import LinkAccess
+    from flue_core.http import create_app, serve
+
+    spec = args.app or os.environ.get(APP_ENV)
+    runtime = app_runtime(spec, args.store) if spec else reader_runtime(args.store)
+    access = LinkAccess()
+    app = create_app(runtime, dashboard=True, **access.app_options())
+    async with AsyncExitStack() as opened:
+        await opened.enter_async_context(runtime)
+        try:
+            url = await opened.enter_async_context(serve(app, host=args.host, port=args.port))
+        except OSError as exc:
+            raise CannotServe(f"Cannot serve the dashboard on {args.host}:{args.port}: {exc.strerror or exc}.") from None
+        link = access.link(f"{url}{app.state.dashboard}/")
+        print("flue: serving the dashboard until Ctrl-C; this link grants access to whoever opens it:", file=sys.stderr)
+        out.line(link)
+        if args.open:
+            webbrowser.open(link)
+        interrupts.stop_is_success = True
+        with interrupts.stoppable():
+            await anyio.sleep_forever()
+    return Exit.COMPLETED
+
+
+COMMANDS: dict[str, Command] = {"start": start, "logs": logs, "runs": list_runs, "dashboard": dashboard}
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -205,6 +243,9 @@ def serve(args: argparse.Namespace) -> int:
         app = import_object(args.app)
         if args.factory and not callable(app):
             raise AppNotLoaded(f"{args.app!r} is not callable, so it cannot be an app factory (--factory).")
+        prefix = getattr(getattr(app, "state", None), "dashboard", None)
+        if isinstance(prefix, str):  # an app made by create_app(..., dashboard=True)
+            print(f"flue: dashboard at http://{args.host}:{args.port}{prefix}/", file=sys.stderr)
     try:
         uvicorn.run(
             app,

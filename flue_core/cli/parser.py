@@ -17,6 +17,8 @@ from flue_core.snapshot import loads
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3583
+#: ``flue dashboard``'s port: beside ``flue serve``'s, so both can run at once.
+DEFAULT_DASHBOARD_PORT = 3584
 #: Headers the client sets itself; a user value would break the protocol exchange.
 RESERVED_HEADERS = frozenset({"accept", "content-type", "content-length", "host", "idempotency-key"})
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -32,7 +34,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> Parser:
     parser = Parser(
         prog="flue",
-        description="Serve a Flue application, start workflow runs, follow their events, list runs.",
+        description="Serve a Flue application, start workflow runs, follow their events, list runs, open a dashboard.",
         epilog="Exit codes: 0 completed, 1 failed, 2 cancelled, 64 usage, 65 rejected, 66 not found,"
         " 69 unavailable, 70 internal error, 78 configuration, 130 interrupted. See docs/cli.md.",
     )
@@ -70,6 +72,22 @@ def build_parser() -> Parser:
     listing.add_argument("--cursor", help="the cursor a previous page printed, for the next page")
     _output(listing)
     _where(listing, app=False)
+
+    dashboard = commands.add_parser("dashboard", help="serve a web dashboard of the runs, reached by a secret link")
+    dashboard.add_argument(
+        "app",
+        nargs="?",
+        metavar="APP",
+        help=f"module[:attribute]: a Runtime, an app made by create_app, or workflows (default ${APP_ENV};"
+        " without one, the runs of the store)",
+    )
+    dashboard.add_argument("--store", help="local store URL (default $FLUE_STORE, else sqlite:///.flue/flue.db)")
+    dashboard.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
+    dashboard.add_argument(
+        "--port", type=int, default=DEFAULT_DASHBOARD_PORT, help=f"port to bind (default {DEFAULT_DASHBOARD_PORT})"
+    )
+    dashboard.add_argument("--open", action="store_true", help="open the link in the default web browser")
+    dashboard.set_defaults(format=None)
     return parser
 
 
@@ -103,6 +121,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.command == "serve":
         if ":" not in args.app:
             raise UsageError(f"APP must be an import string module:attribute, not {args.app!r}.")
+        return args
+    if args.command == "dashboard":
         return args
     args.headers = parse_headers(args.header)
     if args.url is None:

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route, request_response
-from starlette.types import Receive, Scope, Send
+from starlette.routing import BaseRoute, Mount, Route
 
 from flue_core.errors import ConfigurationError
-from flue_core.http.authorization import RunListAuthorizer, RunReadAuthorizer
+from flue_core.http.authorization import RunCancelAuthorizer, RunListAuthorizer, RunReadAuthorizer
 from flue_core.http.body import DEFAULT_MAX_BODY_SIZE
 from flue_core.http.config import HttpConfig
+from flue_core.http.endpoint import BoundEndpoint
 from flue_core.http.error_handling import ErrorEnvelope, http_exception
 from flue_core.http.route_middleware import check_route_middleware
 from flue_core.http.run_routes import list_runs, read_run
@@ -31,6 +29,8 @@ if TYPE_CHECKING:
 
 #: Where ``create_app(..., streams=store)`` mounts the general stream server.
 STREAMS_PREFIX = "/streams"
+#: Where ``create_app(..., dashboard=True)`` serves the dashboard unless ``dashboard_prefix`` says otherwise.
+DASHBOARD_PREFIX = "/dashboard"
 
 
 def create_app(
@@ -45,6 +45,9 @@ def create_app(
     stream_options: ReadOptions | None = None,
     streams: StreamStore | None = None,
     middleware: Sequence[Middleware] = (),
+    dashboard: bool = False,
+    dashboard_prefix: str = DASHBOARD_PREFIX,
+    authorize_run_cancel: RunCancelAuthorizer | None = None,
 ) -> Starlette:
     """The HTTP surface of ``runtime``: ``POST /workflows/{name}``, ``GET|HEAD /runs/{run_id}``,
     when ``list_runs_enabled`` ``GET /runs``, and with ``streams`` a general Durable Streams server
@@ -67,28 +70,43 @@ def create_app(
     heartbeat and duration...). ``middleware`` is Starlette middleware around every route, the stream
     server's included (inside the error envelope, so what it raises is answered as an envelope too).
     The app's ``state.runtime`` is ``runtime``; ``state.streams`` the stream server, or ``None``.
+
+    ``dashboard=True`` serves the web dashboard (:mod:`flue_core.dashboard`) under ``dashboard_prefix``
+    and turns the listing on, which its runs page reads. Its pages are granted by the same authorizers
+    as the API (the runs page by ``authorize_run_list``, a run's page by ``authorize_run_read``); its
+    cancel button by ``authorize_run_cancel(request, run)``, asked only for callers who may read the
+    run, and refusing when it answers ``None``. ``state.dashboard`` is the prefix, or ``None``.
     """
     if not isinstance(max_body_size, int) or max_body_size < 0:
         raise ConfigurationError(f"max_body_size must be a number of bytes >= 0, not {max_body_size!r}.")
     if wait_timeout is not None and not wait_timeout > 0:
         raise ConfigurationError(f"wait_timeout must be > 0 seconds or None, not {wait_timeout!r}.")
+    list_runs_enabled = list_runs_enabled or dashboard
     if authorize_run_list is not None and not list_runs_enabled:
         raise ConfigurationError("authorize_run_list has no effect unless list_runs_enabled=True.")
+    if authorize_run_cancel is not None and not dashboard:
+        raise ConfigurationError("authorize_run_cancel has no effect unless dashboard=True.")
     check_route_middleware([wf for wf in runtime.registry if wf.http])
     if streams is not None and not isinstance(streams, StreamStore):
         raise ConfigurationError(f"streams must be a StreamStore or None, not {streams!r}.")
-    config = HttpConfig(runtime, max_body_size, wait_timeout, authorize_run_read, authorize_run_list, stream_options)
+    config = HttpConfig(
+        runtime, max_body_size, wait_timeout, authorize_run_read, authorize_run_list, stream_options, authorize_run_cancel
+    )
     routes: list[BaseRoute] = [
-        Route("/workflows/{name}", _endpoint(config, post_workflow), name="flue:workflow"),
-        Route("/runs/{run_id}", _endpoint(config, read_run), name="flue:run"),
+        Route("/workflows/{name}", BoundEndpoint(config, post_workflow), name="flue:workflow"),
+        Route("/runs/{run_id}", BoundEndpoint(config, read_run), name="flue:run"),
     ]
     if list_runs_enabled:
-        routes.append(Route("/runs", _endpoint(config, list_runs), name="flue:runs"))
+        routes.append(Route("/runs", BoundEndpoint(config, list_runs), name="flue:runs"))
     server: StreamServer | None = None
     if streams is not None:
         stream_app = streams_app(streams, open_store=False, read_options=stream_options)
         server = stream_app.state.streams
         routes.append(Mount(STREAMS_PREFIX, app=stream_app, name="flue:streams"))
+    if dashboard:
+        from flue_core.dashboard.routes import dashboard_routes  # only apps with a dashboard load it
+
+        routes.extend(dashboard_routes(config, dashboard_prefix))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(ErrorEnvelope), *middleware],
@@ -97,24 +115,8 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.streams = server
+    app.state.dashboard = dashboard_prefix if dashboard else None
     return app
-
-
-Endpoint = Callable[[HttpConfig, Request], Awaitable[Response]]
-
-
-class _endpoint:
-    """An endpoint with the app's config, as an ASGI app: Starlette then routes every method to it (a
-    function endpoint would be ``GET`` only), and the endpoint answers 405 in its own order of checks."""
-
-    def __init__(self, config: HttpConfig, endpoint: Endpoint) -> None:
-        async def handle(request: Request) -> Response:
-            return await endpoint(config, request)
-
-        self._app = request_response(handle)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._app(scope, receive, send)
 
 
 def _opening(runtime: Runtime, streams: StreamServer | None) -> Callable[[Starlette], AsyncIterator[None]]:

@@ -1,8 +1,10 @@
-"""Who may read runs and list them over HTTP: the app's callable first, then plugin hooks, else no.
+"""Who may read runs, list them and cancel them over HTTP: the app's callable first, then plugin
+hooks, else no.
 
-Both decisions are closed by default. A run id is not a credential, so an application opts in by
-passing ``authorize_run_read=`` / ``authorize_run_list=`` to :func:`~flue_core.http.create_app` or by
-implementing ``flue_authorize_run_read`` / ``flue_authorize_run_list`` in a plugin.
+Every decision is closed by default. A run id is not a credential, so an application opts in by
+passing ``authorize_run_read=`` / ``authorize_run_list=`` / ``authorize_run_cancel=`` to
+:func:`~flue_core.http.create_app` or by implementing ``flue_authorize_run_read`` /
+``flue_authorize_run_list`` in a plugin. Cancelling has no hook yet: only the app's callable grants it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from flue_core.plugins import first_answer
 RunReadAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
 #: ``(request) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
 RunListAuthorizer = Callable[[Request], "bool | None | Awaitable[bool | None]"]
+#: ``(request, run) -> True | False | None`` (or an awaitable of it); ``None`` refuses (no hook yet).
+RunCancelAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
 
 
 async def may_read_run(
@@ -36,13 +40,24 @@ async def may_list_runs(own: RunListAuthorizer | None, hook: pluggy.HookCaller, 
     return await _decide("flue_authorize_run_list", own, hook, request=request)
 
 
-async def _decide(name: str, own: Callable[..., Any] | None, hook: pluggy.HookCaller, **kwargs: Any) -> bool:
+async def may_cancel_run(own: RunCancelAuthorizer | None, request: Request, run: RunRecord) -> bool:
+    """``True`` only when the app's ``authorize_run_cancel`` grants: the dashboard's cancel action.
+
+    Asked only of a caller who may read ``run``. There is no ``flue_authorize_run_cancel`` hook yet,
+    so without the app's callable nobody may cancel over HTTP.
+    """
+    return await _decide("authorize_run_cancel", own, None, request=request, run=run)
+
+
+async def _decide(
+    name: str, own: Callable[..., Any] | None, hook: pluggy.HookCaller | None, **kwargs: Any
+) -> bool:
     answer = None
     if own is not None:
         answer = own(*kwargs.values())
         if inspect.isawaitable(answer):
             answer = await answer
-    if answer is None:
+    if answer is None and hook is not None:
         answer = await first_answer(hook, **kwargs)
     if answer is None:
         return False

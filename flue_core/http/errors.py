@@ -79,3 +79,18 @@ class InternalError(HttpError):
 
     def __init__(self) -> None:
         super().__init__("An internal error occurred.")
+
+
+class CrossSiteRequest(HttpError):
+    """A state-changing dashboard request that did not come from the dashboard's own page: another
+    origin, or without the page's anti-forgery token (:mod:`flue_core.dashboard.csrf`)."""
+
+    code = "cross_site_request"
+    status = 403
+
+
+class ActionDenied(HttpError):
+    """The caller may read the run but the app does not grant this action on it (``authorize_run_cancel``)."""
+
+    code = "action_denied"
+    status = 403

@@ -1,0 +1,78 @@
+"""What a run's page lets a granted caller do: ``POST <prefix>/runs/{run_id}/{action}``.
+
+Each :class:`Action` names who may take it (asked only of a caller who may read the run) and what it
+does. The run's page offers the actions granted to its viewer; the endpoint checks, in this order,
+that the action and the run exist and the run may be read (else the same 404 as an unknown route),
+the method (``POST``), that the request comes from the dashboard's own page (:mod:`.csrf`), and the
+action's grant (403 ``action_denied``). Its answer is the run's record after the action, as JSON.
+
+Cancelling is the first action. Sending a signal to a waiting run goes here as the second, once runs
+can receive signals: an ``Action("signal", ...)`` whose ``perform`` reads the signal's name and JSON
+payload from the body (within the app's ``max_body_size``), with a form of its own in ``run.js``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from flue_core import runs
+from flue_core.dashboard.csrf import check_same_site
+from flue_core.http.authorization import may_cancel_run, may_read_run
+from flue_core.http.config import HttpConfig
+from flue_core.http.envelope import PRIVATE_HEADERS
+from flue_core.http.error_handling import route_not_found
+from flue_core.http.errors import ActionDenied, MethodNotAllowed
+from flue_core.models import RunRecord
+from flue_core.runtime import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    name: str
+    #: Whether this caller may take the action on this run (they may already read it).
+    may: Callable[[HttpConfig, Request, RunRecord], Awaitable[bool]]
+    #: Take it; returns the run's record afterwards.
+    perform: Callable[[Runtime, Request, RunRecord], Awaitable[RunRecord]]
+
+
+async def _may_cancel(config: HttpConfig, request: Request, run: RunRecord) -> bool:
+    return await may_cancel_run(config.authorize_run_cancel, request, run)
+
+
+async def _cancel(runtime: Runtime, request: Request, run: RunRecord) -> RunRecord:
+    # Not waiting for the end: the page follows the run's stream and shows the end when it comes.
+    return await runs.cancel(run.run_id, wait_for=0, runtime=runtime)
+
+
+ACTIONS: dict[str, Action] = {action.name: action for action in (Action("cancel", _may_cancel, _cancel),)}
+
+
+async def granted_actions(config: HttpConfig, request: Request, run: RunRecord) -> list[str]:
+    """The names of the actions this caller may take on ``run``, which its page offers."""
+    return [name for name, action in ACTIONS.items() if await action.may(config, request, run)]
+
+
+async def take_action(config: HttpConfig, request: Request) -> Response:
+    runtime = config.open_runtime()
+    action = ACTIONS.get(request.path_params["action"])
+    record = await runs.get(request.path_params["run_id"], runtime=runtime)
+    if (
+        action is None
+        or record is None
+        or not await may_read_run(config.authorize_run_read, runtime.pm.hook.flue_authorize_run_read, request, record)
+    ):
+        return route_not_found(request)
+    if request.method != "POST":  # nothing changes on a GET, whoever sends it
+        raise MethodNotAllowed(request.method, ["POST"])
+    check_same_site(request)
+    if not await action.may(config, request, record):
+        raise ActionDenied(
+            f"This app does not let you {action.name} run {record.run_id}.",
+            details={"run_id": record.run_id, "action": action.name},
+        )
+    after = await action.perform(runtime, request, record)
+    return JSONResponse(after.model_dump(mode="json"), headers=PRIVATE_HEADERS)

@@ -1,0 +1,289 @@
+// A run's page: its record (GET /runs/{id}?meta) and its events, read live from the run's own
+// Durable Streams SSE endpoint (GET /runs/{id}?offset=...&live=sse) until the stream closes.
+"use strict";
+
+(() => {
+  const {config, el, api, act, badge, label, duration, agoNode, when, fullTime, runDuration, jsonNodes, compact, live, toast, FINISHED} = Flue;
+  const runId = config.runId;
+  const streamUrl = `${config.api}/runs/${encodeURIComponent(runId)}`;
+
+  const $ = (id) => document.getElementById(id);
+  const timeline = $("timeline");
+
+  let record = null;
+  let offset = "-1"; // where the next read starts: strictly after this
+  let lastIndex = -1; // events already shown (a reconnection never shows one twice)
+  let firstAt = null; // the first event's time: the timeline counts from it
+  let closed = false;
+  let source = null;
+  const steps = [];
+  let attempt = 0;
+
+  if (!config.mayList) $("crumbs").replaceChildren(el("span", {}, "Run"));
+
+  // -- the record ---------------------------------------------------------------------------------
+
+  let metaTimer = null;
+  function refreshRecord(delay = 0) {
+    clearTimeout(metaTimer);
+    metaTimer = setTimeout(async () => {
+      try {
+        record = await api(`${streamUrl}?meta`);
+        renderRecord();
+      } catch (error) {
+        toast(error.status === 404 ? "This run is no longer readable." : `Could not read the run: ${error.message}`);
+      }
+    }, delay);
+  }
+
+  function renderRecord() {
+    const run = record;
+    document.title = `${run.workflow} ${run.runId} · Flue`;
+    $("workflow-name").textContent = run.workflow;
+    $("status").replaceWith(Object.assign(badge(run.status, "badge-lg"), {id: "status"}));
+    const rows = [
+      ["Workflow", el("span", {class: "mono"}, run.workflow)],
+      ["Attempts", run.attempt ? String(run.attempt) : el("span", {class: "muted"}, "not started")],
+      ["Created", timeNode(run.createdAt)],
+      ["Started", run.startedAt ? timeNode(run.startedAt) : el("span", {class: "muted"}, "—")],
+      ["Ended", run.endedAt ? timeNode(run.endedAt) : el("span", {class: "muted"}, "—")],
+      ["Duration", runDuration(run)],
+    ];
+    if (run.key) rows.push(["Idempotency key", el("span", {class: "mono"}, run.key)]);
+    if (run.cancelRequested && !FINISHED.has(run.status)) rows.push(["Cancel", el("span", {class: "warn-text"}, "requested")]);
+    $("details").replaceChildren(...rows.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
+    $("input").replaceChildren(...jsonNodes(run.input));
+    renderOutcome(run);
+    renderActions(run);
+  }
+
+  function timeNode(iso) {
+    const date = new Date(iso);
+    return el("span", {title: fullTime(date)}, when(date), " ", el("span", {class: "muted small"}, "· "), el("span", {class: "muted small"}, agoNode(iso)));
+  }
+
+  function renderOutcome(run) {
+    const card = $("outcome-card");
+    const body = $("outcome");
+    card.hidden = !FINISHED.has(run.status);
+    card.dataset.status = run.status;
+    if (run.status === "completed") {
+      $("outcome-title").textContent = "Result";
+      body.replaceChildren(el("pre", {class: "json"}, jsonNodes(run.result)));
+    } else if (run.status === "failed") {
+      const error = run.error || {code: "unknown", message: "unknown error"};
+      $("outcome-title").textContent = "Error";
+      body.replaceChildren(
+        el("div", {class: "error-head"}, el("code", {class: "error-code"}, error.code), error.type ? el("span", {class: "muted mono small"}, error.type) : null),
+        el("p", {class: "error-message"}, error.message),
+        error.traceback ? el("details", {class: "traceback"}, el("summary", {}, "Traceback"), el("pre", {}, error.traceback)) : null,
+      );
+    } else if (run.status === "cancelled") {
+      $("outcome-title").textContent = "Cancelled";
+      body.replaceChildren(el("p", {class: "muted"}, "The run was cancelled before it finished."));
+    }
+  }
+
+  // -- actions ------------------------------------------------------------------------------------
+  // Each action the app grants this viewer (config.actions) has a control here; the server checks the
+  // grant again on every request. A "signal" action (send a named signal with a JSON payload to a
+  // waiting run) belongs beside cancel once runs can receive signals.
+
+  const ACTIONS = {
+    cancel: (run) => FINISHED.has(run.status) ? null : confirmButton("Cancel run", "Cancel this run?", async () => {
+      record = await act(runId, "cancel");
+      renderRecord();
+      toast(FINISHED.has(record.status) ? `Run ${label(record.status).toLowerCase()}.` : "Cancel requested; the run stops at its next await.", "info");
+    }),
+  };
+
+  let offered = null;
+  function renderActions(run) {
+    // Rebuilt only when what is offered changes: a refresh of the record must not undo a confirmation.
+    const key = `${run.status}:${run.cancelRequested}`;
+    if (key === offered) return;
+    offered = key;
+    const controls = (config.actions || []).map((name) => ACTIONS[name] && ACTIONS[name](run)).filter(Boolean);
+    $("actions").replaceChildren(...controls);
+  }
+
+  /** A button that asks once more before it acts, instead of a modal dialog. */
+  function confirmButton(text, question, perform) {
+    const box = el("div", {class: "confirm"});
+    const idle = () => box.replaceChildren(el("button", {type: "button", class: "button danger-outline", id: "cancel", onclick: ask}, text));
+    let reset = null;
+    function ask() {
+      box.replaceChildren(
+        el("span", {class: "confirm-question"}, question),
+        el("button", {type: "button", class: "button", id: "cancel-keep", onclick: () => { clearTimeout(reset); idle(); }}, "Keep running"),
+        el("button", {type: "button", class: "button danger", id: "cancel-confirm", onclick: go}, "Yes, cancel"),
+      );
+      reset = setTimeout(idle, 8000);
+    }
+    async function go(event) {
+      clearTimeout(reset);
+      event.target.disabled = true;
+      try {
+        await perform();
+      } catch (error) {
+        toast(error.message);
+        idle();
+      }
+    }
+    idle();
+    return box;
+  }
+
+  // -- the event stream ---------------------------------------------------------------------------
+
+  function connect() {
+    live("connecting", "Connecting");
+    $("stream-state").textContent = "connecting…";
+    source = new EventSource(`${streamUrl}?offset=${encodeURIComponent(offset)}&live=sse`);
+    source.addEventListener("open", () => {
+      live("live", "Live");
+      $("stream-state").textContent = "live";
+    });
+    source.addEventListener("data", (message) => {
+      for (const event of JSON.parse(message.data)) show(event);
+    });
+    source.addEventListener("control", (message) => {
+      const control = JSON.parse(message.data);
+      if (control.streamNextOffset) offset = control.streamNextOffset;
+      if (control.streamClosed) finish();
+    });
+    source.addEventListener("error", () => {
+      source.close();
+      if (closed) return;
+      // The server ends every SSE response after a while (and proxies drop idle ones): resume
+      // strictly after the last offset received, never from the start again.
+      live("offline", "Reconnecting");
+      $("stream-state").textContent = "reconnecting…";
+      setTimeout(connect, 1000);
+    });
+  }
+
+  function finish() {
+    closed = true;
+    source.close();
+    live("ended", "Ended");
+    $("stream-state").textContent = `${timeline.children.length} events · ended`;
+    refreshRecord();
+  }
+
+  const LIFECYCLE = new Set(["run_start", "run_retry", "run_interrupted", "run_end"]);
+
+  function show(event) {
+    if (event.index <= lastIndex) return;
+    lastIndex = event.index;
+    const at = new Date(event.timestamp);
+    if (firstAt === null) firstAt = at;
+    if (event.type === "run_start") attempt = event.data.attempt || attempt + 1;
+    if (event.type === "progress") renderProgress(event.data);
+    if (event.type === "step") addStep(event.data, at);
+    timeline.append(entry(event, at));
+    if (!closed) $("stream-state").textContent = `${timeline.children.length} events · live`;
+    if (LIFECYCLE.has(event.type)) refreshRecord(50);
+  }
+
+  function entry(event, at) {
+    const since = at - firstAt;
+    return el("li", {class: `event type-${kind(event)}`, dataset: {type: event.type, index: String(event.index)}},
+      el("span", {class: "event-time", title: fullTime(at)}, since > 0 ? `+${duration(since)}` : when(at)),
+      el("span", {class: "event-dot", "aria-hidden": "true"}),
+      el("span", {class: "event-type", title: event.type}, event.type),
+      el("div", {class: "event-body"}, describe(event)),
+    );
+  }
+
+  function kind(event) {
+    if (event.type === "log") return `log-${event.data.level || "info"}`;
+    if (event.type === "run_end") return `end-${event.data.status}`;
+    if (event.type.startsWith("run_") || ["progress", "step"].includes(event.type)) return event.type;
+    return "custom";
+  }
+
+  function describe(event) {
+    const data = event.data || {};
+    switch (event.type) {
+      case "run_queued":
+        return ["Queued", data.key ? el("span", {class: "muted"}, ` with key ${data.key}`) : null];
+      case "run_start":
+        return `Attempt ${data.attempt} started`;
+      case "log":
+        return [el("span", {class: `level level-${data.level}`}, data.level), " ", data.message,
+          ...Object.entries(data.attributes || {}).map(([k, v]) => el("code", {class: "attr"}, `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`))];
+      case "progress":
+        return [el("span", {class: "mini-bar"}, fill(data)), " ", progressText(data), data.message ? el("span", {class: "muted"}, ` · ${data.message}`) : null];
+      case "step":
+        return ["Step ", el("strong", {}, data.name), data.replayed ? el("span", {class: "tag"}, "replayed") : el("span", {class: "muted"}, ` · ${duration(data.durationMs)}`)];
+      case "run_retry":
+        return [`Attempt ${data.attempt} failed`, data.error ? `: ${data.error.message || data.error.code}` : "", el("span", {class: "muted"}, ` · retrying in ${duration((data.delay || 0) * 1000)}`)];
+      case "run_interrupted":
+        return [`Attempt ${data.attempt} interrupted`, el("span", {class: "muted"}, ` · ${data.action}`)];
+      case "run_end":
+        return [badge(data.status), data.durationMs !== undefined ? el("span", {class: "muted"}, ` after ${duration(data.durationMs)}`) : null,
+          data.error ? [el("span", {class: "muted"}, " · "), el("span", {class: "error-text"}, data.error.message)] : null];
+      default:
+        return el("code", {class: "payload"}, compact(data, 400));
+    }
+  }
+
+  // -- progress and steps -------------------------------------------------------------------------
+
+  function fraction(data) {
+    return data.total ? Math.max(0, Math.min(1, data.current / data.total)) : null;
+  }
+
+  function progressText(data) {
+    const share = fraction(data);
+    return data.total ? `${data.current} / ${data.total} (${Math.round(share * 100)}%)` : String(data.current);
+  }
+
+  function fill(data) {
+    const inner = el("span", {});
+    const share = fraction(data);
+    inner.style.width = share === null ? "100%" : `${share * 100}%`;
+    if (share === null) inner.className = "indeterminate";
+    return inner;
+  }
+
+  function renderProgress(data) {
+    $("progress-card").hidden = false;
+    $("progress-text").textContent = progressText(data);
+    const bar = $("progress-bar");
+    const share = fraction(data);
+    bar.classList.toggle("indeterminate", share === null);
+    bar.firstElementChild.style.width = share === null ? "100%" : `${share * 100}%`;
+    bar.setAttribute("role", "progressbar");
+    bar.setAttribute("aria-valuenow", String(data.current));
+    if (data.total) bar.setAttribute("aria-valuemax", String(data.total));
+    $("progress-message").textContent = data.message || "";
+  }
+
+  /** Steps as a waterfall: each bar spans from the step's start (its end less its duration) to its end. */
+  function addStep(data, at) {
+    const end = at.getTime();
+    steps.push({...data, attempt, end, start: end - (data.replayed ? 0 : data.durationMs || 0)});
+    const from = Math.min(...steps.map((step) => step.start));
+    const span = Math.max(1, Math.max(...steps.map((step) => step.end)) - from);
+    const attempts = new Set(steps.map((step) => step.attempt)).size;
+    const total = steps.reduce((sum, step) => sum + (step.replayed ? 0 : step.durationMs || 0), 0);
+    $("steps-card").hidden = false;
+    $("steps-total").textContent = `${steps.length} step${steps.length === 1 ? "" : "s"} · ${duration(total)} in steps`;
+    $("steps").replaceChildren(...steps.map((step) => {
+      const bar = el("span", {class: "step-fill"});
+      bar.style.left = `${(100 * (step.start - from)) / span}%`;
+      bar.style.width = `${Math.max(0.6, (100 * (step.end - step.start)) / span)}%`;
+      return el("li", {class: step.replayed ? "step replayed" : "step", dataset: {name: step.name}},
+        el("span", {class: "step-name mono", title: step.name}, step.name),
+        el("span", {class: "step-track"}, bar),
+        el("span", {class: "step-time num"}, step.replayed ? el("span", {class: "tag"}, "replayed") : duration(step.durationMs)),
+        el("span", {class: "muted small step-attempt"}, attempts > 1 ? `attempt ${step.attempt}` : ""),
+      );
+    }));
+  }
+
+  refreshRecord();
+  connect();
+})();
