@@ -52,7 +52,9 @@ class LocalWorker:
     """``app`` served by a local workerd, with its configuration, log and Durable Object storage in
     ``folder`` (kept across stop, kill and start: the same storage, the same ports).
 
-    ``ready_path`` is the path whose answer (any status below 500) means the Worker is up.
+    ``ready_path`` is the path whose answer (any status below 500) means the Worker is up; ``port``
+    the application's port (default: a free one); ``test_clock`` lets tests move the clocks of cron.js
+    and queues.js.
     """
 
     def __init__(
@@ -63,8 +65,10 @@ class LocalWorker:
         cache: Cache | None = None,
         ready_path: str = "/",
         test_clock: bool = True,
+        port: int | None = None,
     ) -> None:
         self.app = app
+        self.port = port
         self.folder = folder
         self.cache = cache or Cache.default()
         self.ready_path = ready_path
@@ -111,7 +115,7 @@ class LocalWorker:
         ingredients = fetch_ingredients(self.cache, wheels=False)
         self.laid_out = lay_out(self.cache, self.app)
         self.ports = Ports(
-            app=free_port(),
+            app=self.port or free_port(),
             cron=free_port() if self.app.crons else None,
             queues=free_port() if self.app.queues else None,
         )
@@ -153,6 +157,21 @@ class LocalWorker:
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
+
+    def fire_crons_soon(self, lead_ms: int = 250) -> int:
+        """Make the cron triggers due in about ``lead_ms`` of real time, returning the occurrence
+        (epoch milliseconds on cron.js's clock) that ``scheduled()`` will receive as ``scheduledTime``.
+
+        cron.js keeps alarms on the real clock and plans on its own, so advancing its clock to just
+        before the next minute arms every schedule for that minute, ``lead_ms`` from now. Assumes
+        expressions that match every minute (``* * * * *``).
+        """
+        now = int(self.advance_cron_clock(0)["now"])
+        occurrence = (now // 60_000 + 1) * 60_000
+        if occurrence - now < lead_ms:
+            occurrence += 60_000
+        self.advance_cron_clock(occurrence - lead_ms - now)
+        return occurrence
 
     def __enter__(self) -> LocalWorker:
         self.start()

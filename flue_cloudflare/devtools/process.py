@@ -69,6 +69,8 @@ class Workerd:
             str(self.config),
             self.const,
             "--experimental",
+            # Logs what a Worker's handlers raise (a failed scheduled() or queue() is otherwise silent).
+            "--verbose",
             "--pyodide-bundle-disk-cache-dir",
             str(self.bundle_dir),
         ]
@@ -94,6 +96,7 @@ class Workerd:
             self._process = subprocess.Popen(
                 self.command,
                 cwd=self.config.parent,
+                env={**os.environ, "PWD": str(self.config.parent)},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -3,6 +3,7 @@
 
 Routes (all JSON): ``GET /`` (ready), ``POST|GET /objects/{name}/entries``, ``POST|GET
 /objects/{name}/alarm`` (``?in=<ms>``), ``GET /scheduled`` (what cron triggers recorded),
+``POST /queue`` (send the body to the queue ``jobs``), ``GET /queue`` (what ``queue()`` received),
 ``GET /probe/flue``, ``ANY /probe/asgi/...``, ``ANY /probe/http/...``.
 """
 
@@ -13,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 from workers import DurableObject, Response, WorkerEntrypoint
 
 CRON_LOG = "cron-log"
+QUEUE_LOG = "queue-log"
 
 
 def reply(body, status=200):
@@ -65,6 +67,11 @@ class Default(WorkerEntrypoint):
             return await self.forward(parts[1], "/" + parts[2], request.method, url.query, await request.text())
         if url.path == "/scheduled":
             return await self.forward(CRON_LOG, "/entries", "GET", "", "")
+        if url.path == "/queue" and request.method == "POST":
+            await self.env.JOBS.send(await request.text())
+            return reply({"sent": True}, 202)
+        if url.path == "/queue":
+            return await self.forward(QUEUE_LOG, "/entries", "GET", "", "")
         if url.path == "/probe/flue":
             import flue_probe
 
@@ -85,6 +92,13 @@ class Default(WorkerEntrypoint):
         data["object_id"] = object_id.toString()
         return reply(data, answer.status)
 
-    async def scheduled(self, controller):
+    # workerd passes (event, env, ctx) to scheduled() and queue(), as to a module Worker's handlers.
+    async def scheduled(self, controller, env=None, ctx=None):
         record = {"cron": controller.cron, "scheduledTime": controller.scheduledTime}
         await self.forward(CRON_LOG, "/entries", "POST", "kind=cron", json.dumps(record))
+
+    async def queue(self, batch, env=None, ctx=None):
+        for message in batch.messages:
+            record = {"queue": batch.queue, "body": message.body, "attempts": message.attempts}
+            await self.forward(QUEUE_LOG, "/entries", "POST", "kind=message", json.dumps(record))
+            message.ack()
