@@ -4,7 +4,8 @@
 Routes (all JSON): ``GET /`` (ready), ``POST|GET /objects/{name}/entries``, ``POST|GET
 /objects/{name}/alarm`` (``?in=<ms>``), ``GET /scheduled`` (what cron triggers recorded),
 ``POST /queue`` (send the body to the queue ``jobs``), ``GET /queue`` (what ``queue()`` received),
-``GET /probe/flue``, ``ANY /probe/asgi/...``, ``ANY /probe/http/...``.
+``POST /rpc/{name}/entries`` (the same write through
+an RPC call of ``Ledger.append``), ``GET /noop`` (no object), ``GET /probe/flue``, ``ANY /probe/asgi/...``, ``ANY /probe/http/...``.
 """
 
 import json
@@ -33,6 +34,7 @@ class Ledger(DurableObject):
         )
 
     def append(self, kind, body):
+        """Append one entry (also callable over RPC: ``await stub.append(kind, body)``)."""
         row = self.sql.exec(
             "INSERT INTO entries (kind, body, at) VALUES (?, ?, ?) RETURNING seq", kind, body, int(time.time() * 1000)
         ).one()
@@ -62,6 +64,12 @@ class Default(WorkerEntrypoint):
         url = urlparse(request.url)
         parts = url.path.strip("/").split("/")
         if url.path == "/":
+            return reply({"ok": True})
+        if parts[0] == "rpc" and len(parts) == 3 and parts[2] == "entries" and request.method == "POST":
+            namespace = self.env.LEDGER
+            seq = await namespace.get(namespace.idFromName(parts[1])).append("entry", await request.text())
+            return reply({"seq": seq})
+        if url.path == "/noop":
             return reply({"ok": True})
         if parts[0] == "objects" and len(parts) == 3:
             return await self.forward(parts[1], "/" + parts[2], request.method, url.query, await request.text())
