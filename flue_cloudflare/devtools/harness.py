@@ -22,11 +22,14 @@ from flue_cloudflare.devtools.app import WorkerApp
 from flue_cloudflare.devtools.bundle import build_bundle
 from flue_cloudflare.devtools.cache import Cache
 from flue_cloudflare.devtools.config import CONST, Ports, render
-from flue_cloudflare.devtools.errors import ToolingError
+from flue_cloudflare.devtools.errors import ToolingError, WorkerdFailed
 from flue_cloudflare.devtools.ingredients import NodePackages, capnp_tool, node_packages
 from flue_cloudflare.devtools.process import START_TIMEOUT, Workerd, free_port
 from flue_cloudflare.devtools.vendor import LaidOutApp, lay_out
 from flue_cloudflare.devtools.wheels import download_wheels, flue_worker_requirements
+
+#: How workerd reports a socket it could not bind.
+_PORT_TAKEN = "Address already in use"
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,21 @@ class LocalWorker:
         )
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
-        """Prepare if needed, start workerd and wait until the application answers."""
+        """Prepare if needed, start workerd and wait until the application answers.
+
+        Free ports are chosen before workerd binds them; if another process took one in between, the
+        first start is tried once more on newly chosen ports.
+        """
+        first = self._workerd is None
         self.prepare()
-        self.workerd.start(timeout)
+        try:
+            self.workerd.start(timeout)
+        except WorkerdFailed as error:
+            if not (first and self.port is None and _PORT_TAKEN in error.message):
+                raise
+            self._workerd = None
+            self.prepare()
+            self.workerd.start(timeout)
 
     def stop(self) -> None:
         if self._workerd is not None:
