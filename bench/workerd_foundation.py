@@ -74,7 +74,9 @@ def fresh_build() -> dict[str, float]:
         figures = {"npm ci (workerd, pyodide)": timed(lambda: node_packages(cache))}
         packages = node_packages(cache)
         figures["Pyodide dev bundle"] = timed(lambda: build_bundle(cache, packages))
-        figures["wheels of flue's Worker requirements"] = timed(lambda: download_wheels(cache, flue_worker_requirements()))
+        figures["wheels of flue's Worker requirements"] = timed(
+            lambda: download_wheels(cache, flue_worker_requirements())
+        )
         figures["lay out the bench app"] = timed(lambda: lay_out(cache, app()))
         cold = LocalWorker(app(), folder / "run", cache=cache, ready_path="/noop")
         cold.start()

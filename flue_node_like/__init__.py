@@ -16,7 +16,11 @@ if TYPE_CHECKING:
     from flue_node_like.target import LocalTarget
 
 __all__ = ["LocalTarget", "MemoryStore", "SqliteStore"]
-_HOMES = {"LocalTarget": "flue_node_like.target", "MemoryStore": "flue_node_like.memory", "SqliteStore": "flue_node_like.sqlite"}
+_HOMES = {
+    "LocalTarget": "flue_node_like.target",
+    "MemoryStore": "flue_node_like.memory",
+    "SqliteStore": "flue_node_like.sqlite",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         _app_options(command)
         if name != "vendor":
-            command.add_argument("--folder", type=Path, default=Path(".cloudflare/local"), help="configuration, log and storage")
+            command.add_argument(
+                "--folder", type=Path, default=Path(".cloudflare/local"), help="configuration, log and storage"
+            )
             command.add_argument("--port", type=int, help="the application's port on 127.0.0.1 (default: a free one)")
     return parser
 
@@ -49,15 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
 def _app_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("main", type=Path, help="the entry module, a Python file")
     command.add_argument("--name", help="the application's name (default: the entry module's folder name)")
-    command.add_argument("--source", type=Path, action="append", default=[], help="a module or package shipped beside it")
     command.add_argument(
-        "--package", action="append", help="an importable package shipped from its source (default: flue_core, flue_cloudflare)"
+        "--source", type=Path, action="append", default=[], help="a module or package shipped beside it"
     )
-    command.add_argument("--requirement", action="append", help="a PyPI requirement (default: flue's Worker requirements)")
+    command.add_argument(
+        "--package",
+        action="append",
+        help="an importable package shipped from its source (default: flue_core, flue_cloudflare)",
+    )
+    command.add_argument(
+        "--requirement", action="append", help="a PyPI requirement (default: flue's Worker requirements)"
+    )
     command.add_argument("--durable-object", action="append", default=[], metavar="CLASS:BINDING")
     command.add_argument("--cron", action="append", default=[], metavar="EXPRESSION")
-    command.add_argument("--queue", action="append", default=[], metavar="NAME[:BINDING]", help="a queue consumed by queue()")
-    command.add_argument("--var", action="append", default=[], metavar="KEY=VALUE", help="a binding; VALUE as JSON if it parses")
+    command.add_argument(
+        "--queue", action="append", default=[], metavar="NAME[:BINDING]", help="a queue consumed by queue()"
+    )
+    command.add_argument(
+        "--var", action="append", default=[], metavar="KEY=VALUE", help="a binding; VALUE as JSON if it parses"
+    )
 
 
 def app_from(args: argparse.Namespace) -> WorkerApp:
@@ -120,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(worker: LocalWorker) -> None:
     worker.start()
-    print(f"serving {worker.app.name} at {worker.url} (started in {worker.workerd.started_in:.1f} s; log {worker.workerd.log})")
+    started = f"started in {worker.workerd.started_in:.1f} s; log {worker.workerd.log}"
+    print(f"serving {worker.app.name} at {worker.url} ({started})")
     if worker.app.crons:
         print(f"cron.js clock: POST {worker.cron_url}/clock?advance=<ms>")
     try:

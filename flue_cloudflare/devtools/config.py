@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from flue_cloudflare.devtools.app import EXTRA_HANDLERS_FLAG
 from flue_cloudflare.devtools.vendor import LaidOutApp
 
 CONST = "config"
@@ -43,18 +43,31 @@ class Ports:
 def render(laid_out: LaidOutApp, *, config_dir: Path, storage: Path, ports: Ports, test_clock: bool = True) -> str:
     """The configuration text for ``laid_out``, to be written into ``config_dir``."""
     app = laid_out.app
-    services = [f'(name = "{SERVICE}", worker = .appWorker)', f'(name = "{DISK}", disk = (path = {_str(storage)}, writable = true))']
+    services = [
+        f'(name = "{SERVICE}", worker = .appWorker)',
+        f'(name = "{DISK}", disk = (path = {_str(storage)}, writable = true))',
+    ]
     sockets = [_socket("http", ports.app, SERVICE)]
     consts = [_app_worker(laid_out, config_dir)]
     if app.crons:
         services.append(f'(name = "{CRON_SERVICE}", worker = .cronWorker)')
-        consts.append(_cron_worker(app.name, list(app.crons), app.compatibility_date, test_clock))
+        consts.append(
+            _bundled_worker(
+                "cronWorker", "cron.js", "Schedule", "SCHEDULE", ("CRONS", {APP_BINDING: list(app.crons)}),
+                f"{app.name}-cron-schedule", app.compatibility_date, test_clock,
+            )
+        )  # fmt: skip
         if ports.cron is not None:
             sockets.append(_socket("cron", ports.cron, CRON_SERVICE))
     if app.queues:
         services.append(f'(name = "{QUEUES_SERVICE}", worker = .queuesWorker)')
         consumers = {q.name: {"consumer": APP_BINDING, **q.settings} for q in app.queues if q.consume}
-        consts.append(_queues_worker(app.name, consumers, app.compatibility_date, test_clock))
+        consts.append(
+            _bundled_worker(
+                "queuesWorker", "queues.js", "QueueShard", "SHARD", ("CONSUMERS", consumers),
+                f"{app.name}-queue-shard", app.compatibility_date, test_clock,
+            )
+        )  # fmt: skip
         if ports.queues is not None:
             sockets.append(_socket("queues", ports.queues, QUEUES_SERVICE))
     header = (
@@ -74,45 +87,46 @@ def _app_worker(laid_out: LaidOutApp, config_dir: Path) -> str:
         f"(name = {_str(m.name)}, {m.kind} = embed {_str(os.path.relpath(m.path, config_dir))})"
         for m in laid_out.modules()
     ]
-    bindings = [f'(name = "{d.binding}", durableObjectNamespace = (className = "{d.class_name}"))' for d in app.durable_objects]
+    bindings = [
+        f'(name = "{d.binding}", durableObjectNamespace = (className = "{d.class_name}"))' for d in app.durable_objects
+    ]
     for queue in app.queues:
         if queue.binding:
             props = _str(json.dumps({"queue": queue.name}))
-            bindings.append(f'(name = "{queue.binding}", queue = (name = "{QUEUES_SERVICE}", props = (json = {props})))')
+            bindings.append(
+                f'(name = "{queue.binding}", queue = (name = "{QUEUES_SERVICE}", props = (json = {props})))'
+            )
     bindings += [_var(name, value) for name, value in app.vars.items()]
     namespaces = [
         f'(className = "{d.class_name}", uniqueKey = {_str(f"{app.name}-{d.class_name}")}, enableSql = true)'
         for d in app.durable_objects
     ]
-    return _worker(
-        "appWorker", modules, app.compatibility_date, app.flags, namespaces, bindings
-    )
+    return _worker("appWorker", modules, app.compatibility_date, app.flags, namespaces, bindings)
 
 
-def _cron_worker(app_name: str, crons: list[str], date: str, test_clock: bool) -> str:
+def _bundled_worker(
+    const: str,
+    module: str,
+    class_name: str,
+    binding: str,
+    settings: tuple[str, object],
+    unique_key: str,
+    date: str,
+    test_clock: bool,
+) -> str:
+    """One of workerd's bundled Workers (cron.js, queues.js): its module, its SQLite-backed object
+    class bound as ``binding``, its JSON ``settings`` binding, and the application as ``APP``."""
+    name, value = settings
     bindings = [
-        '(name = "SCHEDULE", durableObjectNamespace = (className = "Schedule"))',
-        f"(name = \"CRONS\", json = {_str(json.dumps({APP_BINDING: crons}))})",
+        f'(name = "{binding}", durableObjectNamespace = (className = "{class_name}"))',
+        f"(name = {_str(name)}, json = {_str(json.dumps(value))})",
         f'(name = "{APP_BINDING}", service = "{SERVICE}")',
     ]
     if test_clock:
         bindings.append('(name = "TEST_CLOCK", json = "true")')
-    namespaces = [f'(className = "Schedule", uniqueKey = {_str(f"{app_name}-cron-schedule")}, enableSql = true)']
-    modules = ['(name = "cron.js", bundled = "/workerd/cron.js")']
-    return _worker("cronWorker", modules, date, ("service_binding_extra_handlers",), namespaces, bindings)
-
-
-def _queues_worker(app_name: str, consumers: Mapping[str, object], date: str, test_clock: bool) -> str:
-    bindings = [
-        '(name = "SHARD", durableObjectNamespace = (className = "QueueShard"))',
-        f'(name = "CONSUMERS", json = {_str(json.dumps(consumers))})',
-        f'(name = "{APP_BINDING}", service = "{SERVICE}")',
-    ]
-    if test_clock:
-        bindings.append('(name = "TEST_CLOCK", json = "true")')
-    namespaces = [f'(className = "QueueShard", uniqueKey = {_str(f"{app_name}-queue-shard")}, enableSql = true)']
-    modules = ['(name = "queues.js", bundled = "/workerd/queues.js")']
-    return _worker("queuesWorker", modules, date, ("service_binding_extra_handlers",), namespaces, bindings)
+    namespaces = [f'(className = "{class_name}", uniqueKey = {_str(unique_key)}, enableSql = true)']
+    modules = [f'(name = "{module}", bundled = "/workerd/{module}")']
+    return _worker(const, modules, date, (EXTRA_HANDLERS_FLAG,), namespaces, bindings)
 
 
 def _worker(

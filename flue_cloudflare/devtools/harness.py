@@ -125,7 +125,13 @@ class LocalWorker:
         self.storage.mkdir(parents=True, exist_ok=True)
         config = self.folder / "workerd.capnp"
         config.write_text(
-            render(self.laid_out, config_dir=self.folder, storage=self.storage.resolve(), ports=self.ports, test_clock=self.test_clock)
+            render(
+                self.laid_out,
+                config_dir=self.folder,
+                storage=self.storage.resolve(),
+                ports=self.ports,
+                test_clock=self.test_clock,
+            )
         )
         self._workerd = Workerd(
             ingredients.packages.workerd,

@@ -53,7 +53,9 @@ def node_packages(cache: Cache) -> NodePackages:
     if not stamp.is_file() or stamp.read_text() != wanted:
         _npm_ci(folder)
         stamp.write_text(wanted)
-    packages = NodePackages(workerd=_workerd_binary(folder / "node_modules"), pyodide=folder / "node_modules" / "pyodide")
+    packages = NodePackages(
+        workerd=_workerd_binary(folder / "node_modules"), pyodide=folder / "node_modules" / "pyodide"
+    )
     for needed in ("pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip"):
         if not (packages.pyodide / needed).is_file():
             raise IngredientUnavailable(f"npm pyodide@{PYODIDE_VERSION} installed without {needed}.")

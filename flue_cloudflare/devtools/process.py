@@ -113,7 +113,9 @@ class Workerd:
         target = self.url.rstrip("/") + self.ready_path
         while True:
             if not self.running:
-                raise WorkerdFailed(f"workerd exited with {self._process.returncode if self._process else '?'}" + self.tail())
+                raise WorkerdFailed(
+                    f"workerd exited with {self._process.returncode if self._process else '?'}" + self.tail()
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WorkerdFailed(f"workerd did not answer GET {target} in time" + self.tail())

@@ -23,7 +23,9 @@ def cloudflare_cache() -> Cache:
 
 
 @pytest.fixture(scope="module")
-def local_worker(tmp_path_factory: pytest.TempPathFactory, cloudflare_cache: Cache) -> Iterator[Callable[..., LocalWorker]]:
+def local_worker(
+    tmp_path_factory: pytest.TempPathFactory, cloudflare_cache: Cache
+) -> Iterator[Callable[..., LocalWorker]]:
     """``local_worker(app, **options)``: ``app`` started on workerd in a folder of its own (storage,
     configuration, log), stopped when the module's tests are done. Kill and restart it freely."""
     started: list[LocalWorker] = []

@@ -90,7 +90,9 @@ def test_the_layout_ships_native_wheels_and_no_devtools(cloudflare_cache: Cache)
     modules = {m.name: m for m in laid_out.modules()}
     assert laid_out.modules()[0].name == "smoke_worker.py"
     assert modules["flue_probe.py"].kind == "pythonModule"
-    native = [m for m in modules.values() if m.name.startswith(f"{PYTHON_MODULES}/pydantic_core/") and m.name.endswith(".so")]
+    native = [
+        m for m in modules.values() if m.name.startswith(f"{PYTHON_MODULES}/pydantic_core/") and m.name.endswith(".so")
+    ]
     assert native and all(m.kind == "data" for m in native)
     assert f"{PYTHON_MODULES}/flue_core/__init__.py" in modules
     assert f"{PYTHON_MODULES}/workers/__init__.py" in modules
@@ -111,7 +113,9 @@ def test_the_layout_is_reused_until_a_source_changes(cloudflare_cache: Cache, tm
     assert (changed / "worker.py").read_text() == "VERSION = 2\n"
 
 
-def test_the_configuration_embeds_every_module_relative_to_its_own_folder(cloudflare_cache: Cache, tmp_path: Path) -> None:
+def test_the_configuration_embeds_every_module_relative_to_its_own_folder(
+    cloudflare_cache: Cache, tmp_path: Path
+) -> None:
     laid_out = lay_out(cloudflare_cache, smoke_app())
     text = render(laid_out, config_dir=tmp_path, storage=tmp_path / "storage", ports=Ports(8000, 8001, 8002))
     embeds = [line.split('embed "')[1].split('"')[0] for line in text.splitlines() if 'embed "' in line]

@@ -14,7 +14,16 @@ import sys
 
 import pytest
 
-HOST_ONLY = ["aiosqlite", "sqlite3", "uvicorn", "redis", "httpx", "httpx_sse", "flue_node_like", "flue_cloudflare.devtools"]
+HOST_ONLY = [
+    "aiosqlite",
+    "sqlite3",
+    "uvicorn",
+    "redis",
+    "httpx",
+    "httpx_sse",
+    "flue_node_like",
+    "flue_cloudflare.devtools",
+]
 
 
 def loaded_after(statement: str) -> list[str]:

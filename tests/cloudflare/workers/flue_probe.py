@@ -4,7 +4,6 @@ Importing on first use (not at the Worker's top level) lets the probe measure im
 the isolate and keeps them out of the cold start the harness waits for.
 """
 
-import json
 import time
 
 started = time.perf_counter()
@@ -15,14 +14,14 @@ import flue_core  # noqa: E402
 from flue_core import InvalidInput, RunContext, Runtime, runs, workflow, workflows  # noqa: E402
 
 flue_imported = time.perf_counter()
-from flue_node_like.memory import MemoryStore  # noqa: E402
-from flue_node_like.target import LocalTarget  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 from starlette.routing import Mount, Route  # noqa: E402
 from workers import Response, asgi  # noqa: E402
 
 from flue_core.http import create_app  # noqa: E402
+from flue_node_like.memory import MemoryStore  # noqa: E402
+from flue_node_like.target import LocalTarget  # noqa: E402
 
 all_imported = time.perf_counter()
 

@@ -4,8 +4,8 @@
 Routes (all JSON): ``GET /`` (ready), ``POST|GET /objects/{name}/entries``, ``POST|GET
 /objects/{name}/alarm`` (``?in=<ms>``), ``GET /scheduled`` (what cron triggers recorded),
 ``POST /queue`` (send the body to the queue ``jobs``), ``GET /queue`` (what ``queue()`` received),
-``POST /rpc/{name}/entries`` (the same write through
-an RPC call of ``Ledger.append``), ``GET /noop`` (no object), ``GET /probe/flue``, ``ANY /probe/asgi/...``, ``ANY /probe/http/...``.
+``POST /rpc/{name}/entries`` (the same write through an RPC call of ``Ledger.append``), ``GET /noop``
+(no object), ``GET /probe/flue``, ``ANY /probe/asgi/...``, ``ANY /probe/http/...``.
 """
 
 import json
@@ -46,7 +46,9 @@ class Ledger(DurableObject):
         if url.path == "/entries" and request.method == "POST":
             return reply({"seq": self.append(query.get("kind", "entry"), await request.text())})
         if url.path == "/entries":
-            return reply({"entries": list(self.sql.exec("SELECT seq, kind, body, at FROM entries ORDER BY seq").toArray())})
+            return reply(
+                {"entries": list(self.sql.exec("SELECT seq, kind, body, at FROM entries ORDER BY seq").toArray())}
+            )
         if url.path == "/alarm" and request.method == "POST":
             at = int(time.time() * 1000) + int(query.get("in", "0"))
             await self.ctx.storage.setAlarm(at)
