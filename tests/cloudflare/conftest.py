@@ -1,0 +1,47 @@
+"""Fixtures for tests on a real workerd: an application served by a local workerd, built from the
+cached ingredients (fetched from the registries on first use), stopped after its tests.
+
+A missing ingredient (npm, capnp that cannot be installed, an unreachable registry) fails the test
+that needs it with the tooling's message; nothing here skips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from flue_cloudflare.devtools import Cache, LocalWorker, WorkerApp
+from workerd_support import ROOT, smoke_app
+
+
+@pytest.fixture(scope="session")
+def cloudflare_cache() -> Cache:
+    """The project's tooling cache (``.cloudflare/``, or ``$FLUE_CLOUDFLARE_CACHE``)."""
+    return Cache.default(ROOT)
+
+
+@pytest.fixture(scope="module")
+def local_worker(
+    tmp_path_factory: pytest.TempPathFactory, cloudflare_cache: Cache
+) -> Iterator[Callable[..., LocalWorker]]:
+    """``local_worker(app, **options)``: ``app`` started on workerd in a folder of its own (storage,
+    configuration, log), stopped when the module's tests are done. Kill and restart it freely."""
+    started: list[LocalWorker] = []
+
+    def start(app: WorkerApp, **options: Any) -> LocalWorker:
+        worker = LocalWorker(app, tmp_path_factory.mktemp(app.name), cache=cloudflare_cache, **options)
+        started.append(worker)
+        worker.start()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def smoke(local_worker: Callable[..., LocalWorker]) -> LocalWorker:
+    """The smoke Worker, one workerd per test module."""
+    return local_worker(smoke_app())

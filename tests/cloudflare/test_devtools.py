@@ -1,0 +1,156 @@
+"""The local workerd tooling itself: the Pyodide edits, the cache, the layout, the configuration, the
+command line, and the errors it gives when an ingredient is missing or a Worker does not load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from flue_cloudflare.devtools import (
+    BundleBuildFailed,
+    Cache,
+    IngredientUnavailable,
+    LocalWorker,
+    WorkerApp,
+    WorkerdFailed,
+)
+from flue_cloudflare.devtools.bundle import BUNDLE_FILE, build_bundle
+from flue_cloudflare.devtools.config import Ports, render
+from flue_cloudflare.devtools.ingredients import capnp_tool, node_packages
+from flue_cloudflare.devtools.pyodide_patch import EDITS, PRELUDE, patch
+from flue_cloudflare.devtools.vendor import PYTHON_MODULES, lay_out
+from flue_cloudflare.devtools.wheels import HOST_ONLY, flue_worker_requirements
+from flue_core.errors import ConfigurationError
+from workerd_support import ROOT, WORKERS, smoke_app
+
+
+@pytest.fixture(scope="module")
+def pyodide_source(cloudflare_cache: Cache) -> str:
+    return (node_packages(cloudflare_cache).pyodide / "pyodide.asm.mjs").read_text()
+
+
+def test_every_edit_of_pyodide_matches_its_expected_number_of_sites(pyodide_source: str) -> None:
+    patched = patch(pyodide_source)
+    assert patched.startswith(PRELUDE)
+    assert "new WebAssembly.Module(" not in patched
+    assert "crypto.getRandomValues(" not in patched
+    assert patched.count("patchedLoadLibData(Module,libName,flags.rpath)") == 1
+    assert patched.rstrip().endswith("export { _createPyodideModule };")
+
+
+def test_an_edit_matching_another_number_of_sites_fails_the_build(pyodide_source: str) -> None:
+    with pytest.raises(BundleBuildFailed) as raised:
+        patch(pyodide_source + "\nvar extra = Date.now();\n")
+    assert "Date.now -> monotonicDateNow: 23 sites, expected 22" in raised.value.message
+    assert len(EDITS) == 8
+
+
+def test_the_bundle_is_built_once_and_reused_while_its_inputs_are_unchanged(cloudflare_cache: Cache) -> None:
+    packages = node_packages(cloudflare_cache)
+    first = build_bundle(cloudflare_cache, packages)
+    built_at = (first / BUNDLE_FILE).stat().st_mtime_ns
+    assert build_bundle(cloudflare_cache, packages) == first
+    assert (first / BUNDLE_FILE).stat().st_mtime_ns == built_at
+    assert (first / BUNDLE_FILE).stat().st_size > 10_000_000
+
+
+def test_missing_npm_is_an_error_saying_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(IngredientUnavailable) as raised:
+        node_packages(Cache(tmp_path / "cache"))
+    assert "npm is not installed" in raised.value.message
+    assert "Node.js 20" in raised.value.message
+
+
+def test_missing_capnp_that_cannot_be_installed_is_an_error_saying_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither capnp nor apt-get
+    with pytest.raises(IngredientUnavailable) as raised:
+        capnp_tool()
+    assert "apt-get install capnproto" in raised.value.message
+
+
+def test_worker_requirements_hold_the_sdk_and_none_of_the_thread_or_socket_packages() -> None:
+    requirements = flue_worker_requirements()
+    names = {r.split("=")[0].split(">")[0].split("<")[0].lower() for r in requirements}
+    assert "workers-runtime-sdk==1.9.5" in requirements
+    assert {"pydantic", "anyio", "pluggy", "python-ulid"} <= names
+    assert not names & HOST_ONLY
+
+
+def test_the_layout_ships_native_wheels_and_no_devtools(cloudflare_cache: Cache) -> None:
+    laid_out = lay_out(cloudflare_cache, smoke_app())
+    modules = {m.name: m for m in laid_out.modules()}
+    assert laid_out.modules()[0].name == "smoke_worker.py"
+    assert modules["flue_probe.py"].kind == "pythonModule"
+    native = [
+        m for m in modules.values() if m.name.startswith(f"{PYTHON_MODULES}/pydantic_core/") and m.name.endswith(".so")
+    ]
+    assert native and all(m.kind == "data" for m in native)
+    assert f"{PYTHON_MODULES}/flue_core/__init__.py" in modules
+    assert f"{PYTHON_MODULES}/workers/__init__.py" in modules
+    assert not [name for name in modules if "/devtools/" in name or "__pycache__" in name]
+    entry_points = laid_out.folder / PYTHON_MODULES / "flue_worker_packages-0.dist-info" / "entry_points.txt"
+    assert "local = flue_node_like.plugin" in entry_points.read_text()
+
+
+def test_the_layout_is_reused_until_a_source_changes(cloudflare_cache: Cache, tmp_path: Path) -> None:
+    main = tmp_path / "worker.py"
+    main.write_text("VERSION = 1\n")
+    app = WorkerApp(name="reuse", main=main, packages=())
+    first = lay_out(cloudflare_cache, app).folder
+    assert lay_out(cloudflare_cache, app).folder == first
+    main.write_text("VERSION = 2\n")
+    changed = lay_out(cloudflare_cache, app).folder
+    assert changed != first
+    assert (changed / "worker.py").read_text() == "VERSION = 2\n"
+
+
+def test_the_configuration_embeds_every_module_relative_to_its_own_folder(
+    cloudflare_cache: Cache, tmp_path: Path
+) -> None:
+    laid_out = lay_out(cloudflare_cache, smoke_app())
+    text = render(laid_out, config_dir=tmp_path, storage=tmp_path / "storage", ports=Ports(8000, 8001, 8002))
+    embeds = [line.split('embed "')[1].split('"')[0] for line in text.splitlines() if 'embed "' in line]
+    assert len(embeds) == len(laid_out.modules())
+    assert all(not path.startswith("/") and (tmp_path / path).resolve().is_file() for path in embeds)
+    assert '(name = "CRONS", json = "{\\"APP\\": [\\"* * * * *\\"]}")' in text
+    assert 'address = "127.0.0.1:8001"' in text
+
+
+def test_an_application_with_a_bad_binding_name_is_refused() -> None:
+    with pytest.raises(ConfigurationError):
+        WorkerApp(name="bad", main=WORKERS / "smoke_worker.py", vars={"not a name": 1})
+
+
+def test_a_worker_that_fails_to_load_is_reported_with_its_traceback(
+    tmp_path: Path, local_worker: Callable[..., LocalWorker]
+) -> None:
+    main = tmp_path / "broken.py"
+    main.write_text("import module_that_is_not_shipped\n")
+    with pytest.raises(WorkerdFailed) as raised:
+        local_worker(WorkerApp(name="broken", main=main, packages=()), ready_path="/")
+    assert "module_that_is_not_shipped" in raised.value.message
+
+
+def test_the_command_line_fetches_and_prints_where_the_ingredients_are(cloudflare_cache: Cache) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "flue_cloudflare.devtools", "--cache", str(cloudflare_cache.root), "fetch"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    bundle = next(line for line in result.stdout.splitlines() if line.startswith("bundle: ")).removeprefix("bundle: ")
+    assert Path(bundle).is_file()
+    assert zipfile.is_zipfile(next((cloudflare_cache.root / "wheels").glob("*/pydantic_core-*.whl")))
