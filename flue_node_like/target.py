@@ -205,14 +205,16 @@ class LocalTarget(Target):
             while True:
                 wait = self.sweep_interval
                 try:
-                    await store.wake_due(utc_now())
+                    due = await store.next_wake()
+                    if due is not None and due <= utc_now():
+                        await store.wake_due(utc_now())
+                        due = await store.next_wake()
                     room = self.concurrency - self._inflight
                     if room > 0 and (self.adopt or self._admitted):
                         limits = {wf.name: wf.concurrency for wf in runtime.registry}
                         only = None if self.adopt else self._admitted
                         for record in await store.take_ready(self.worker_id, limits, room, only=only):
                             self._enqueue(record)
-                    due = await store.next_wake()
                     if due is not None:
                         wait = min(wait, max((due - utc_now()).total_seconds(), 0.001))
                 except Exception:
