@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 import anyio
 
+from flue_core.store import ANY_RUN
+
 
 class Watch:
     """A reader's registration for one run. Created before reading, so no change slips between the
@@ -38,6 +40,11 @@ class Changes:
 
     def notify(self, run_ids: Iterable[str]) -> None:
         for run_id in run_ids:
+            if run_id == ANY_RUN:
+                for watches in self._watches.values():
+                    for watch in watches:
+                        watch._set()
+                continue
             for watch in self._watches.get(run_id, ()):
                 watch._set()
 

@@ -27,6 +27,14 @@ have entered the ready pool or a wake-up time was set, so idle workers look agai
 SCHEDULES = ":schedules"
 """Not a run id either: passed to the change listener when a schedule was stored or deleted."""
 
+ANY_RUN = ":any"
+"""Not a run id either: any run may have changed. A store that cannot tell which (SQLite hearing of
+another process's commit) passes it, and every waiting reader looks again."""
+
+CANCELS = ":cancels"
+"""Not a run id either: passed to the change listener when a run was asked to cancel, so that the
+process executing it, wherever it is, stops it at once instead of at its next heartbeat."""
+
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
@@ -282,8 +290,9 @@ class RunStore(ABC):
       ``signal_received`` event and delivered at most once, by :meth:`take_signal`.
     * **Change notification.** After data is durable, the store calls the listener given to
       :meth:`open` with the ids of runs whose stream or record changed, so waiting readers wake, and
-      with :data:`READY` when a run may have entered the ready pool or a wake-up time was set. A
-      ``shared`` store also tells the listeners of other processes, as promptly as it can.
+      with :data:`READY` when a run may have entered the ready pool or a wake-up time was set (and
+      :data:`SCHEDULES`, :data:`CANCELS` likewise). A ``shared`` store also tells the listeners of
+      other processes, as promptly as it can.
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities()
@@ -361,7 +370,8 @@ class RunStore(ABC):
 
     @abstractmethod
     async def request_cancel(self, run_id: str) -> RunRecord | None:
-        """Mark an unfinished run as cancel-requested; return the record (``None``: unknown run)."""
+        """Mark an unfinished run as cancel-requested; return the record (``None``: unknown run).
+        Listeners hear :data:`CANCELS`."""
 
     # -- the ready pool and the due-time index ------------------------------------------------------
 

@@ -17,6 +17,7 @@ from flue_core.errors import ConfigurationError, RunFinished, RunIdConflict, Run
 from flue_core.models import RunRecord, RunStatus, Schedule, WaitingFor, utc_now
 from flue_core.snapshot import dumps
 from flue_core.store import (
+    CANCELS,
     READY,
     SCHEDULES,
     Admission,
@@ -277,7 +278,7 @@ class MemoryStore(RunStore):
         if run.record.finished or run.record.cancel_requested:
             return run.record
         record = self._update(run, cancel_requested=True)
-        self._changed(run_id)
+        self._changed(run_id, CANCELS)
         return record
 
     # -- the ready pool and the due-time index ------------------------------------------------------

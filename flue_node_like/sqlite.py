@@ -21,6 +21,7 @@ from flue_core.errors import RunIdConflict, StoreUnavailable
 from flue_core.models import RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp, parse_timestamp, utc_now
 from flue_core.snapshot import dumps
 from flue_core.store import (
+    CANCELS,
     READY,
     SCHEDULES,
     Admission,
@@ -272,7 +273,7 @@ class SqliteStore(RunStore):
             )
             return select_record(conn, run_id)
 
-        row = await self._submit(apply, run_id)
+        row = await self._submit(apply, run_id, CANCELS)
         return None if row is None else record(row)
 
     # -- the ready pool and the due-time index ------------------------------------------------------

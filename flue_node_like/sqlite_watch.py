@@ -2,8 +2,8 @@
 
 SQLite raises a connection's ``PRAGMA data_version`` whenever *another* connection commits to the
 file. Reading it is a lookup in shared memory (no disk access), so a store checks it a few times per
-second and, on a change, tells its listener that runs may have become ready or schedules changed.
-Readers of a particular run re-read on their own recheck interval (``runs.recheck_interval``).
+second and, on a change, tells its listener that any run may have changed (every waiting reader looks
+again), runs may have become ready, schedules changed or runs were asked to cancel.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 
 import aiosqlite
 
-from flue_core.store import READY, SCHEDULES, ChangeListener
+from flue_core.store import ANY_RUN, CANCELS, READY, SCHEDULES, ChangeListener
 from flue_node_like.sqlite_connection import in_connection_thread
 
 log = logging.getLogger("flue")
@@ -46,7 +46,7 @@ class DataVersionWatch:
                 log.debug("flue: reading SQLite data_version failed", exc_info=True)
                 version = seen
             if seen is not None and version != seen:
-                self._on_change((READY, SCHEDULES))
+                self._on_change((ANY_RUN, READY, SCHEDULES, CANCELS))
             seen = version
             await asyncio.sleep(self._interval)
 

@@ -16,7 +16,7 @@ from flue_core.errors import ConfigurationError
 from flue_core.execution import Executor, finish_run, resume_adopted
 from flue_core.models import RunError, RunRecord, RunStatus, utc_now
 from flue_core.scheduler import run_schedules, sync_declared_schedules
-from flue_core.store import READY, Outcome, RunStore
+from flue_core.store import CANCELS, READY, Outcome, RunStore
 from flue_core.target import Target
 from flue_node_like.liveness import is_dead, this_worker
 
@@ -107,6 +107,7 @@ class LocalTarget(Target):
                 for _ in range(self.concurrency):
                     tasks.start_soon(self._work, receive.clone())
             tasks.start_soon(self._maintain)
+            tasks.start_soon(self._apply_cancels)
             await self._recover()
             tasks.start_soon(self._pull)
             if self.adopt:
@@ -220,6 +221,21 @@ class LocalTarget(Target):
                 except Exception:
                     log.exception("flue: taking runs from the ready pool failed; retrying")
                 await watch.wait(wait)
+
+    async def _apply_cancels(self) -> None:
+        """Stop runs executing here as soon as any process asks to cancel them (see ``CANCELS``)."""
+        assert self._runtime is not None and self._executor is not None
+        with self._runtime.changes.watch(CANCELS) as watch:
+            while True:
+                await watch.wait(math.inf)
+                for run_id in self._executor.running:
+                    try:
+                        record = await self.store.get(run_id)
+                    except Exception:
+                        log.exception("flue: checking run %s for a cancel failed", run_id)
+                        continue
+                    if record is not None and (record.cancel_requested or record.finished):
+                        await self.cancel(run_id)
 
     async def _maintain(self) -> None:
         while True:

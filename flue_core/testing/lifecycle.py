@@ -165,6 +165,15 @@ class LifecycleContract(ContractBase):
             with pytest.raises(RunCancelled):
                 await runs.result(receipt.run_id, timeout=1)
 
+    async def test_a_cancel_from_another_runtime_stops_the_run_within_a_second(self, open_runtime):
+        async with open_runtime(workflows=EXTRA) as executing, open_runtime(workflows=EXTRA) as other:
+            receipt = await workflows.start(cancellable, runtime=executing)
+            await wait_for_event(executing, receipt.run_id, "waiting")
+            asked = anyio.current_time()
+            record = await runs.cancel(receipt.run_id, wait_for=5, runtime=other)
+            assert record.status == RunStatus.CANCELLED
+            assert anyio.current_time() - asked < 1.0
+
     async def test_cancelling_a_queued_run_ends_it_at_once(self, open_runtime):
         async with open_runtime(workflows=CONTRACT_WORKFLOWS, plugins=[_NeverSchedules()]) as rt:
             receipt = await workflows.start(greet, input={"name": "q"})
