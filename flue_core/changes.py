@@ -8,6 +8,19 @@ from contextlib import contextmanager
 import anyio
 
 
+class _Everything(tuple[str, ...]):
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "EVERYTHING"
+
+
+EVERYTHING: tuple[str, ...] = _Everything()
+"""What a store passes to its change listener instead of ids when it may have missed changes (its
+feed of other processes' writes was cut off and is back): every waiting reader should read again. It
+iterates as no ids, so a listener that does not know it loses nothing but the early wake-up."""
+
+
 class Watch:
     """A reader's registration for one run. Created before reading, so no change slips between the
     read and the wait: a change that arrives in between makes the next :meth:`wait` return at once."""
@@ -37,6 +50,11 @@ class Changes:
         self._watches: dict[str, set[Watch]] = {}
 
     def notify(self, run_ids: Iterable[str]) -> None:
+        if run_ids is EVERYTHING:
+            for watches in self._watches.values():
+                for watch in watches:
+                    watch._set()
+            return
         for run_id in run_ids:
             for watch in self._watches.get(run_id, ()):
                 watch._set()
