@@ -35,7 +35,7 @@ from flue_core.changes import Changes
 from flue_core.streams.store import Append, NewStream, StreamStore
 from flue_node_like.streams_redis import RedisStreamStore
 from flue_node_like.streams_sqlite import SqliteStreamStore
-from flue_node_like.testing_redis import RedisServer
+from flue_node_like.redis_server import RedisServer
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).parent.parent

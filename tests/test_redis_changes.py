@@ -15,7 +15,7 @@ from flue_core.changes import EVERYTHING, Changes
 from flue_core.streams.store import NewStream
 from flue_core.streams.testing import text
 from flue_node_like.streams_redis import RedisStreamStore
-from flue_node_like.testing_redis import RedisServer
+from flue_node_like.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ import pytest
 from flue_core.errors import ConfigurationError, StoreUnavailable
 from flue_node_like.redis_connection import RedisSettings, connect
 from flue_node_like.streams_redis import RedisStreamStore
-from flue_node_like.testing_redis import RedisServer, RedisServerMissing
+from flue_node_like.redis_server import RedisServer, RedisServerMissing
 
 pytestmark = pytest.mark.anyio
 FAST = "connect_timeout=0.5&timeout=0.5"

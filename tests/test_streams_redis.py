@@ -24,7 +24,7 @@ from flue_core.streams.server import streams_app
 from flue_core.streams.store import Fork, NewStream
 from flue_core.streams.testing import Notified, content, text
 from flue_node_like.streams_redis import RedisStreamStore
-from flue_node_like.testing_redis import RedisServer
+from flue_node_like.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 WRITER = Path(__file__).with_name("stream_writer.py")
