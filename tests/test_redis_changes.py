@@ -74,7 +74,7 @@ async def test_a_change_made_elsewhere_reaches_the_listener_within_milliseconds(
     sent = time.monotonic()
     await writer.create("/a", NewStream("text/plain"))
     await heard.until(lambda: heard.ids() == ["/a"])
-    assert heard.calls[0][0] - sent < 0.1
+    assert heard.calls[0][0] - sent < 0.25  # typically ~1 ms; the margin is for a loaded machine
 
 
 async def test_every_change_made_elsewhere_is_heard_in_order(pair: tuple) -> None:
