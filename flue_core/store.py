@@ -35,6 +35,10 @@ CANCELS = ":cancels"
 """Not a run id either: passed to the change listener when a run was asked to cancel, so that the
 process executing it, wherever it is, stops it at once instead of at its next heartbeat."""
 
+EVERYTHING = (ANY_RUN, READY, SCHEDULES, CANCELS)
+"""What a store passes to its change listener when it may have missed changes (its feed of other
+processes' writes was cut off and is back): every reader, worker and scheduler looks again."""
+
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:

@@ -24,6 +24,7 @@ from flue_core.http import serve
 from flue_core.streams import ReadOptions
 from flue_core.streams.server import streams_app
 from flue_node_like.streams_memory import MemoryStreamStore
+from flue_node_like.streams_redis import RedisStreamStore
 from flue_node_like.streams_sqlite import SqliteStreamStore
 
 pytestmark = pytest.mark.anyio
@@ -38,11 +39,17 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-async def test_the_official_conformance_suite_passes(kind: str, tmp_path: Path) -> None:
+def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if kind == "redis":
+        return RedisStreamStore(request.getfixturevalue("redis_url"))
+    return MemoryStreamStore() if kind == "memory" else SqliteStreamStore(tmp_path / "streams.db")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
+async def test_the_official_conformance_suite_passes(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
     assert not missing, f"The conformance suite needs node >= 20 and npm; missing: {', '.join(missing)}."
-    store: Any = MemoryStreamStore() if kind == "memory" else SqliteStreamStore(tmp_path / "streams.db")
+    store = make_store(kind, request, tmp_path)
     # Long-polls answer 204 after 2 s: the suite waits for such timeouts within its 5 s test timeout.
     streams = streams_app(store, open_store=False, read_options=ReadOptions(long_poll_timeout=2.0))
     host = Starlette(routes=[Mount("/streams", app=streams)])

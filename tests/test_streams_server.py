@@ -1,6 +1,6 @@
 """The general stream server over HTTP (what the conformance suite does not pin down): mounting under
 a prefix, the error envelope and its protocol headers, CORS, limits, lifetime, and live reads woken by
-appends from another client. uvicorn on 127.0.0.1, httpx, memory and SQLite stores."""
+appends from another client. uvicorn on 127.0.0.1, httpx, memory, SQLite and Redis stores."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from flue_core.http import serve
 from flue_core.streams import ReadOptions
 from flue_core.streams.server import streams_app
 from flue_node_like.streams_memory import MemoryStreamStore
+from flue_node_like.streams_redis import RedisStreamStore
 from flue_node_like.streams_sqlite import SqliteStreamStore
 
 pytestmark = pytest.mark.anyio
@@ -32,8 +33,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "redis":
+        return RedisStreamStore(request.getfixturevalue("redis_url"))
     return MemoryStreamStore() if request.param == "memory" else SqliteStreamStore(tmp_path / "streams.db")
 
 

@@ -1,4 +1,5 @@
-"""The StreamStore contract suite on the memory and SQLite stream stores, and what only SQLite promises."""
+"""The StreamStore contract suite on the memory, SQLite and Redis stream stores, and what only SQLite
+promises (Redis' own promises: tests/test_streams_redis.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from flue_core.streams.store import NewStream
 from flue_core.streams.testing import Clock, Notified, StreamStoreContract, content, text
 from flue_node_like import SqliteStore
 from flue_node_like.streams_memory import MemoryStreamStore
+from flue_node_like.streams_redis import RedisStreamStore
 from flue_node_like.streams_sqlite import SqliteStreamStore
 
 
@@ -34,6 +36,12 @@ class TestMemoryStreamStore(StreamStoreContract):
     @pytest.fixture
     def make_store(self) -> Any:
         return lambda clock: MemoryStreamStore(clock=clock)
+
+
+class TestRedisStreamStore(StreamStoreContract):
+    @pytest.fixture
+    def make_store(self, redis_url: str) -> Any:
+        return lambda clock: RedisStreamStore(redis_url, clock=clock)
 
 
 class TestSqliteStreamStore(StreamStoreContract):

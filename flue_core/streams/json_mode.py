@@ -13,23 +13,29 @@ _WHITESPACE = " \t\n\r"  # JSON's insignificant whitespace; nothing else may be 
 
 
 def record_of(body: bytes, *, creating: bool) -> bytes | None:
-    """The record an append of ``body`` stores: a top-level array is flattened one level into its
-    elements, any other value is one message. An empty array stores nothing when ``creating`` (``None``)
-    and is refused on append; invalid JSON, non-UTF-8 text and ``NaN``/``Infinity`` are refused."""
+    """The record an append of ``body`` stores: its messages (:func:`messages_in`) joined by commas,
+    or ``None`` for an empty array at creation."""
+    messages = messages_in(body, creating=creating)
+    return b",".join(messages) if messages else None
+
+
+def messages_in(body: bytes, *, creating: bool) -> list[bytes]:
+    """The messages an append of ``body`` stores, each as its own JSON text: a top-level array is
+    flattened one level into its elements, any other value is one message. An empty array gives none
+    when ``creating`` and is refused on append; invalid JSON, non-UTF-8 text and ``NaN``/``Infinity``
+    are refused."""
     try:
         text = body.decode("utf-8")
         value = loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidStreamRequest(f"The body is not valid JSON: {exc}", details={"reason": str(exc)}) from None
     if not isinstance(value, list):
-        return text.strip(_WHITESPACE).encode("utf-8")
-    if not value:
-        if creating:
-            return None
+        return [text.strip(_WHITESPACE).encode("utf-8")]
+    if not value and not creating:
         raise InvalidStreamRequest(
             "An empty JSON array appends nothing; send at least one message.", details={"reason": "empty array"}
         )
-    return ",".join(_elements(text)).encode("utf-8")
+    return [item.encode("utf-8") for item in _elements(text)]
 
 
 def messages_of(record: bytes) -> list[bytes]:

@@ -8,19 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from flue_core.errors import (
-    ContentTypeMismatch,
-    InvalidStreamRequest,
-    ProducerSequenceGap,
-    StaleProducerEpoch,
-    StreamClosed,
-    StreamConflict,
-    StreamGone,
-    StreamNotFound,
-    StreamSeqConflict,
-)
+from flue_core.streams import refusals
 from flue_core.streams.json_mode import messages_of, record_of
-from flue_core.streams.protocol import DEFAULT_CONTENT_TYPE, is_json, media_type, offset_text
+from flue_core.streams.protocol import DEFAULT_CONTENT_TYPE, is_json, media_type
 from flue_core.streams.rows import StreamRow, StreamTx
 from flue_core.streams.store import Append, Appended, Created, NewStream, Producer, StreamPage
 
@@ -29,14 +19,9 @@ def create(tx: StreamTx, path: str, request: NewStream, now: float) -> Created:
     existing = current(tx, path, now)
     if existing is not None:
         if existing.deleted:
-            raise StreamConflict(
-                f"The stream {path} was deleted but forks still read it; its path cannot be reused yet.",
-                details={"path": path},
-            )
+            raise refusals.path_held(path)
         if not _same_config(existing, request):
-            raise StreamConflict(
-                f"A stream exists at {path} with a different configuration.", details={"path": path}
-            )
+            raise refusals.other_configuration(path)
         return Created(existing.meta(), created=False)
     content_type = request.content_type
     ttl, expires_at = request.ttl, request.expires_at
@@ -47,24 +32,16 @@ def create(tx: StreamTx, path: str, request: NewStream, now: float) -> Created:
         fork = request.fork
         source = current(tx, fork.source, now)
         if source is None:
-            raise StreamNotFound(f"The fork source {fork.source} does not exist.", details={"source": fork.source})
+            raise refusals.fork_source_not_found(fork.source)
         if source.deleted:
-            raise StreamConflict(
-                f"The fork source {fork.source} was deleted; it cannot be forked.", details={"source": fork.source}
-            )
+            raise refusals.fork_source_deleted(fork.source)
         if content_type is None:
             content_type = source.content_type
         elif media_type(content_type) != media_type(source.content_type):
-            raise ContentTypeMismatch(
-                f"A fork has its source's content type, {source.content_type}, not {content_type}.",
-                details={"content_type": content_type, "source_content_type": source.content_type},
-            )
+            raise refusals.fork_content_type(content_type, source.content_type)
         anchor = source.tail if fork.offset is None else fork.offset
         if not 0 <= anchor <= source.tail:
-            raise InvalidStreamRequest(
-                "The fork offset is beyond the end of the source stream.",
-                details={"header": "Stream-Fork-Offset", "source_tail": offset_text(source.tail)},
-            )
+            raise refusals.fork_offset_past(source.tail)
         if fork.sub_offset:
             records.append(_sub_offset_prefix(tx, source, anchor, fork.sub_offset))
         if ttl is None and expires_at is None:  # a fork asking for no expiry keeps its source's
@@ -107,29 +84,20 @@ def append_to(tx: StreamTx, path: str, request: Append, now: float) -> Appended:
         if not request.data and producer is None:  # closing a closed stream: nothing to do
             _touch(tx, row, now)
             return Appended(row.meta())
-        raise StreamClosed(
-            f"The stream {path} is closed; nothing more can be appended.",
-            details={"path": path, "next_offset": offset_text(row.tail)},
-        )
+        raise refusals.closed(path, row.tail)
     if request.data:
         if request.content_type is None:
-            raise InvalidStreamRequest("An append needs a Content-Type header.", details={"header": "Content-Type"})
+            raise refusals.content_type_missing()
         if media_type(request.content_type) != media_type(row.content_type):
-            raise ContentTypeMismatch(
-                f"The stream's content type is {row.content_type}, not {request.content_type}.",
-                details={"content_type": request.content_type, "stream_content_type": row.content_type},
-            )
+            raise refusals.content_type(request.content_type, row.content_type)
     elif not request.close:
-        raise InvalidStreamRequest("An append needs a body (or Stream-Closed: true to close the stream).")
+        raise refusals.empty_append()
     if producer is not None:
         duplicate_of = _check_producer(tx, row, producer)
         if duplicate_of is not None:
             return Appended(row.meta(), duplicate=True, producer_seq=duplicate_of)
     if request.seq is not None and row.stream_seq is not None and request.seq <= row.stream_seq:
-        raise StreamSeqConflict(
-            f"Stream-Seq {request.seq!r} is not greater than the last one, {row.stream_seq!r}.",
-            details={"seq": request.seq, "last_seq": row.stream_seq},
-        )
+        raise refusals.seq_conflict(request.seq, row.stream_seq)
     records = _records(request.data, row.content_type, creating=False)
     if records:
         tx.add_records(row.id, row.tail + 1, records)
@@ -182,9 +150,9 @@ def live(tx: StreamTx, path: str, now: float) -> StreamRow:
     """The stream at ``path``, which must exist and not be soft-deleted."""
     row = current(tx, path, now)
     if row is None:
-        raise StreamNotFound(f"No stream at {path}.", details={"path": path})
+        raise refusals.not_found(path)
     if row.deleted:
-        raise StreamGone(f"The stream {path} was deleted.", details={"path": path})
+        raise refusals.gone(path)
     return row
 
 
@@ -221,30 +189,19 @@ def _check_producer(tx: StreamTx, row: StreamRow, producer: Producer) -> int | N
     state = tx.producer(row.id, producer.id)
     if state is None:
         if producer.seq != 0:
-            raise ProducerSequenceGap(
-                f"Producer {producer.id!r} is new here; its first seq must be 0.",
-                details={"expected_seq": 0, "received_seq": producer.seq},
-            )
+            raise refusals.producer_first_seq(producer.id, producer.seq)
         return None
     epoch, last_seq = state
     if producer.epoch < epoch:
-        raise StaleProducerEpoch(
-            f"Producer {producer.id!r} has moved on to epoch {epoch}; epoch {producer.epoch} is fenced off.",
-            details={"current_epoch": epoch},
-        )
+        raise refusals.producer_stale_epoch(producer.id, producer.epoch, epoch)
     if producer.epoch > epoch:
         if producer.seq != 0:
-            raise InvalidStreamRequest(
-                "A new producer epoch must start at seq 0.", details={"header": "Producer-Seq", "epoch": producer.epoch}
-            )
+            raise refusals.producer_epoch_seq(producer.epoch)
         return None
     if producer.seq <= last_seq:
         return last_seq
     if producer.seq != last_seq + 1:
-        raise ProducerSequenceGap(
-            f"Producer {producer.id!r} skipped from seq {last_seq} to {producer.seq}.",
-            details={"expected_seq": last_seq + 1, "received_seq": producer.seq},
-        )
+        raise refusals.producer_gap(producer.id, last_seq, producer.seq)
     return None
 
 
@@ -255,10 +212,7 @@ def _sub_offset_prefix(tx: StreamTx, source: StreamRow, anchor: int, sub_offset:
     if following is not None:
         parts = messages_of(following[1]) if is_json(source.content_type) else following[1]
     if sub_offset > len(parts):
-        raise InvalidStreamRequest(
-            "The fork sub-offset is past the end of the record after the fork offset.",
-            details={"header": "Stream-Fork-Sub-Offset", "available": len(parts)},
-        )
+        raise refusals.sub_offset_past(len(parts))
     if isinstance(parts, bytes):
         return parts[:sub_offset]
     return b",".join(parts[:sub_offset])

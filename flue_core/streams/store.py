@@ -41,7 +41,9 @@ Rules every implementation keeps:
   it); ``expires_at`` is absolute. An expired stream is gone (or soft-deleted, with forks).
 * **Change notification.** After a change is durable, the store calls the listener given to
   :meth:`StreamStore.open` with the paths whose records, closure or existence changed, so waiting
-  readers wake. A fork's readers are woken by the fork's own changes only.
+  readers wake. A fork's readers are woken by the fork's own changes only. A store that hears of
+  other processes' changes and may have missed some (its feed was cut off) calls it with
+  :data:`~flue_core.store.EVERYTHING` once it hears again.
 """
 
 from __future__ import annotations

@@ -1,0 +1,263 @@
+"""Connecting to Redis: one place that turns a ``redis://`` or ``rediss://`` URL into a client.
+
+``redis[s]://[[username]:password@]host[:port][/db][?option=value&...]``, options:
+
+* ``prefix`` — the application's key prefix (default ``flue``): every key the stores use starts with
+  ``<prefix>:``, so several applications share one Redis (``docs/redis.md`` lists the keys). Letters,
+  digits and ``-_.{}``; braces make it a Redis Cluster hash tag, which keeps every key in one slot.
+* ``db`` — the database number (also the URL's path, ``/2``); default 0.
+* ``connect_timeout`` — seconds to reach the server (default 5); ``timeout`` — seconds a command may
+  take before the connection is considered broken (default 10).
+* ``max_connections`` — pool size (default: unbounded).
+* ``ssl_cert_reqs`` (``required``, ``optional``, ``none``), ``ssl_ca_certs``, ``ssl_certfile``,
+  ``ssl_keyfile`` — ``rediss://`` only.
+
+User name and password are percent-decoded. A malformed URL or an unknown option raises
+:class:`~flue_core.errors.ConfigurationError` when the settings are made; :func:`connect` raises
+:class:`~flue_core.errors.StoreUnavailable` for a server it cannot reach in time and
+:class:`~flue_core.errors.ConfigurationError` for refused credentials or a database that does not exist.
+It never waits longer than the timeouts.
+
+The client never retries a command by itself: a retried script that had already run before its
+connection broke would be applied twice. A broken connection is :class:`StoreUnavailable` for that
+one call; the pool replaces it for the next.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from flue_core.errors import ConfigurationError, StoreUnavailable
+
+try:
+    import redis.asyncio as aioredis
+    from redis import exceptions as redis_exceptions
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.commands.core import AsyncScript
+except ModuleNotFoundError as missing:  # pragma: no cover - depends on the installation
+    raise ModuleNotFoundError(
+        "The Redis stores need redis-py: install Flue with its redis extra, pip install 'flue[redis]'.",
+        name=missing.name,
+    ) from missing
+
+__all__ = ["MIN_SERVER_VERSION", "RedisSettings", "connect", "load_script", "redis_errors"]
+
+SCHEMES = ("redis", "rediss")
+DEFAULT_PREFIX = "flue"
+#: The oldest server the stores' scripts run on (Lua with effects replication, XADD with explicit ids).
+MIN_SERVER_VERSION = (6, 2)
+_PREFIX = re.compile(r"[A-Za-z0-9_.{}-]{1,64}")
+_CERT_REQS = ("required", "optional", "none")
+_TLS_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+_OPTIONS = ("prefix", "db", "connect_timeout", "timeout", "max_connections", *_TLS_OPTIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """Where a store's data lives in Redis, parsed from its URL by :meth:`from_url`."""
+
+    host: str
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    prefix: str = DEFAULT_PREFIX
+    connect_timeout: float = 5.0
+    timeout: float = 10.0
+    max_connections: int | None = None
+    tls_options: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisSettings:
+        """The settings of ``url`` (the module docstring lists its options); a malformed URL raises
+        :class:`~flue_core.errors.ConfigurationError` naming what is wrong, without the password."""
+        if not isinstance(url, str):
+            raise ConfigurationError(f"A Redis URL is a string like redis://host:6379/0, not {url!r}.")
+        shown = _redacted(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port or 6379
+        except ValueError as exc:
+            raise ConfigurationError(f"Malformed Redis URL {shown}: {exc}.", details={"url": shown}) from None
+        if parts.scheme not in SCHEMES:
+            raise ConfigurationError(
+                f"Redis URLs start with redis:// or rediss://, not {shown}.", details={"url": shown}
+            )
+        if not parts.hostname:
+            raise ConfigurationError(f"The Redis URL {shown} names no host.", details={"url": shown})
+        options = _query(parts.query, shown)
+        db_text = options.pop("db", None) or parts.path.strip("/") or "0"
+        tls_options = tuple((name, options.pop(name)) for name in _TLS_OPTIONS if name in options)
+        if tls_options and parts.scheme != "rediss":
+            raise ConfigurationError(
+                f"{', '.join(name for name, _ in tls_options)} only apply to rediss:// URLs ({shown}).",
+                details={"url": shown},
+            )
+        cert_reqs = dict(tls_options).get("ssl_cert_reqs")
+        if cert_reqs is not None and cert_reqs not in _CERT_REQS:
+            raise ConfigurationError(
+                f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, not {cert_reqs!r}.", details={"url": shown}
+            )
+        prefix = options.pop("prefix", DEFAULT_PREFIX)
+        if not _PREFIX.fullmatch(prefix):
+            raise ConfigurationError(
+                f"The key prefix {prefix!r} must be 1-64 letters, digits or -_.{{}} ({shown}).",
+                details={"url": shown, "prefix": prefix},
+            )
+        return cls(
+            host=parts.hostname,
+            port=port,
+            db=_number(db_text, "db", shown, int, minimum=0),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            tls=parts.scheme == "rediss",
+            prefix=prefix,
+            connect_timeout=_number(options.pop("connect_timeout", "5"), "connect_timeout", shown, float),
+            timeout=_number(options.pop("timeout", "10"), "timeout", shown, float),
+            max_connections=_optional_int(options.pop("max_connections", None), shown),
+            tls_options=tls_options,
+        )
+
+    @property
+    def url(self) -> str:
+        """The URL without its password, for messages and logs."""
+        scheme = "rediss" if self.tls else "redis"
+        auth = ""
+        if self.username or self.password is not None:
+            auth = f"{self.username or ''}{':***' if self.password is not None else ''}@"
+        return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}?prefix={self.prefix}"
+
+    def key(self, *parts: str) -> str:
+        """A key under this application's prefix: ``key("ds", "paths")`` → ``"flue:ds:paths"``."""
+        return ":".join((self.prefix, *parts))
+
+    def client(self) -> aioredis.Redis:
+        """A client with these settings (it connects on first use; :func:`connect` checks it)."""
+        options: dict[str, Any] = dict(self.tls_options)
+        if self.tls:
+            options["ssl"] = True
+        if self.max_connections is not None:
+            options["max_connections"] = self.max_connections
+        return aioredis.Redis(
+            host=self.host,
+            port=self.port,
+            db=self.db,
+            username=self.username,
+            password=self.password,
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+            # RESP2: with RESP3, redis-py >= 7 stops checking a pooled connection for a close by the
+            # server before reusing it (it waits for maintenance notifications instead), so after a
+            # Redis restart every idle connection would fail one command.
+            protocol=2,
+            **options,
+        )
+
+
+async def connect(settings: RedisSettings) -> aioredis.Redis:
+    """A client whose server answered, accepted the credentials and is new enough — else a typed error
+    (module docstring) within the timeouts. The caller closes it (``await client.aclose()``)."""
+    client = settings.client()
+    try:
+        with redis_errors(settings, connecting=True):
+            info = await client.info("server")
+        version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
+        if version < MIN_SERVER_VERSION:
+            raise ConfigurationError(
+                f"Redis at {settings.url} is version {info.get('redis_version')}; Flue needs"
+                f" {'.'.join(map(str, MIN_SERVER_VERSION))} or newer.",
+                details={"url": settings.url, "version": info.get("redis_version")},
+            )
+    except BaseException:
+        await client.aclose()
+        raise
+    return client
+
+
+async def load_script(client: aioredis.Redis, settings: RedisSettings, name: str) -> AsyncScript:
+    """The Lua script ``flue_node_like/lua/<name>``, loaded into the server (``SCRIPT LOAD``, which also
+    compiles it, so a broken script fails here and not at the first call).
+
+    Scripts are called by their SHA-1 (``EVALSHA``), which is also their version: processes running
+    different releases against one Redis each call their own code. A server that lost its script cache
+    (a restart, a failover, ``SCRIPT FLUSH``) answers ``NOSCRIPT`` and the script is loaded again, then
+    called — redis-py's :class:`~redis.commands.core.AsyncScript` does that.
+    """
+    source = resources.files("flue_node_like").joinpath("lua", name).read_text(encoding="utf-8")
+    script = client.register_script(source)
+    with redis_errors(settings):
+        await client.script_load(source)
+    return script
+
+
+@contextmanager
+def redis_errors(settings: RedisSettings, *, connecting: bool = False) -> Iterator[None]:
+    """Raise redis-py's errors as :class:`~flue_core.errors.FlueError`: refused credentials and a
+    missing database as :class:`ConfigurationError`, the rest as :class:`StoreUnavailable` (a write
+    that failed that way may or may not have been applied)."""
+    shown = settings.url
+    try:
+        yield
+    except redis_exceptions.AuthenticationError as exc:
+        raise ConfigurationError(
+            f"Redis at {shown} refused the credentials: {exc}", details={"url": shown}
+        ) from None
+    except redis_exceptions.ResponseError as exc:
+        if "DB index is out of range" in str(exc) or str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
+            raise ConfigurationError(f"Redis at {shown} refused the connection: {exc}", details={"url": shown}) from None
+        raise StoreUnavailable(f"Redis at {shown} failed: {exc}", details={"url": shown}) from None
+    except (redis_exceptions.RedisError, OSError) as exc:
+        what = "Cannot reach" if connecting else "Lost the connection to"
+        raise StoreUnavailable(f"{what} Redis at {shown}: {exc}", details={"url": shown}) from None
+
+
+def _query(query: str, shown: str) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in _OPTIONS:
+            raise ConfigurationError(
+                f"Unknown option {name!r} in the Redis URL {shown}; known: {', '.join(_OPTIONS)}.",
+                details={"url": shown, "option": name},
+            )
+        if name in options:
+            raise ConfigurationError(f"The option {name!r} is repeated in {shown}.", details={"url": shown})
+        options[name] = value
+    return options
+
+
+def _number(text: str, name: str, shown: str, kind: type, *, minimum: float = 0) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not value >= minimum or (kind is float and not value > 0):
+        raise ConfigurationError(
+            f"{name} must be a {'non-negative integer' if kind is int else 'number of seconds > 0'},"
+            f" not {text!r} ({shown}).",
+            details={"url": shown, "option": name},
+        )
+    return value
+
+
+def _optional_int(text: str | None, shown: str) -> int | None:
+    if text is None:
+        return None
+    value = _number(text, "max_connections", shown, int)
+    if value < 1:
+        raise ConfigurationError(f"max_connections must be >= 1, not {text!r} ({shown}).", details={"url": shown})
+    return value
+
+
+def _redacted(url: object) -> str:
+    """``url`` with its password replaced by ``***``."""
+    text = str(url)
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text)
