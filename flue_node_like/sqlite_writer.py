@@ -7,6 +7,7 @@ waiting ride along with the next commit. Each batch runs in one hop to aiosqlite
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from flue_node_like.sqlite_connection import in_connection_thread
 #: Most operations one transaction takes; bounds the latency a batch adds.
 BATCH_LIMIT = 1024
 UNFINISHED = "('queued', 'running')"
+#: Seconds a writer cancelled from outside keeps committing, waiting for its store to be closed.
+CANCELLED_GRACE = 5.0
 
 # An event lands only at the stream's next free position of an unfinished run: no gaps, no overwrites.
 _APPEND = (
@@ -141,12 +144,35 @@ class BatchWriter:
         self._wake.set()
 
     async def close(self) -> None:
-        """Commit everything queued, then stop."""
+        """Commit everything queued, then stop. Returns also when the write loop was cancelled from
+        outside (an event loop shutting down cancels every task): what it left is failed, not awaited."""
         self._closing = True
         self._wake.set()
-        await self._task
+        await asyncio.wait([self._task])
+        if not self._task.cancelled() and self._task.exception() is not None:
+            raise self._task.exception()  # type: ignore[misc]
 
     async def _write_loop(self) -> None:
+        try:
+            try:
+                await self._write_all()
+            except asyncio.CancelledError:
+                # Only an event loop shutting down cancels this task (asyncio cancels every task, say
+                # on a second Ctrl-C) while the store's owner may still be ending its runs: keep
+                # committing until close(), for a bounded time, so those ends are not lost.
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CANCELLED_GRACE):
+                        await self._write_all()
+        finally:  # nobody will commit what is still queued: its waiters get an error, not a hang
+            self._closing = True
+            failure = StoreUnavailable(f"The SQLite store {self._path} stopped writing.")
+            while self._ops:
+                op = self._ops.popleft()
+                if op.future is not None and not op.future.done():
+                    op.future.set_exception(failure)
+
+    async def _write_all(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
