@@ -10,16 +10,17 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from flue_core.definition import Workflow
+from flue_core.limits import MAX_KEY_LENGTH
 from flue_core.errors import ConfigurationError, IdempotencyKeyConflict, InvalidKey, SchedulingFailed
 from flue_core.models import RunError, RunReceipt, RunRecord, RunStatus, utc_now
 from flue_core.plugins import call_each, first_answer, has_implementations, notify
+from flue_core.snapshot import is_text
 from flue_core.store import NewEvent, NewRun, Outcome
 
 if TYPE_CHECKING:
     from flue_core.runtime import Runtime
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-MAX_KEY_LENGTH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,10 @@ async def admit(
     """
     wf = runtime.registry.resolve(workflow)
     snapshot = wf.snapshot_input(input)
-    if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH):
-        raise InvalidKey(f"An idempotency key must be a non-empty string of at most {MAX_KEY_LENGTH} characters.")
+    if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH and is_text(key)):
+        raise InvalidKey(
+            f"An idempotency key must be a non-empty string of valid Unicode, at most {MAX_KEY_LENGTH} characters."
+        )
     hook = runtime.pm.hook
     if has_implementations(hook.flue_check_admission):
         await call_each(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from flue_core.errors import InvalidEvent, StepError
 from flue_core.models import Event, utc_now
 from flue_core.plugins import has_implementations
-from flue_core.snapshot import NotJSON, dumps, snapshot
+from flue_core.snapshot import NotJSON, dumps, event_snapshot, is_text, snapshot
 from flue_core.store import NewEvent, event_json
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class RunLog:
         self._logger.log(
             logging.getLevelName(level.upper()), "%s %s", self._ctx.run_id, message, extra={"flue_run_id": self._ctx.run_id}
         )
-        data: dict[str, Any] = {"level": level, "message": str(message)}
+        data: dict[str, Any] = {"level": level, "message": _json(str(message), "log message")}
         if attributes:
             data["attributes"] = _json(attributes, "log attributes")
         self._ctx._write("log", data)
@@ -153,8 +153,8 @@ class RunContext:
         The value returned is the stored JSON form in both cases (a model comes back as a dict).
         Names must be unique within an attempt.
         """
-        if not isinstance(name, str) or not name:
-            raise StepError("A step needs a non-empty name.")
+        if not isinstance(name, str) or not name or not is_text(name):
+            raise StepError("A step needs a non-empty name of valid Unicode.")
         if name in self._steps_seen:
             raise StepError(f"Step {name!r} ran twice in one attempt; give each step its own name.")
         self._steps_seen.add(name)
@@ -177,6 +177,6 @@ class RunContext:
 
 def _json(value: Any, label: str) -> Any:
     try:
-        return snapshot(value, label)
+        return event_snapshot(value, label)
     except NotJSON as exc:
-        raise InvalidEvent(f"{exc}") from None
+        raise InvalidEvent(f"{exc}", details={"path": exc.path, "reason": exc.reason}) from None

@@ -100,7 +100,9 @@ class UnexpectedInput(InvalidInput):
 
 
 class InputNotSerializable(InvalidInput):
-    """The input holds a value JSON cannot carry (bytes, sets, NaN, objects, cycles...)."""
+    """The input holds a value JSON cannot carry (bytes, sets, NaN or infinities, strings that are not
+    valid Unicode, objects, cycles, nesting deeper than ``flue_core.limits.MAX_DEPTH``...).
+    ``details["path"]`` locates it and ``details["reason"]`` says what is wrong."""
 
     code = "input_not_json"
 
@@ -118,7 +120,7 @@ class RateLimited(AdmissionDenied):
 
 
 class InvalidKey(AdmissionError):
-    """The idempotency key is not a non-empty string of at most 256 characters."""
+    """The idempotency key is not a non-empty string of valid Unicode of at most 256 characters."""
 
     code = "invalid_key"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections import deque
 from collections.abc import Callable
@@ -19,6 +20,8 @@ import aiosqlite
 from flue_core.errors import StoreUnavailable
 from flue_core.store import ChangeListener
 from flue_node_like.sqlite_connection import in_connection_thread
+
+log = logging.getLogger("flue")
 
 #: Most operations one transaction takes; bounds the latency a batch adds.
 BATCH_LIMIT = 1024
@@ -61,8 +64,11 @@ def _apply_batch(conn: sqlite3.Connection, ops: list[_Op]) -> list[tuple[bool, A
     """Run ``ops`` in one transaction; each op's failure is confined to it.
 
     Ops rarely fail, so the batch first runs without a savepoint per op (a third of the statements of
-    a typical batch); if one raises, that transaction is rolled back and the batch runs again with
-    each op in its own savepoint. Ops only touch the connection, so running one twice is safe.
+    a typical batch), with consecutive event rows in one statement; if anything raises, that
+    transaction is rolled back and the batch runs again with each op in its own savepoint, and the
+    rows of an op that fails are tried one by one: a row that cannot be stored is dropped alone (and
+    logged), so one run's bad event never costs another run its writes. Ops only touch the
+    connection, so running one twice is safe.
     """
     try:
         return _run_batch(conn, ops, isolated=False)
@@ -77,15 +83,20 @@ def _run_batch(conn: sqlite3.Connection, ops: list[_Op], *, isolated: bool) -> l
         position = 0
         while position < len(ops):
             op = ops[position]
+            position += 1
+            if op.rows is not None and isolated:
+                _append_isolated(conn, op.rows)
+                continue
             if op.rows is not None:
                 rows = list(op.rows)
-                position += 1
                 while position < len(ops) and ops[position].rows is not None:
                     rows.extend(ops[position].rows)  # type: ignore[arg-type]
                     position += 1
-                conn.executemany(_APPEND, rows)
+                try:
+                    conn.executemany(_APPEND, rows)
+                except Exception as exc:
+                    raise _OpFailed from exc
                 continue
-            position += 1
             if not isolated:
                 try:
                     outcomes.append((True, op.apply(conn)))  # type: ignore[misc]
@@ -106,6 +117,27 @@ def _run_batch(conn: sqlite3.Connection, ops: list[_Op], *, isolated: bool) -> l
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _append_isolated(conn: sqlite3.Connection, rows: list[tuple[str, int, str]]) -> None:
+    conn.execute("SAVEPOINT rows")
+    try:
+        conn.executemany(_APPEND, rows)
+        conn.execute("RELEASE rows")
+        return
+    except Exception:
+        conn.execute("ROLLBACK TO rows")
+        conn.execute("RELEASE rows")
+    for row in rows:
+        conn.execute("SAVEPOINT row")
+        try:
+            conn.execute(_APPEND, row)
+            conn.execute("RELEASE row")
+        except Exception as exc:
+            conn.execute("ROLLBACK TO row")
+            conn.execute("RELEASE row")
+            # Later events of this run find a gap and are dropped too (streams never have holes).
+            log.error("flue: event %s of run %s could not be stored and was dropped: %s", row[1], row[0], exc)
 
 
 class BatchWriter:

@@ -13,7 +13,8 @@ from flue_core.cli.app import APP_ENV
 from flue_core.cli.backends import URL_ENV
 from flue_core.cli.exits import UsageError
 from flue_core.models import RunStatus
-from flue_core.snapshot import loads
+from flue_core.limits import MAX_DEPTH
+from flue_core.snapshot import NotJSON, loads
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3583
@@ -155,10 +156,10 @@ def read_input(value: str | None) -> Any:
         text = value
     try:
         return loads(text)
+    except NotJSON:
+        raise UsageError(f"The input from {source} is nested deeper than {MAX_DEPTH} levels.") from None
     except ValueError as exc:
         raise UsageError(f"The input from {source} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise UsageError(f"The input from {source} is nested too deeply.") from None
 
 
 def _version() -> str:

@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from flue_core.errors import ConfigurationError
 from flue_core.http.authorization import RunListAuthorizer, RunReadAuthorizer
-from flue_core.http.body import DEFAULT_MAX_BODY_SIZE
+from flue_core.limits import DEFAULT_MAX_BODY_SIZE
 from flue_core.http.config import HttpConfig
 from flue_core.http.error_handling import ErrorEnvelope, http_exception
 from flue_core.http.route_middleware import check_route_middleware

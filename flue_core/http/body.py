@@ -7,10 +7,9 @@ from typing import Any
 from starlette.requests import Request
 
 from flue_core.http.errors import BodyTooLarge, InvalidJson, UnsupportedMediaType
-from flue_core.snapshot import loads
+from flue_core.errors import InputNotSerializable
+from flue_core.snapshot import NotJSON, loads
 
-#: Default ``max_body_size`` of the app, in bytes.
-DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 
 
 def is_json_media_type(content_type: str) -> bool:
@@ -41,10 +40,12 @@ async def read_json(request: Request, max_size: int) -> Any:
         )
     try:
         return loads(body.decode("utf-8"))
+    except NotJSON as exc:  # nested past what can be parsed: past MAX_DEPTH too, like any deep input
+        raise InputNotSerializable(
+            f"The input is not JSON Flue can carry: {exc}", details={"path": exc.path, "reason": exc.reason}
+        ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidJson(f"The body is not valid JSON: {exc}", details={"reason": str(exc)}) from None
-    except RecursionError:
-        raise InvalidJson("The body is nested too deeply.", details={"reason": "nested too deeply"}) from None
 
 
 async def read_limited(request: Request, max_size: int) -> bytes:

@@ -25,6 +25,7 @@ pytest.register_assert_rewrite(
     "flue_core.testing.inspection",
     "flue_core.testing.recovery",
     "flue_core.testing.store",
+    "flue_core.testing.values",
 )
 
 from flue_core.testing.admission import AdmissionContract  # noqa: E402
@@ -33,10 +34,17 @@ from flue_core.testing.inspection import InspectionContract  # noqa: E402
 from flue_core.testing.lifecycle import LifecycleContract  # noqa: E402
 from flue_core.testing.recovery import RecoveryContract  # noqa: E402
 from flue_core.testing.store import StoreContract  # noqa: E402
+from flue_core.testing.values import ValuesContract  # noqa: E402
 
 
 class TargetContract(
-    AdmissionContract, LifecycleContract, EventsContract, InspectionContract, RecoveryContract, StoreContract
+    AdmissionContract,
+    LifecycleContract,
+    EventsContract,
+    InspectionContract,
+    RecoveryContract,
+    StoreContract,
+    ValuesContract,
 ):
     """Every contract test; subclass it and override ``make_target``."""
 
