@@ -373,6 +373,14 @@ def test_input_json_cannot_carry_is_a_usage_error(text, tmp_path, capsys):
     assert capsys.readouterr().err.startswith("flue: usage_error: The input from ")
 
 
+@pytest.mark.parametrize("text", ['{"name": "\\ud800"}', '{"name": "ada", "steps": 1e400}', '{"name": "\\udfff ada"}'])
+def test_start_with_parsed_input_a_run_cannot_carry_exits_65_and_creates_no_run(text, tmp_path):
+    result = flue(tmp_path, "start", "cli-greet", "--app", "cli_app", "--input", text)
+    assert result.code == Exit.REJECTED
+    assert result.stderr.startswith("flue: input_not_json: ")
+    assert flue(tmp_path, "runs", "--format", "ndjson").stdout == ""
+
+
 def test_help_exits_0(capsys):
     assert main(["--help"]) == 0
     assert "Exit codes:" in capsys.readouterr().out
