@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from flue_core import arguments
 from flue_core.cursors import decode_cursor, encode_cursor
-from flue_core.errors import InvalidQuery, RunCancelled, RunFailed, RunNotFinished, RunNotFound
+from flue_core.errors import RunCancelled, RunFailed, RunNotFinished, RunNotFound
+from flue_core.limits import MAX_LIST_LIMIT
 from flue_core.models import Event, RunPage, RunRecord, RunStatus, utc_now
 from flue_core.offsets import parse_offset
 from flue_core.plugins import has_implementations, notify
@@ -18,7 +21,6 @@ from flue_core.store import Outcome, RunQuery, RunStore
 if TYPE_CHECKING:
     from flue_core.streams.store import StreamStore
 
-MAX_LIST_LIMIT = 1000
 READ_PAGE = 1000
 #: How long a waiting reader trusts change notifications before looking at the store again. Stores
 #: shared between processes only hear of their own writes, so they are looked at more often.
@@ -32,39 +34,44 @@ def recheck_interval(store: RunStore | StreamStore) -> float:
 
 
 async def get(run_id: str, *, runtime: Runtime | None = None) -> RunRecord | None:
-    """The run's record, or ``None`` if no such run exists."""
-    return await current_runtime(runtime).target.store.get(run_id)
+    """The run's record, or ``None`` if no such run exists (or ``run_id`` cannot name one)."""
+    store = current_runtime(runtime).target.store
+    return await store.get(run_id) if arguments.is_run_id(run_id) else None
 
 
 async def list(
     *,
     workflow: str | None = None,
     status: RunStatus | str | None = None,
-    limit: int = 50,
+    limit: int | str = 50,
     cursor: str | None = None,
     runtime: Runtime | None = None,
 ) -> RunPage:
     """Runs newest first, optionally of one workflow and/or status, ``limit`` (1-1000) per page.
+    Arguments are parsed by :func:`list_query` (a query string's text is accepted as it is).
 
     Pass the page's ``next_cursor`` to get the next page; a cursor not made by this function raises
     :class:`~flue_core.errors.InvalidCursor`.
     """
-    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
-        raise InvalidQuery(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}.", details={"limit": limit})
-    if status is not None:
-        try:
-            status = RunStatus(status)
-        except ValueError:
-            raise InvalidQuery(
-                f"Unknown status {status!r}; use one of {', '.join(s.value for s in RunStatus)}.",
-                details={"status": status},
-            ) from None
-    after = decode_cursor(cursor) if cursor is not None else None
+    query = list_query(workflow=workflow, status=status, limit=limit, cursor=cursor)
     store = current_runtime(runtime).target.store
-    records = await store.list(RunQuery(workflow=workflow, status=status, limit=limit + 1, after=after))
-    more = len(records) > limit
-    records = records[:limit]
+    records = await store.list(replace(query, limit=query.limit + 1))
+    more = len(records) > query.limit
+    records = records[: query.limit]
     return RunPage(runs=records, next_cursor=encode_cursor(records[-1]) if more else None)
+
+
+def list_query(*, workflow: Any = None, status: Any = None, limit: Any = 50, cursor: Any = None) -> RunQuery:
+    """The one parser of a listing's arguments, for ``runs.list`` and ``GET /runs`` alike: ``limit``
+    an integer (or its text) from 1 to ``MAX_LIST_LIMIT``, ``status`` a :class:`RunStatus` value,
+    ``workflow`` a workflow name, ``cursor`` one this listing returned. Raises :class:`InvalidQuery`
+    or :class:`~flue_core.errors.InvalidCursor`."""
+    return RunQuery(
+        workflow=arguments.workflow_name(workflow),
+        status=arguments.status(status),
+        limit=arguments.integer("limit", limit, minimum=1, maximum=MAX_LIST_LIMIT),
+        after=None if cursor is None else decode_cursor(cursor),
+    )
 
 
 async def result(run_id: str, *, timeout: float | None = None, runtime: Runtime | None = None) -> Any:
@@ -89,6 +96,8 @@ async def wait(run_id: str, *, timeout: float | None = None, runtime: Runtime | 
     """Wait until the run has ended and return its final record (whatever the outcome)."""
     rt = current_runtime(runtime)
     store = rt.target.store
+    timeout = arguments.seconds("timeout", timeout)
+    _known_form(run_id)
     with rt.changes.watch(run_id) as watch, anyio.move_on_after(timeout):
         while True:
             record = await store.get(run_id)
@@ -111,6 +120,7 @@ async def events(
     rt = current_runtime(runtime)
     store = rt.target.store
     after = parse_offset(offset)
+    _known_form(run_id)
     recheck = recheck_interval(store)
     with rt.changes.watch(run_id) as watch:
         page = await store.read(run_id, after, READ_PAGE)
@@ -138,6 +148,8 @@ async def cancel(run_id: str, *, wait_for: float = 5.0, runtime: Runtime | None 
     the end. Cancelling an ended run changes nothing."""
     rt = current_runtime(runtime)
     store = rt.target.store
+    wait_for = arguments.seconds("wait_for", wait_for)
+    _known_form(run_id)
     record = await store.request_cancel(run_id)
     if record is None:
         raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
@@ -157,3 +169,9 @@ async def cancel(run_id: str, *, wait_for: float = 5.0, runtime: Runtime | None 
         latest = await store.get(run_id)
         assert latest is not None
         return latest
+
+
+def _known_form(run_id: str) -> None:
+    """A string that cannot be a run id names no run: the same :class:`RunNotFound` as an unknown id."""
+    if not arguments.is_run_id(run_id):
+        raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": ascii(run_id)})

@@ -52,7 +52,7 @@ async def read_limited(request: Request, max_size: int) -> bytes:
     """The raw body, refused with :class:`BodyTooLarge` as soon as the announced or the received size
     passes ``max_size`` (the rest is never read)."""
     announced = request.headers.get("content-length")
-    if announced is not None and announced.isdigit() and int(announced) > max_size:
+    if announced is not None and announced.isascii() and announced.isdigit() and (len(announced) > 18 or int(announced) > max_size):
         raise _too_large(max_size)
     chunks: list[bytes] = []
     size = 0
