@@ -111,9 +111,12 @@ class _endpoint:
         async def handle(request: Request) -> Response:
             return await endpoint(config, request)
 
+        self._runtime = config.runtime
         self._app = request_response(handle)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The path this app is served under, for receipts of workflows.start() (flue_core.public_url).
+        self._runtime.learn_public_url(scope.get("root_path", ""))
         await self._app(scope, receive, send)
 
 
