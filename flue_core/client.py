@@ -144,6 +144,13 @@ class FlueClient:
         response = await self._send("GET", self._run_path(run_id), params={"meta": ""}, may_retry=True)
         return self._parse(RunRecord, response)
 
+    async def cancel(self, run_id: str) -> RunRecord:
+        """``POST /runs/{run_id}/cancel``: cancel the run and return its record — ``cancelled``, or
+        still going with ``cancel_requested`` while it stops. Raises ``RunNotFound`` (also when
+        unreadable), ``CancelDenied``, ``RunAlreadyFinished`` (it completed or failed first)."""
+        response = await self._send("POST", self._run_path(run_id) + "/cancel", may_retry=True)  # idempotent
+        return self._parse(RunRecord, response)
+
     async def list(
         self,
         *,

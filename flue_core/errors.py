@@ -199,6 +199,22 @@ class RunCancelled(FlueError):
     status = 409
 
 
+class RunAlreadyFinished(FlueError):
+    """``POST /runs/<id>/cancel`` (or ``flue cancel``) on a run that ended otherwise than cancelled:
+    there is nothing left to cancel. ``details["status"]`` is how it ended."""
+
+    code = "run_finished"
+    status = 409
+
+
+class CancelDenied(FlueError):
+    """The caller may read the run but was not granted cancelling it (``authorize_run_cancel`` /
+    ``flue_authorize_run_cancel``; cancelling is closed by default)."""
+
+    code = "run_cancel_denied"
+    status = 403
+
+
 class StepError(FlueError):
     """``ctx.step`` was misused (duplicate name in one attempt, a result JSON cannot carry)."""
 

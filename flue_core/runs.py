@@ -10,7 +10,7 @@ import anyio
 
 from flue_core import arguments
 from flue_core.cursors import decode_cursor, encode_cursor
-from flue_core.errors import RunCancelled, RunFailed, RunNotFinished, RunNotFound
+from flue_core.errors import RunAlreadyFinished, RunCancelled, RunFailed, RunNotFinished, RunNotFound
 from flue_core.limits import MAX_LIST_LIMIT
 from flue_core.models import Event, RunPage, RunRecord, RunStatus, utc_now
 from flue_core.offsets import parse_offset
@@ -169,6 +169,17 @@ async def cancel(run_id: str, *, wait_for: float = 5.0, runtime: Runtime | None 
         latest = await store.get(run_id)
         assert latest is not None
         return latest
+
+
+def refuse_finished(record: RunRecord) -> RunRecord:
+    """``record`` after a cancel, unless the run had ended otherwise than ``cancelled``: then
+    :class:`RunAlreadyFinished` (what ``POST /runs/<id>/cancel`` and ``flue cancel`` answer)."""
+    if record.finished and record.status != RunStatus.CANCELLED:
+        raise RunAlreadyFinished(
+            f"Run {record.run_id} already ended {record.status.value}; there is nothing to cancel.",
+            details={"run_id": record.run_id, "status": record.status.value},
+        )
+    return record
 
 
 def _known_form(run_id: str) -> None:

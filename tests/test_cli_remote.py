@@ -205,3 +205,26 @@ def test_reworded_keeps_the_class_code_status_and_details_of_any_error():
     error = reworded(MethodNotAllowed("GET", ["POST"]), "Say more.")
     assert type(error) is MethodNotAllowed and error.message == "Say more." and str(error) == "Say more."
     assert (error.code, error.status, error.details) == ("method_not_allowed", 405, {"method": "GET", "allow": "POST"})
+
+
+async def test_cancel_on_a_server_cancels_the_run(tmp_path):
+    gate = tmp_path / "gate"
+    async with served(tmp_path, authorize_run_cancel=lambda request, run: True) as (runtime, url):
+        receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
+        result = await flue_async(tmp_path, "cancel", receipt.run_id, "--url", url, "--format", "text")
+        record = await runs.get(receipt.run_id, runtime=runtime)
+    assert result.code == Exit.COMPLETED, result.stderr
+    assert result.stdout.startswith(receipt.run_id) and "cancelled" in result.stdout
+    assert record is not None and record.status == "cancelled"
+
+
+async def test_cancel_on_a_server_that_does_not_grant_it_exits_65_and_the_run_goes_on(tmp_path):
+    gate = tmp_path / "gate"
+    async with served(tmp_path) as (runtime, url):
+        receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
+        result = await flue_async(tmp_path, "cancel", receipt.run_id, "--url", url)
+        record = await runs.get(receipt.run_id, runtime=runtime)
+        gate.touch()
+    assert result.code == Exit.REJECTED
+    assert result.stderr.startswith("flue: run_cancel_denied: ")
+    assert record is not None and record.status == "running"

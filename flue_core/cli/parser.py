@@ -33,7 +33,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> Parser:
     parser = Parser(
         prog="flue",
-        description="Serve a Flue application, start workflow runs, follow their events, list runs.",
+        description="Serve a Flue application, start workflow runs, follow their events, list and cancel runs.",
         epilog="Exit codes: 0 completed, 1 failed, 2 cancelled, 64 usage, 65 rejected, 66 not found,"
         " 69 unavailable, 70 internal error, 78 configuration, 130 interrupted. See docs/cli.md.",
     )
@@ -63,6 +63,11 @@ def build_parser() -> Parser:
     logs.add_argument("--offset", default="-1", help="print events after this offset (-1: all, now: only new ones)")
     _output(logs)
     _where(logs, app=False)
+
+    cancel = commands.add_parser("cancel", help="cancel a run (wherever it executes)")
+    cancel.add_argument("run_id", metavar="RUN_ID")
+    _output(cancel)
+    _where(cancel, app=False)
 
     listing = commands.add_parser("runs", help="list runs, newest first")
     listing.add_argument("--workflow", help="only runs of this workflow")

@@ -15,7 +15,8 @@ from starlette.routing import BaseRoute, Mount, Route, request_response
 from starlette.types import Receive, Scope, Send
 
 from flue_core.errors import ConfigurationError
-from flue_core.http.authorization import RunListAuthorizer, RunReadAuthorizer
+from flue_core.http.authorization import RunCancelAuthorizer, RunListAuthorizer, RunReadAuthorizer
+from flue_core.http.cancel_route import cancel_run
 from flue_core.limits import DEFAULT_MAX_BODY_SIZE
 from flue_core.http.config import HttpConfig
 from flue_core.http.error_handling import ErrorEnvelope, http_exception
@@ -40,6 +41,7 @@ def create_app(
     authorize_run_read: RunReadAuthorizer | None = None,
     list_runs_enabled: bool = False,
     authorize_run_list: RunListAuthorizer | None = None,
+    authorize_run_cancel: RunCancelAuthorizer | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     wait_timeout: float | None = None,
     stream_options: ReadOptions | None = None,
@@ -47,7 +49,7 @@ def create_app(
     middleware: Sequence[Middleware] = (),
 ) -> Starlette:
     """The HTTP surface of ``runtime``: ``POST /workflows/{name}``, ``GET|HEAD /runs/{run_id}``,
-    when ``list_runs_enabled`` ``GET /runs``, and with ``streams`` a general Durable Streams server
+    ``POST /runs/{run_id}/cancel``, when ``list_runs_enabled`` ``GET /runs``, and with ``streams`` a general Durable Streams server
     over that store at ``/streams/{path}`` (:func:`~flue_core.streams.server.streams_app`).
 
     Lifetime: by default the host owns the runtime and opens it (``async with runtime:``), for example
@@ -61,7 +63,8 @@ def create_app(
 
     Run reads are refused unless ``authorize_run_read(request, run)`` or a ``flue_authorize_run_read``
     hook grants them; likewise the listing with ``authorize_run_list(request)`` /
-    ``flue_authorize_run_list``. Request bodies larger than ``max_body_size`` bytes are refused while
+    ``flue_authorize_run_list``; cancelling, to callers granted reading the run, with
+    ``authorize_run_cancel(request, run)`` / ``flue_authorize_run_cancel``. Request bodies larger than ``max_body_size`` bytes are refused while
     being read. ``?wait=result`` waits at most ``wait_timeout`` seconds (``None``: until the run ends).
     ``stream_options`` tunes stream reads, of runs and of ``streams`` (long-poll timeout, SSE
     heartbeat and duration...). ``middleware`` is Starlette middleware around every route, the stream
@@ -77,10 +80,13 @@ def create_app(
     check_route_middleware([wf for wf in runtime.registry if wf.http])
     if streams is not None and not isinstance(streams, StreamStore):
         raise ConfigurationError(f"streams must be a StreamStore or None, not {streams!r}.")
-    config = HttpConfig(runtime, max_body_size, wait_timeout, authorize_run_read, authorize_run_list, stream_options)
+    config = HttpConfig(
+        runtime, max_body_size, wait_timeout, authorize_run_read, authorize_run_list, stream_options, authorize_run_cancel
+    )
     routes: list[BaseRoute] = [
         Route("/workflows/{name}", _endpoint(config, post_workflow), name="flue:workflow"),
         Route("/runs/{run_id}", _endpoint(config, read_run), name="flue:run"),
+        Route("/runs/{run_id}/cancel", _endpoint(config, cancel_run), name="flue:cancel"),
     ]
     if list_runs_enabled:
         routes.append(Route("/runs", _endpoint(config, list_runs), name="flue:runs"))

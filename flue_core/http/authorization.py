@@ -1,8 +1,10 @@
-"""Who may read runs and list them over HTTP: the app's callable first, then plugin hooks, else no.
+"""Who may read, list and cancel runs over HTTP: the app's callable first, then plugin hooks, else no.
 
-Both decisions are closed by default. A run id is not a credential, so an application opts in by
-passing ``authorize_run_read=`` / ``authorize_run_list=`` to :func:`~flue_core.http.create_app` or by
-implementing ``flue_authorize_run_read`` / ``flue_authorize_run_list`` in a plugin.
+Every decision is closed by default. A run id is not a credential, so an application opts in by
+passing ``authorize_run_read=`` / ``authorize_run_list=`` / ``authorize_run_cancel=`` to
+:func:`~flue_core.http.create_app` or by implementing ``flue_authorize_run_read`` /
+``flue_authorize_run_list`` / ``flue_authorize_run_cancel`` in a plugin. Cancelling is asked only of
+callers already granted reading the run: a reader is not necessarily allowed to cancel.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from flue_core.plugins import first_answer
 
 #: ``(request, run) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
 RunReadAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
+#: ``(request, run) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
+RunCancelAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
 #: ``(request) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
 RunListAuthorizer = Callable[[Request], "bool | None | Awaitable[bool | None]"]
 
@@ -29,6 +33,13 @@ async def may_read_run(
 ) -> bool:
     """``True`` only when the app's callable or, if it abstains, a ``flue_authorize_run_read`` grants."""
     return await _decide("flue_authorize_run_read", own, hook, request=request, run=run)
+
+
+async def may_cancel_run(
+    own: RunCancelAuthorizer | None, hook: pluggy.HookCaller, request: Request, run: RunRecord
+) -> bool:
+    """``True`` only when the app's callable or, if it abstains, a ``flue_authorize_run_cancel`` grants."""
+    return await _decide("flue_authorize_run_cancel", own, hook, request=request, run=run)
 
 
 async def may_list_runs(own: RunListAuthorizer | None, hook: pluggy.HookCaller, request: Request) -> bool:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from flue_core.http.authorization import RunListAuthorizer, RunReadAuthorizer
+from flue_core.http.authorization import RunCancelAuthorizer, RunListAuthorizer, RunReadAuthorizer
 from flue_core.public_url import run_url
 from flue_core.runtime import Runtime, current_runtime
 
@@ -23,6 +23,7 @@ class HttpConfig:
     authorize_run_read: RunReadAuthorizer | None
     authorize_run_list: RunListAuthorizer | None
     stream_options: ReadOptions | None
+    authorize_run_cancel: RunCancelAuthorizer | None = None
 
     def open_runtime(self) -> Runtime:
         """The runtime, which must be open (else :class:`~flue_core.errors.RuntimeNotRunning`, 503)."""
