@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from pydantic import BaseModel
 
-from flue_core import RunContext, runs, workflow
+from echo_app import echo, echo_dict, tree
+from flue_core import runs
 from flue_core.limits import MAX_DEPTH
 from http_served import STORES, error_of, local_target, served
 
@@ -22,25 +20,6 @@ def anyio_backend() -> str:
 @pytest.fixture(params=STORES)
 def make_target(request, tmp_path):
     return lambda: local_target(request.param, tmp_path)
-
-
-class Node(BaseModel):
-    child: Node | None = None
-
-
-@workflow(name="echo", http=True)
-async def echo(ctx: RunContext, input: Any) -> Any:
-    return input
-
-
-@workflow(name="echo-dict", http=True)
-async def echo_dict(ctx: RunContext, input: dict) -> Any:
-    return input
-
-
-@workflow(name="tree", http=True)
-async def tree(ctx: RunContext, input: Node) -> Any:
-    return input
 
 
 WORKFLOWS = [echo, echo_dict, tree]

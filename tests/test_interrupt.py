@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 import interrupt_app
-from flue_core import RunStatus, Runtime, runs, workflows
+from flue_core import RunStatus, runs, workflows
 
 pytestmark = pytest.mark.anyio
 

@@ -23,7 +23,8 @@ from anyio.from_thread import start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flue_core import InputNotSerializable, RunContext, Runtime, runs, workflow, workflows
+from echo_app import echo, echo_dict, quick
+from flue_core import InputNotSerializable, Runtime, runs, workflows
 from flue_core.errors import InvalidKey
 from flue_core.http import create_app, serve
 from flue_core.limits import MAX_DEPTH
@@ -38,22 +39,6 @@ PROFILE = settings(
     derandomize=os.environ.get("CI") == "true",
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-@workflow(name="echo", http=True)
-async def echo(ctx: RunContext, input: Any) -> Any:
-    return input
-
-
-@workflow(name="echo-dict", http=True)
-async def echo_dict(ctx: RunContext, input: dict) -> Any:
-    return input
-
-
-@workflow(name="quick", http=True)
-async def quick(ctx: RunContext) -> str:
-    ctx.emit("note", {"text": "hello"})
-    return "quick"
 
 
 WORKFLOWS = [echo, echo_dict, quick]
