@@ -82,59 +82,84 @@ def _refuse_non_finite(value: Any, path: str) -> None:
             pending.extend(item)
 
 
-def _copy(value: Any, path: str, active: set[int], depth: int) -> Any:
-    if isinstance(value, str):
-        if not is_text(value):
-            raise NotJSON(path, "is not valid Unicode (it holds a lone surrogate)")
+def _copy(value: Any, where: Any, active: set[int], depth: int) -> Any:
+    # ``where`` is the snapshot's label or ``(parent where, key or index)``: it is made into a path
+    # string only for an error, so copying pays no formatting per member.
+    kind = type(value)
+    if kind is str:
+        if not (value.isascii() or is_text(value)):
+            raise NotJSON(_path(where), "is not valid Unicode (it holds a lone surrogate)")
         return value
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
+    if kind is int:
         if value.bit_length() > _SMALL_INT_BITS:
-            try:
-                str(value)
-            except ValueError:
-                raise NotJSON(path, f"is an integer of more than {sys.get_int_max_str_digits()} digits") from None
+            _check_digits(value, where)
         return value
-    if isinstance(value, float):
+    if value is None or kind is bool:
+        return value
+    if kind is float:
         if not math.isfinite(value):
-            raise NotJSON(path, "must be a finite number")
+            raise NotJSON(_path(where), "must be a finite number")
         return value
-    if isinstance(value, BaseModel):
-        return _copy(json_form(value.model_dump, path), path, active, depth)
-    if isinstance(value, dict):
+    if kind is dict or (kind is not list and isinstance(value, dict)):
         if depth >= MAX_DEPTH:
-            raise too_deep(path)
+            raise too_deep(_path(where))
         marker = id(value)
         if marker in active:
-            raise NotJSON(path, "contains a reference cycle")
+            raise NotJSON(_path(where), "contains a reference cycle")
         active.add(marker)
         copied = {}
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise NotJSON(path, f"has a non-string key {_shown(key)}")
-            if not is_text(key):
-                raise NotJSON(f"{path}[{ascii(key)}]", "is a key that is not valid Unicode (it holds a lone surrogate)")
-            copied[key] = _copy(item, _key_path(path, key), active, depth + 1)
+            if type(key) is not str and not isinstance(key, str):
+                raise NotJSON(_path(where), f"has a non-string key {_shown(key)}")
+            if not (key.isascii() or is_text(key)):
+                raise NotJSON(_path((where, key)), "is a key that is not valid Unicode (it holds a lone surrogate)")
+            copied[key] = _copy(item, (where, key), active, depth + 1)
         active.discard(marker)
         return copied
-    if isinstance(value, (list, tuple)):
+    if kind is list or isinstance(value, (list, tuple)):
         if depth >= MAX_DEPTH:
-            raise too_deep(path)
+            raise too_deep(_path(where))
         marker = id(value)
         if marker in active:
-            raise NotJSON(path, "contains a reference cycle")
+            raise NotJSON(_path(where), "contains a reference cycle")
         active.add(marker)
-        copied_list = [_copy(item, f"{path}[{i}]", active, depth + 1) for i, item in enumerate(value)]
+        copied_list = [_copy(item, (where, i), active, depth + 1) for i, item in enumerate(value)]
         active.discard(marker)
         return copied_list
-    raise NotJSON(path, f"must not contain {type(value).__name__} values")
+    if isinstance(value, str):  # subclasses of the JSON types (an enum.StrEnum, an IntEnum...)
+        return _copy(str(value), where, active, depth)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return _copy(int(value), where, active, depth)
+    if isinstance(value, float):
+        return _copy(float(value), where, active, depth)
+    if isinstance(value, BaseModel):
+        path = _path(where)
+        return _copy(json_form(value.model_dump, path), where, active, depth)
+    raise NotJSON(_path(where), f"must not contain {type(value).__name__} values")
 
 
-def _key_path(path: str, key: str) -> str:
-    # Paths travel in error messages and HTTP envelopes: a key that is not plain printable ASCII is
-    # shown escaped, so the path itself is always valid (and readable) text.
-    return f"{path}.{key}" if key.isascii() and key.isprintable() else f"{path}[{ascii(key)}]"
+def _check_digits(value: int, where: Any) -> None:
+    try:
+        str(value)
+    except ValueError:
+        raise NotJSON(_path(where), f"is an integer of more than {sys.get_int_max_str_digits()} digits") from None
+
+
+def _path(where: Any) -> str:
+    """``input.items[2]``; a key that is not plain printable ASCII is shown escaped (``input['\\x00']``),
+    so a path is always valid, readable text (paths travel in messages and HTTP envelopes)."""
+    parts: list[str] = []
+    while isinstance(where, tuple):
+        where, key = where
+        if isinstance(key, int):
+            parts.append(f"[{key}]")
+        elif key.isascii() and key.isprintable():
+            parts.append(f".{key}")
+        else:
+            parts.append(f"[{ascii(key)}]")
+    return str(where) + "".join(reversed(parts))
 
 
 def _shown(key: Any) -> str:
@@ -182,6 +207,21 @@ def event_snapshot(value: Any, label: str) -> Any:
     """:func:`snapshot` of event data, also refused past :data:`~flue_core.limits.MAX_EVENT_SIZE`
     bytes of JSON."""
     copied = snapshot(value, label)
-    if encoded_size(copied) > MAX_EVENT_SIZE:
+    if not _surely_small(copied) and encoded_size(copied) > MAX_EVENT_SIZE:
         raise NotJSON(label, f"is larger than {MAX_EVENT_SIZE} bytes of JSON")
     return copied
+
+
+def _surely_small(value: Any) -> bool:
+    """Whether ``value`` is a flat object too small to approach MAX_EVENT_SIZE, so that the common
+    event need not be encoded to be measured: at most 64 members, keys and strings of at most 1024
+    characters (6 bytes each once escaped), integers of at most 4300 digits — under 800 KiB in all."""
+    if type(value) is not dict or len(value) > 64:
+        return type(value) is str and len(value) <= 1024
+    for key, item in value.items():
+        if len(key) > 1024:
+            return False
+        kind = type(item)
+        if (kind is str and len(item) > 1024) or kind is dict or kind is list:
+            return False
+    return True
