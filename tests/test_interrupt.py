@@ -4,6 +4,7 @@ promptly, closes the store (no connection thread keeps the interpreter alive) an
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -126,19 +127,38 @@ def connection_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if "connection_worker" in t.name]
 
 
-async def test_a_runtime_cancelled_by_its_host_closes_its_store_and_ends_its_runs(tmp_path):
+@pytest.mark.parametrize("how", ["asyncio-task-cancel", "anyio-cancel-scope"])
+async def test_a_runtime_cancelled_by_its_host_closes_its_store_and_ends_its_runs(tmp_path, how):
+    """A host's own cancellation: asyncio's ``task.cancel()`` (what ``asyncio.run`` does on Ctrl-C,
+    and ``asyncio.wait_for`` on a timeout), delivered at every await, or an anyio cancel scope."""
     ready = tmp_path / "ready"
     before = connection_threads()
     runtime = interrupt_app.runtime(str(tmp_path / "flue.db"), grace=0.1)
-    with anyio.move_on_after(10) as host:
+    started: list[str] = []
+
+    async def host() -> None:
         async with runtime:
-            receipt = await workflows.start(interrupt_app.sleeper, input={"ready": str(ready), "seconds": 3600})
-            while not ready.exists():
-                await anyio.sleep(0.01)
-            host.cancel()
+            started.append((await workflows.start(interrupt_app.sleeper, input={"ready": str(ready), "seconds": 3600})).run_id)
             await anyio.sleep_forever()
-    assert connection_threads() == before
+
+    if how == "asyncio-task-cancel":
+        task = asyncio.get_running_loop().create_task(host())
+        while not ready.exists():
+            await anyio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        with anyio.move_on_after(10) as scope:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(host)
+                while not ready.exists():
+                    await anyio.sleep(0.01)
+                scope.cancel()
+    for thread in set(connection_threads()) - set(before):
+        thread.join(timeout=2)  # the store's close returns as its thread is leaving: let it leave
+        assert not thread.is_alive(), "the store's connection thread was left running"
     async with interrupt_app.runtime(str(tmp_path / "flue.db"), grace=0.1):
-        record = await runs.get(receipt.run_id)
+        record = await runs.get(started[0])
     assert record is not None and record.status == RunStatus.FAILED
     assert record.error is not None and record.error.code == "run_interrupted"
