@@ -18,15 +18,16 @@ from flue_core.errors import (
     InvalidSchedule,
     SchedulingFailed,
 )
+from flue_core.limits import MAX_KEY_LENGTH
 from flue_core.models import RunError, RunReceipt, RunRecord, RunStatus, format_timestamp, utc_now
 from flue_core.plugins import call_each, first_answer, has_implementations, notify
+from flue_core.snapshot import is_text
 from flue_core.store import NewEvent, NewRun, Outcome
 
 if TYPE_CHECKING:
     from flue_core.runtime import Runtime
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-MAX_KEY_LENGTH = 256
 #: The furthest a delayed start may lie ahead: about ten years.
 MAX_DELAY = 10 * 366 * 24 * 3600.0
 
@@ -72,8 +73,10 @@ async def admit(
     """
     wf = runtime.registry.resolve(workflow)
     snapshot = wf.snapshot_input(input)
-    if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH):
-        raise InvalidKey(f"An idempotency key must be a non-empty string of at most {MAX_KEY_LENGTH} characters.")
+    if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH and is_text(key)):
+        raise InvalidKey(
+            f"An idempotency key must be a non-empty string of valid Unicode, at most {MAX_KEY_LENGTH} characters."
+        )
     start_at = start_time(at, delay)
     hook = runtime.pm.hook
     request = AdmissionRequest(wf, snapshot, key, source, principal, parent_run_id, start_at)

@@ -29,8 +29,9 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from pydantic import ValidationError
 
 import flue_core.http.errors  # noqa: F401  (its classes are among those an envelope's code names)
-from flue_core.errors import ConfigurationError, FlueError
+from flue_core.errors import ConfigurationError, FlueError, InputNotSerializable
 from flue_core.models import Event, RunPage, RunReceipt, RunRecord, RunStatus
+from flue_core.snapshot import NotJSON, dumps, snapshot
 
 Headers = Mapping[str, str] | Callable[[], Mapping[str, str]]
 LiveMode = Literal["long-poll", "sse"]
@@ -127,7 +128,13 @@ class FlueClient:
         headers = {"idempotency-key": key} if key is not None else {}
         content = None
         if input is not None:
-            content = json.dumps(input, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+            try:  # the server's own definition of a value, checked before anything is sent
+                content = dumps(snapshot(input, "input")).encode("utf-8")
+            except NotJSON as exc:
+                raise InputNotSerializable(
+                    f"Input of workflow {workflow!r} is not JSON: {exc}",
+                    details={"workflow": workflow, "path": exc.path, "reason": exc.reason},
+                ) from None
             headers["content-type"] = "application/json"
         response = await self._send("POST", f"/workflows/{quote(workflow, safe='')}", content=content, headers=headers)
         return self._parse(RunReceipt, response)
@@ -135,6 +142,13 @@ class FlueClient:
     async def get(self, run_id: str) -> RunRecord:
         """``GET /runs/{run_id}?meta``: the run's record. Raises ``RunNotFound`` (also when unreadable)."""
         response = await self._send("GET", self._run_path(run_id), params={"meta": ""}, may_retry=True)
+        return self._parse(RunRecord, response)
+
+    async def cancel(self, run_id: str) -> RunRecord:
+        """``POST /runs/{run_id}/cancel``: cancel the run and return its record — ``cancelled``, or
+        still going with ``cancel_requested`` while it stops. Raises ``RunNotFound`` (also when
+        unreadable), ``CancelDenied``, ``RunFinished`` (it completed or failed first)."""
+        response = await self._send("POST", self._run_path(run_id) + "/cancel", may_retry=True)  # idempotent
         return self._parse(RunRecord, response)
 
     async def list(

@@ -12,7 +12,7 @@ from flue_core import durable
 from flue_core.attempt import AttemptControl
 from flue_core.errors import InvalidEvent
 from flue_core.models import RunReceipt
-from flue_core.snapshot import NotJSON, snapshot
+from flue_core.snapshot import NotJSON, event_snapshot
 
 if TYPE_CHECKING:
     from flue_core.definition import Workflow
@@ -55,7 +55,7 @@ class RunLog:
         self._logger.log(
             logging.getLevelName(level.upper()), "%s %s", self._ctx.run_id, message, extra={"flue_run_id": self._ctx.run_id}
         )
-        data: dict[str, Any] = {"level": level, "message": str(message)}
+        data: dict[str, Any] = {"level": level, "message": _json(str(message), "log message")}
         if attributes:
             data["attributes"] = _json(attributes, "log attributes")
         self._ctx._write("log", data)
@@ -212,6 +212,6 @@ class RunContext:
 
 def _json(value: Any, label: str) -> Any:
     try:
-        return snapshot(value, label)
+        return event_snapshot(value, label)
     except NotJSON as exc:
-        raise InvalidEvent(f"{exc}") from None
+        raise InvalidEvent(f"{exc}", details={"path": exc.path, "reason": exc.reason}) from None

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from flue_core.cron import check_cron
 from flue_core.errors import (
@@ -22,7 +22,7 @@ from flue_core.errors import (
     validation_errors,
 )
 from flue_core.signals import check_signal_name
-from flue_core.snapshot import NotJSON, snapshot
+from flue_core.snapshot import NotJSON, json_form, snapshot
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _NO_INPUT = object()
@@ -77,27 +77,24 @@ class Workflow:
         assert self._adapter is not None
         if value is None:
             value = {}
-        if not (isinstance(self.input_type, type) and isinstance(value, self.input_type)):
-            try:
-                value = snapshot(value, "input")
-            except NotJSON as exc:
-                raise InputNotSerializable(
-                    f"Input of workflow {self.name!r} is not JSON: {exc}",
-                    details={"workflow": self.name, "path": exc.path},
-                ) from None
+        adapter = self._adapter
         try:
-            parsed = self._adapter.validate_python(value)
-        except ValidationError as exc:
-            raise InvalidInput(
-                f"Input of workflow {self.name!r} is invalid: {exc.error_count()} problem(s).",
-                details={"workflow": self.name, "errors": validation_errors(exc)},
-            ) from None
-        try:  # validation may coerce "NaN" or "1e999" into floats JSON cannot carry
-            return snapshot(self._adapter.dump_python(parsed, mode="json"), "input")
+            if not (isinstance(value, BaseModel) and _is_model_type(self.input_type) and isinstance(value, self.input_type)):
+                value = snapshot(value, "input")  # plain values are refused before validation sees them
+            try:
+                parsed = adapter.validate_python(value)
+            except ValidationError as exc:
+                raise InvalidInput(
+                    f"Input of workflow {self.name!r} is invalid: {exc.error_count()} problem(s).",
+                    details={"workflow": self.name, "errors": validation_errors(exc)},
+                ) from None
+            # Validation may coerce "NaN" or "1e999" into floats JSON cannot carry, which pydantic's
+            # JSON form would turn into null inside dict, list and Any fields: json_form refuses them.
+            return snapshot(json_form(lambda mode: adapter.dump_python(parsed, mode=mode), "input"), "input")
         except NotJSON as exc:
             raise InputNotSerializable(
                 f"Input of workflow {self.name!r} is not JSON: {exc}",
-                details={"workflow": self.name, "path": exc.path},
+                details={"workflow": self.name, "path": exc.path, "reason": exc.reason},
             ) from None
 
     def parse_input(self, stored: Any) -> Any:
@@ -106,6 +103,10 @@ class Workflow:
             return None
         assert self._adapter is not None
         return self._adapter.validate_python(stored)
+
+
+def _is_model_type(input_type: Any) -> bool:
+    return isinstance(input_type, type) and issubclass(input_type, BaseModel)
 
 
 def workflow(

@@ -23,7 +23,7 @@ from flue_core.attempt import AttemptControl, Lost
 from flue_core.errors import InvalidSignal, RunCancelled, RunFailed, SignalTimeout, StepError, StepTimeout
 from flue_core.models import RunReceipt, RunRecord, RunStatus, WaitingFor, format_timestamp, parse_timestamp, utc_now
 from flue_core.signals import check_signal_name
-from flue_core.snapshot import NotJSON, dumps, snapshot
+from flue_core.snapshot import NotJSON, dumps, is_text, snapshot
 
 if TYPE_CHECKING:
     from flue_core.definition import Workflow
@@ -237,8 +237,8 @@ async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
 
 
 def _check_step(name: str, fn: Any, retries: Any, timeout: Any, backoff: Any) -> None:
-    if not isinstance(name, str) or not name or len(name) > MAX_STEP_NAME or name.startswith("#") or "#" in name:
-        raise StepError(f"A step needs a name of 1-{MAX_STEP_NAME} characters without '#', not {name!r}.")
+    if not isinstance(name, str) or not name or len(name) > MAX_STEP_NAME or "#" in name or not is_text(name):
+        raise StepError(f"A step needs a name of 1-{MAX_STEP_NAME} characters of valid Unicode without '#', not {name!r}.")
     if not callable(fn):
         raise StepError(f"Step {name!r}: {fn!r} is not callable.")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:

@@ -108,7 +108,9 @@ class UnexpectedInput(InvalidInput):
 
 
 class InputNotSerializable(InvalidInput):
-    """The input holds a value JSON cannot carry (bytes, sets, NaN, objects, cycles...)."""
+    """The input holds a value JSON cannot carry (bytes, sets, NaN or infinities, strings that are not
+    valid Unicode, objects, cycles, nesting deeper than ``flue_core.limits.MAX_DEPTH``...).
+    ``details["path"]`` locates it and ``details["reason"]`` says what is wrong."""
 
     code = "input_not_json"
 
@@ -126,7 +128,7 @@ class RateLimited(AdmissionDenied):
 
 
 class InvalidKey(AdmissionError):
-    """The idempotency key is not a non-empty string of at most 256 characters."""
+    """The idempotency key is not a non-empty string of valid Unicode of at most 256 characters."""
 
     code = "invalid_key"
 
@@ -164,8 +166,8 @@ class RunNotFound(FlueError):
 
 
 class RunFinished(FlueError):
-    """The run has ended, so it cannot take what was sent (a signal, say). ``details["status"]``
-    is its final status."""
+    """The run has ended, so it cannot take what was asked: a signal, or a cancel over HTTP or from
+    ``flue cancel`` of a run that ended otherwise than cancelled. ``details["status"]`` is how it ended."""
 
     code = "run_finished"
     status = 409
@@ -246,6 +248,14 @@ class RunCancelled(FlueError):
 
     code = "run_cancelled"
     status = 409
+
+
+class CancelDenied(FlueError):
+    """The caller may read the run but was not granted cancelling it (``authorize_run_cancel`` /
+    ``flue_authorize_run_cancel``; cancelling is closed by default)."""
+
+    code = "run_cancel_denied"
+    status = 403
 
 
 class StepError(FlueError):

@@ -169,6 +169,18 @@ def flue_authorize_run_read(request: Request, run: RunRecord) -> bool | None:
 
 
 @hookspec
+def flue_authorize_run_cancel(request: Request, run: RunRecord) -> bool | None:
+    """May this HTTP request cancel ``run`` (``POST /runs/<id>/cancel``)?
+
+    Asked only after the request was granted reading the run (``flue_authorize_run_read``): a caller
+    that may not read a run gets the same 404 ``run_not_found`` as for an unknown run, and is never
+    asked about here. Reading does not imply cancelling: the first answer that is not ``None`` wins,
+    ``True`` grants, ``False`` refuses, and no answer refuses, with 403 ``run_cancel_denied``. Return
+    a ``bool``; any other answer is a configuration error (500).
+    """
+
+
+@hookspec
 def flue_authorize_run_list(request: Request) -> bool | None:
     """May this HTTP request list runs (``GET /runs``, only when the app enables listing, and the
     dashboard's runs page)?

@@ -25,6 +25,7 @@ _AWAITED_HOOKS = (
     "flue_event_emitted",
     "flue_authorize_run_read",
     "flue_authorize_run_list",
+    "flue_authorize_run_cancel",
 )
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from flue_core import signals
+from flue_core import arguments, signals
 from flue_core.cursors import decode_cursor, encode_cursor
-from flue_core.errors import InvalidQuery, RunCancelled, RunFailed, RunNotFinished, RunNotFound
+from flue_core.errors import RunCancelled, RunFailed, RunFinished, RunNotFinished, RunNotFound
 from flue_core.execution import finish_run
+from flue_core.limits import MAX_LIST_LIMIT
 from flue_core.models import Event, RunPage, RunRecord, RunStatus, SignalReceipt, utc_now
 from flue_core.offsets import parse_offset
 from flue_core.runtime import Runtime, current_runtime
@@ -19,7 +21,6 @@ from flue_core.store import Outcome, RunQuery, RunStore
 if TYPE_CHECKING:
     from flue_core.streams.store import StreamStore
 
-MAX_LIST_LIMIT = 1000
 READ_PAGE = 1000
 #: How long a waiting reader trusts change notifications before looking at the store again. Stores
 #: shared between processes only hear of their own writes, so they are looked at more often.
@@ -33,42 +34,49 @@ def recheck_interval(store: RunStore | StreamStore) -> float:
 
 
 async def get(run_id: str, *, runtime: Runtime | None = None) -> RunRecord | None:
-    """The run's record, or ``None`` if no such run exists."""
-    return await current_runtime(runtime).target.store.get(run_id)
+    """The run's record, or ``None`` if no such run exists (or ``run_id`` cannot name one)."""
+    store = current_runtime(runtime).target.store
+    return await store.get(run_id) if arguments.is_run_id(run_id) else None
 
 
 async def list(
     *,
     workflow: str | None = None,
     status: RunStatus | str | None = None,
-    limit: int = 50,
+    limit: int | str = 50,
     cursor: str | None = None,
     parent: str | None = None,
     runtime: Runtime | None = None,
 ) -> RunPage:
     """Runs newest first, optionally of one workflow and/or status, ``limit`` (1-1000) per page;
-    with ``parent``, only the child runs of that run.
+    with ``parent``, only the child runs of that run. Arguments are parsed by :func:`list_query` (a
+    query string's text is accepted as it is).
 
     Pass the page's ``next_cursor`` to get the next page; a cursor not made by this function raises
     :class:`~flue_core.errors.InvalidCursor`.
     """
-    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
-        raise InvalidQuery(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}.", details={"limit": limit})
-    if status is not None:
-        try:
-            status = RunStatus(status)
-        except ValueError:
-            raise InvalidQuery(
-                f"Unknown status {status!r}; use one of {', '.join(s.value for s in RunStatus)}.",
-                details={"status": status},
-            ) from None
-    after = decode_cursor(cursor) if cursor is not None else None
+    query = list_query(workflow=workflow, status=status, limit=limit, cursor=cursor, parent=parent)
     store = current_runtime(runtime).target.store
-    query = RunQuery(workflow=workflow, status=status, limit=limit + 1, after=after, parent=parent)
-    records = await store.list(query)
-    more = len(records) > limit
-    records = records[:limit]
+    records = await store.list(replace(query, limit=query.limit + 1))
+    more = len(records) > query.limit
+    records = records[: query.limit]
     return RunPage(runs=records, next_cursor=encode_cursor(records[-1]) if more else None)
+
+
+def list_query(
+    *, workflow: Any = None, status: Any = None, limit: Any = 50, cursor: Any = None, parent: Any = None
+) -> RunQuery:
+    """The one parser of a listing's arguments, for ``runs.list`` and ``GET /runs`` alike: ``limit``
+    an integer (or its text) from 1 to ``MAX_LIST_LIMIT``, ``status`` a :class:`RunStatus` value,
+    ``workflow`` a workflow name, ``cursor`` one this listing returned, ``parent`` a run id. Raises
+    :class:`InvalidQuery` or :class:`~flue_core.errors.InvalidCursor`."""
+    return RunQuery(
+        workflow=arguments.workflow_name(workflow),
+        status=arguments.status(status),
+        limit=arguments.integer("limit", limit, minimum=1, maximum=MAX_LIST_LIMIT),
+        after=None if cursor is None else decode_cursor(cursor),
+        parent=arguments.run_id_filter("parent", parent),
+    )
 
 
 async def result(run_id: str, *, timeout: float | None = None, runtime: Runtime | None = None) -> Any:
@@ -93,6 +101,8 @@ async def wait(run_id: str, *, timeout: float | None = None, runtime: Runtime | 
     """Wait until the run has ended and return its final record (whatever the outcome)."""
     rt = current_runtime(runtime)
     store = rt.target.store
+    timeout = arguments.seconds("timeout", timeout)
+    _known_form(run_id)
     with rt.changes.watch(run_id) as watch, anyio.move_on_after(timeout):
         while True:
             record = await store.get(run_id)
@@ -115,6 +125,7 @@ async def events(
     rt = current_runtime(runtime)
     store = rt.target.store
     after = parse_offset(offset)
+    _known_form(run_id)
     recheck = recheck_interval(store)
     with rt.changes.watch(run_id) as watch:
         page = await store.read(run_id, after, READ_PAGE)
@@ -142,6 +153,8 @@ async def cancel(run_id: str, *, wait_for: float = 5.0, runtime: Runtime | None 
     and theirs. Returns the record after up to ``wait_for`` seconds of waiting for the end.
     Cancelling an ended run changes nothing."""
     rt = current_runtime(runtime)
+    wait_for = arguments.seconds("wait_for", wait_for)
+    _known_form(run_id)
     record = await _cancel_tree(rt, run_id)
     if record is None:
         raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
@@ -198,3 +211,20 @@ def signal_sync(run_id: str, name: str, data: Any = None, *, key: str | None = N
     """:func:`signal` for sync code on another thread than the runtime's event loop."""
     rt = current_runtime(runtime)
     return rt.call_sync(signals.send, rt, run_id, name, data, key)
+
+
+def refuse_finished(record: RunRecord) -> RunRecord:
+    """``record`` after a cancel, unless the run had ended otherwise than ``cancelled``: then
+    :class:`RunFinished` (what ``POST /runs/<id>/cancel`` and ``flue cancel`` answer)."""
+    if record.finished and record.status != RunStatus.CANCELLED:
+        raise RunFinished(
+            f"Run {record.run_id} already ended {record.status.value}; there is nothing to cancel.",
+            details={"run_id": record.run_id, "status": record.status.value},
+        )
+    return record
+
+
+def _known_form(run_id: str) -> None:
+    """A string that cannot be a run id names no run: the same :class:`RunNotFound` as an unknown id."""
+    if not arguments.is_run_id(run_id):
+        raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": ascii(run_id)})

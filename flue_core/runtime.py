@@ -18,6 +18,7 @@ from flue_core.discovery import WorkflowRegistry, WorkflowSource, as_workflows
 from flue_core.errors import RuntimeNotRunning, SyncCallOnEventLoop
 from flue_core.models import RunReceipt, RunRecord
 from flue_core.plugins import notify, plugin_manager
+from flue_core.public_url import checked_public_url, run_url
 from flue_core.target import StoreRegistry, Target, select_target
 
 log = logging.getLogger("flue")
@@ -37,7 +38,10 @@ class Runtime:
     ``workflows`` is a list of workflows, modules or dotted package names, or ``None`` for the
     ``flue.workflows`` entry-point group. ``target`` is a target name or instance; remaining keyword
     arguments configure the target (the local target takes ``store=``, ``concurrency=``...).
-    ``stream_url`` is the template of receipts' ``stream_url``.
+    ``public_url`` is where the runtime's HTTP app is reachable (``"/flue"`` when mounted there, or
+    ``"https://api.example.com/flue"``): receipts of ``workflows.start()`` name ``<public_url>/runs/<id>``.
+    Without it, the HTTP app teaches the runtime the path it is mounted under on the first request it
+    serves; until then receipts name ``/runs/<id>`` (see :mod:`flue_core.public_url`).
     """
 
     def __init__(
@@ -47,7 +51,7 @@ class Runtime:
         target: str | Target | None = None,
         plugins: Iterable[object] = (),
         entry_points: bool = True,
-        stream_url: str = "/runs/{run_id}",
+        public_url: str | None = None,
         **target_options: Any,
     ) -> None:
         self.pm: pluggy.PluginManager = plugin_manager(plugins, entry_points=entry_points)
@@ -56,7 +60,8 @@ class Runtime:
         self.pm.hook.flue_register_stores(register=self.stores)
         self.target: Target = select_target(self.pm, target, target_options)
         self.changes = Changes()
-        self.stream_url = stream_url
+        self._public_url = checked_public_url(public_url)
+        self._learned_url: str | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._background: anyio.abc.TaskGroup | None = None
         self._context_token: contextvars.Token[Runtime | None] | None = None
@@ -120,6 +125,18 @@ class Runtime:
 
     # -- helpers for the pipeline -------------------------------------------------------------------
 
+    @property
+    def public_url(self) -> str:
+        """The base of receipts' ``stream_url``: the ``public_url`` given, else the path the HTTP app
+        was first served under, else ``""`` (the root)."""
+        return self._public_url if self._public_url is not None else self._learned_url or ""
+
+    def learn_public_url(self, root_path: str) -> None:
+        """Called by the HTTP app with the ``root_path`` of each request it serves: the first one
+        fixes the base, unless ``public_url`` was given."""
+        if self._learned_url is None and self._public_url is None:
+            self._learned_url = root_path.rstrip("/")
+
     def receipt(self, record: RunRecord) -> RunReceipt:
         return self.receipt_for(record.run_id, record.workflow)
 
@@ -127,7 +144,7 @@ class Runtime:
         return RunReceipt.model_construct(
             run_id=run_id,
             workflow=workflow,
-            stream_url=self.stream_url.format(run_id=run_id),
+            stream_url=run_url(self.public_url, run_id),
             offset="-1",
         )
 

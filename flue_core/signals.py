@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from ulid import ULID
 
 from flue_core.errors import (
@@ -17,7 +17,7 @@ from flue_core.errors import (
     validation_errors,
 )
 from flue_core.models import SignalReceipt, utc_now
-from flue_core.snapshot import NotJSON, snapshot
+from flue_core.snapshot import NotJSON, json_form, snapshot
 from flue_core.store import NewSignal
 
 if TYPE_CHECKING:
@@ -72,8 +72,10 @@ def _data(model: Any, data: Any, name: str) -> Any:
         if model is None:
             return snapshot(data, "data")
         adapter = TypeAdapter(model)
-        value = data if isinstance(model, type) and isinstance(data, model) else snapshot(data, "data")
-        return snapshot(adapter.dump_python(adapter.validate_python(value), mode="json"), "data")
+        is_model = isinstance(model, type) and issubclass(model, BaseModel)
+        value = data if is_model and isinstance(data, model) else snapshot(data, "data")
+        parsed = adapter.validate_python(value)
+        return snapshot(json_form(lambda mode: adapter.dump_python(parsed, mode=mode), "data"), "data")
     except NotJSON as exc:
         raise InvalidSignal(f"Data of signal {name!r} is not JSON: {exc}", details={"name": name, "path": exc.path}) from None
     except ValidationError as exc:

@@ -11,13 +11,26 @@ from flue_core.store import WorkerInfo
 HOST = socket.gethostname()
 
 
-def process_started(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (Linux), which tells a reused pid from the original."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` (Linux) after the command name, from the state on."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[19]
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def process_started(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (Linux), which tells a reused pid from the original."""
+    fields = _stat(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
+
+
+def process_exited(pid: int) -> bool:
+    """Whether ``pid`` has exited but is not reaped yet (a zombie, ``Z``, or being torn down, ``X``):
+    it still answers signals, yet it will never renew a lease again."""
+    fields = _stat(pid)
+    return fields is not None and bool(fields) and fields[0] in ("Z", "X")
 
 
 def this_worker(worker_id: str) -> WorkerInfo:
@@ -26,9 +39,10 @@ def this_worker(worker_id: str) -> WorkerInfo:
 
 
 def is_dead(worker: WorkerInfo, lease: float, now: float | None = None) -> bool:
-    """On this host a worker is dead exactly when its process is gone (a live process that stopped
-    renewing its lease, say stuck in a long synchronous call, is not); elsewhere, when its lease ran
-    out. A worker of this very process is judged by its lease: only its own runtime renews it."""
+    """On this host a worker is dead exactly when its process is gone: exited (a zombie its parent has
+    not reaped yet included) or its pid taken by another process. A live process that stopped renewing
+    its lease, say stuck in a long synchronous call, is not dead. Elsewhere a worker is dead when its
+    lease ran out. A worker of this very process is judged by its lease: only its own runtime renews it."""
     expired = (now if now is not None else time.time()) - worker.heartbeat_at > lease
     if worker.host != HOST:
         return expired
@@ -39,6 +53,8 @@ def is_dead(worker: WorkerInfo, lease: float, now: float | None = None) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
+        pass  # another user's process: alive unless it is a zombie or another process reused the pid
+    if process_exited(worker.pid):
+        return True
     started = process_started(worker.pid)
     return worker.pid_started is not None and started is not None and started != worker.pid_started

@@ -85,10 +85,12 @@ class SqliteStore(RunStore):
         if watch is not None:
             await watch.close()
         writer, self._writer = self._writer, None
-        if writer is not None:
-            await writer.close()
-        db, self._db = self._db, None
-        await db.close()
+        try:
+            if writer is not None:
+                await writer.close()
+        finally:  # the connection thread must end even if the writer's end was cut short
+            db, self._db = self._db, None
+            await db.close()
 
     def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._db is None:

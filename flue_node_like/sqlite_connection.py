@@ -37,7 +37,11 @@ def synchronous_mode(value: str) -> str:
 async def connect(path: Path, synchronous: str) -> aiosqlite.Connection:
     """A connection in WAL mode with the schema created or checked (``UnsupportedSchemaVersion``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = await aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
+    connecting = aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
+    # A daemon thread: a store left unclosed (its process interrupted again while shutting down)
+    # must not keep the interpreter alive. SQLite's journal makes an exit mid-transaction safe.
+    connecting._thread.daemon = True
+    db = await connecting
     try:
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute(f"PRAGMA synchronous={synchronous}")

@@ -7,6 +7,8 @@ waiting ride along with the next commit. Each batch runs in one hop to aiosqlite
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Collection
@@ -19,9 +21,13 @@ from flue_core.errors import StoreUnavailable
 from flue_core.store import ChangeListener
 from flue_node_like.sqlite_connection import in_connection_thread
 
+log = logging.getLogger("flue")
+
 #: Most operations one transaction takes; bounds the latency a batch adds.
 BATCH_LIMIT = 1024
 UNFINISHED = "('scheduled', 'queued', 'running', 'waiting')"
+#: Seconds a writer cancelled from outside keeps committing, waiting for its store to be closed.
+CANCELLED_GRACE = 5.0
 
 # An event lands only at the stream's next free position of an unfinished run: no gaps, no overwrites.
 _APPEND = (
@@ -58,8 +64,11 @@ def _apply_batch(conn: sqlite3.Connection, ops: list[_Op]) -> list[tuple[bool, A
     """Run ``ops`` in one transaction; each op's failure is confined to it.
 
     Ops rarely fail, so the batch first runs without a savepoint per op (a third of the statements of
-    a typical batch); if one raises, that transaction is rolled back and the batch runs again with
-    each op in its own savepoint. Ops only touch the connection, so running one twice is safe.
+    a typical batch), with consecutive event rows in one statement; if anything raises, that
+    transaction is rolled back and the batch runs again with each op in its own savepoint, and the
+    rows of an op that fails are tried one by one: a row that cannot be stored is dropped alone (and
+    logged), so one run's bad event never costs another run its writes. Ops only touch the
+    connection, so running one twice is safe.
     """
     try:
         return _run_batch(conn, ops, isolated=False)
@@ -74,15 +83,20 @@ def _run_batch(conn: sqlite3.Connection, ops: list[_Op], *, isolated: bool) -> l
         position = 0
         while position < len(ops):
             op = ops[position]
+            position += 1
+            if op.rows is not None and isolated:
+                _append_isolated(conn, op.rows)
+                continue
             if op.rows is not None:
                 rows = list(op.rows)
-                position += 1
                 while position < len(ops) and ops[position].rows is not None:
                     rows.extend(ops[position].rows)  # type: ignore[arg-type]
                     position += 1
-                conn.executemany(_APPEND, rows)
+                try:
+                    conn.executemany(_APPEND, rows)
+                except Exception as exc:
+                    raise _OpFailed from exc
                 continue
-            position += 1
             if not isolated:
                 try:
                     outcomes.append((True, op.apply(conn)))  # type: ignore[misc]
@@ -103,6 +117,27 @@ def _run_batch(conn: sqlite3.Connection, ops: list[_Op], *, isolated: bool) -> l
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _append_isolated(conn: sqlite3.Connection, rows: list[tuple[str, int, str]]) -> None:
+    conn.execute("SAVEPOINT rows")
+    try:
+        conn.executemany(_APPEND, rows)
+        conn.execute("RELEASE rows")
+        return
+    except Exception:
+        conn.execute("ROLLBACK TO rows")
+        conn.execute("RELEASE rows")
+    for row in rows:
+        conn.execute("SAVEPOINT row")
+        try:
+            conn.execute(_APPEND, row)
+            conn.execute("RELEASE row")
+        except Exception as exc:
+            conn.execute("ROLLBACK TO row")
+            conn.execute("RELEASE row")
+            # Later events of this run find a gap and are dropped too (streams never have holes).
+            log.error("flue: event %s of run %s could not be stored and was dropped: %s", row[1], row[0], exc)
 
 
 class BatchWriter:
@@ -142,12 +177,35 @@ class BatchWriter:
         self._wake.set()
 
     async def close(self) -> None:
-        """Commit everything queued, then stop."""
+        """Commit everything queued, then stop. Returns also when the write loop was cancelled from
+        outside (an event loop shutting down cancels every task): what it left is failed, not awaited."""
         self._closing = True
         self._wake.set()
-        await self._task
+        await asyncio.wait([self._task])
+        if not self._task.cancelled() and self._task.exception() is not None:
+            raise self._task.exception()  # type: ignore[misc]
 
     async def _write_loop(self) -> None:
+        try:
+            try:
+                await self._write_all()
+            except asyncio.CancelledError:
+                # Only an event loop shutting down cancels this task (asyncio cancels every task, say
+                # on a second Ctrl-C) while the store's owner may still be ending its runs: keep
+                # committing until close(), for a bounded time, so those ends are not lost.
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CANCELLED_GRACE):
+                        await self._write_all()
+        finally:  # nobody will commit what is still queued: its waiters get an error, not a hang
+            self._closing = True
+            failure = StoreUnavailable(f"The SQLite store {self._path} stopped writing.")
+            while self._ops:
+                op = self._ops.popleft()
+                if op.future is not None and not op.future.done():
+                    op.future.set_exception(failure)
+
+    async def _write_all(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()

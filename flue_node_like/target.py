@@ -158,18 +158,30 @@ class LocalTarget(Target):
         self._closing = True
         assert self._send is not None and self._executor is not None
         self._send.close()
-        # Shielded: a host whose own shutdown is a cancellation still gets the grace period, and this
-        # method still reaches the task group's exit below (which must happen outside this scope).
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self.shutdown_grace):
-            while self._executor.running:
-                await anyio.sleep(0.02)
         tasks, self._tasks = self._tasks, None
-        tasks.cancel_scope.cancel()  # runs still going are handed back or ended by the executor
-        await tasks.__aexit__(None, None, None)
-        with anyio.CancelScope(shield=True):
+        executor = self._executor
+        # Every step below runs however this method is left: a host whose own shutdown is a
+        # cancellation (Ctrl-C cancels the main task) still gets the grace period (shielded), and a
+        # second cancellation (a second Ctrl-C) that cuts the grace short still ends the runs and
+        # closes the store, whose connection thread would otherwise keep the interpreter alive.
+        try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.shutdown_grace):
+                while executor.running:
+                    await anyio.sleep(0.02)
+        finally:
+            tasks.cancel_scope.cancel()  # runs still going are handed back or ended by the executor
+            try:
+                await tasks.__aexit__(None, None, None)  # outside any scope of ours: anyio requires it
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._release_store()
+
+    async def _release_store(self) -> None:
+        try:
             await self.store.flush()
             if self.worker_id is not None:
                 await self.store.retire(self.worker_id)  # its queued runs become adoptable
+        finally:
             await self.store.close()
 
     # -- tasks --------------------------------------------------------------------------------------

@@ -373,6 +373,14 @@ def test_input_json_cannot_carry_is_a_usage_error(text, tmp_path, capsys):
     assert capsys.readouterr().err.startswith("flue: usage_error: The input from ")
 
 
+@pytest.mark.parametrize("text", ['{"name": "\\ud800"}', '{"name": "ada", "steps": 1e400}', '{"name": "\\udfff ada"}'])
+def test_start_with_parsed_input_a_run_cannot_carry_exits_65_and_creates_no_run(text, tmp_path):
+    result = flue(tmp_path, "start", "cli-greet", "--app", "cli_app", "--input", text)
+    assert result.code == Exit.REJECTED
+    assert result.stderr.startswith("flue: input_not_json: ")
+    assert flue(tmp_path, "runs", "--format", "ndjson").stdout == ""
+
+
 def test_help_exits_0(capsys):
     assert main(["--help"]) == 0
     assert "Exit codes:" in capsys.readouterr().out
@@ -400,3 +408,33 @@ def test_every_exit_code_is_documented_in_the_cli_reference():
     table = docs.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     documented = {int(code) for row in re.findall(r"^\| ([\d /]+) \|", table, re.M) for code in row.split("/")}
     assert documented == {int(code) for code in Exit} | {143}
+
+
+# -- cancel -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_cancel_stops_a_run_another_process_executes_and_prints_its_record(tmp_path):
+    gate = tmp_path / "gate"  # never opened: only the cancel ends the run
+    async with local_runtime(tmp_path) as runtime:
+        receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
+        result = await flue_async(tmp_path, "cancel", receipt.run_id)
+        record = await runs.wait(receipt.run_id, timeout=5, runtime=runtime)
+    assert result.code == Exit.COMPLETED, result.stderr
+    assert record.status == "cancelled"
+    assert result.json_lines()[0]["runId"] == receipt.run_id
+    assert result.json_lines()[0]["status"] in ("cancelled", "running")
+
+
+@pytest.mark.anyio
+async def test_cancel_of_a_run_that_completed_exits_65_run_finished(tmp_path):
+    run_id = flue(tmp_path, "start", "cli-greet", *GREET).json_lines()[0]["runId"]
+    result = await flue_async(tmp_path, "cancel", run_id)
+    assert result.code == Exit.REJECTED
+    assert result.stderr.startswith("flue: run_finished: ")
+
+
+def test_cancel_of_an_unknown_run_exits_66(tmp_path):
+    result = flue(tmp_path, "cancel", "run_unknown")
+    assert result.code == Exit.NOT_FOUND
+    assert result.stderr.startswith("flue: run_not_found: ")

@@ -248,3 +248,26 @@ async def test_dashboard_with_an_app_that_cannot_be_imported_exits_78(tmp_path):
     result = await flue_async(tmp_path, "dashboard", "no_such_module", "--port", str(free_port()))
     assert result.code == Exit.CONFIG
     assert "flue: app_not_loaded:" in result.stderr
+
+
+async def test_cancel_on_a_server_cancels_the_run(tmp_path):
+    gate = tmp_path / "gate"
+    async with served(tmp_path, authorize_run_cancel=lambda request, run: True) as (runtime, url):
+        receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
+        result = await flue_async(tmp_path, "cancel", receipt.run_id, "--url", url, "--format", "text")
+        record = await runs.get(receipt.run_id, runtime=runtime)
+    assert result.code == Exit.COMPLETED, result.stderr
+    assert result.stdout.startswith(receipt.run_id) and "cancelled" in result.stdout
+    assert record is not None and record.status == "cancelled"
+
+
+async def test_cancel_on_a_server_that_does_not_grant_it_exits_65_and_the_run_goes_on(tmp_path):
+    gate = tmp_path / "gate"
+    async with served(tmp_path) as (runtime, url):
+        receipt = await workflows.start("cli-gated", input={"path": str(gate)}, runtime=runtime)
+        result = await flue_async(tmp_path, "cancel", receipt.run_id, "--url", url)
+        record = await runs.get(receipt.run_id, runtime=runtime)
+        gate.touch()
+    assert result.code == Exit.REJECTED
+    assert result.stderr.startswith("flue: run_cancel_denied: ")
+    assert record is not None and record.status == "running"

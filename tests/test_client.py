@@ -13,7 +13,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from cli_support import cutting_proxy, served
-from flue_core import InvalidInput, Runtime, RunNotFound, WorkflowNotFound, runs, workflows
+from flue_core import InputNotSerializable, InvalidInput, Runtime, RunNotFound, WorkflowNotFound, runs, workflows
 from flue_core.client import FlueClient, ServerUnreachable, UnexpectedResponse
 from flue_core.errors import ConfigurationError, FlueError, IdempotencyKeyConflict
 from flue_core.http import serve
@@ -76,6 +76,25 @@ async def test_start_with_invalid_input_raises_invalid_input_with_the_problems(t
         assert (await runs.list(runtime=runtime)).runs == []
     assert caught.value.status == 422 and caught.value.code == "invalid_input"
     assert caught.value.details["errors"][0]["loc"] == ["name"]
+
+
+def nested_lists(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"name": "\ud800"}, {"name": "ada", "x": float("nan")}, {"x": [float("inf")]}, {"d": nested_lists(500)}],
+    ids=["surrogate", "nan", "infinity", "too-deep"],
+)
+async def test_start_with_input_json_cannot_carry_raises_input_not_serializable_before_sending(tmp_path, value):
+    async with served(tmp_path) as (runtime, url), FlueClient(url) as client:
+        with pytest.raises(InputNotSerializable):
+            await client.start("cli-greet", value)
+        assert (await runs.list(runtime=runtime)).runs == []
 
 
 async def test_start_of_an_unknown_workflow_raises_workflow_not_found(tmp_path):

@@ -198,11 +198,6 @@ def test_a_prefix_that_is_not_a_free_path_is_refused(prefix):
         create_app(Runtime([report]), dashboard=True, dashboard_prefix=prefix)
 
 
-def test_authorize_run_cancel_without_the_dashboard_is_refused():
-    with pytest.raises(ConfigurationError, match="authorize_run_cancel"):
-        create_app(Runtime([report]), authorize_run_cancel=ops_only)
-
-
 # -- actions ------------------------------------------------------------------------------------------
 
 

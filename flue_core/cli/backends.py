@@ -15,7 +15,7 @@ from flue_core.cli.app import app_runtime, reader_runtime
 from flue_core.cli.exits import UsageError, reworded
 from flue_core.client import FlueClient, InvalidBaseUrl, LiveMode
 from flue_core.errors import FlueError, RunNotFound
-from flue_core.models import Event, RunPage, RunReceipt
+from flue_core.models import Event, RunPage, RunReceipt, RunRecord
 from flue_core.runtime import Runtime
 
 URL_ENV = "FLUE_URL"
@@ -32,7 +32,7 @@ class Runs(Protocol):
 
     async def list(self, workflow: str | None, status: str | None, limit: int, cursor: str | None) -> RunPage: ...
 
-    async def cancel(self, run_id: str) -> None: ...
+    async def cancel(self, run_id: str) -> RunRecord: ...
 
 
 class LocalRuns:
@@ -59,8 +59,13 @@ class LocalRuns:
     async def list(self, workflow: str | None, status: str | None, limit: int, cursor: str | None) -> RunPage:
         return await runs.list(workflow=workflow, status=status, limit=limit, cursor=cursor, runtime=self.runtime)
 
-    async def cancel(self, run_id: str) -> None:
-        await runs.cancel(run_id, runtime=self.runtime)
+    async def cancel(self, run_id: str) -> RunRecord:
+        """Cancel the run, executed by this process or another one on the same store."""
+        try:
+            record = await runs.cancel(run_id, runtime=self.runtime)
+        except RunNotFound as exc:
+            raise reworded(exc, f"{exc.message} Looked in the local store: choose another with --store, or --url.") from None
+        return runs.refuse_finished(record)
 
 
 class RemoteRuns:
@@ -90,8 +95,8 @@ class RemoteRuns:
                 " the listing (create_app(list_runs_enabled=True)) and grant it.",
             ) from None
 
-    async def cancel(self, run_id: str) -> None:
-        """Not offered over HTTP: stopping the command stops watching; the run goes on."""
+    async def cancel(self, run_id: str) -> RunRecord:
+        return await self.client.cancel(run_id)
 
 
 @asynccontextmanager

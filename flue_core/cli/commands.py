@@ -1,4 +1,4 @@
-"""The sub-commands: ``serve``, ``start``, ``logs``, ``runs`` and ``dashboard``.
+"""The sub-commands: ``serve``, ``start``, ``logs``, ``runs``, ``cancel`` and ``dashboard``.
 
 Each async command gets its parsed arguments, the :class:`Output` and the :class:`Interrupts`, and
 returns an exit code; errors are raised as :class:`~flue_core.errors.FlueError` and mapped by ``main``.
@@ -7,6 +7,7 @@ returns an exit code; errors are raised as :class:`~flue_core.errors.FlueError` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -22,7 +23,7 @@ from flue_core.cli.app import APP_ENV, AppNotLoaded, app_runtime, import_object,
 from flue_core.cli.backends import Runs, open_runs
 from flue_core.cli.exits import OUTCOMES, Exit, reworded
 from flue_core.cli.view import EventView, Output, records_table
-from flue_core.errors import FlueError, RunNotFound
+from flue_core.errors import FlueError, RunFinished, RunNotFound
 from flue_core.models import Event
 
 Command = Callable[[argparse.Namespace, Output, "Interrupts"], Awaitable[int]]
@@ -159,7 +160,8 @@ async def start(args: argparse.Namespace, out: Output, interrupts: Interrupts) -
 async def _cancel_when_interrupted(interrupts: Interrupts, runs: Runs, run_id: str) -> None:
     await interrupts.first.wait()
     print(f"flue: cancelling {run_id} (interrupt again to stop at once)", file=sys.stderr)
-    await runs.cancel(run_id)
+    with contextlib.suppress(RunFinished):  # it ended on its own meanwhile: its end is shown
+        await runs.cancel(run_id)
 
 
 async def logs(args: argparse.Namespace, out: Output, interrupts: Interrupts) -> int:
@@ -192,6 +194,24 @@ async def list_runs(args: argparse.Namespace, out: Output, interrupts: Interrupt
     if page.next_cursor:
         out.line(out.style(f"more: flue runs --cursor {page.next_cursor}", "dim"))
     return Exit.COMPLETED
+
+
+async def cancel(args: argparse.Namespace, out: Output, interrupts: Interrupts) -> int:
+    """Cancel a run; print its record (NDJSON) or its state. A run still stopping is not an error."""
+    async with _runs(args) as runs:
+        with interrupts.stoppable():
+            record = await runs.cancel(args.run_id)
+    if interrupts.signal is not None:
+        return Exit.INTERRUPTED
+    if out.ndjson:
+        out.line(record.model_dump_json())
+    elif record.finished:
+        out.line(f"{out.style(record.run_id, 'bold')}  {record.workflow}  cancelled")
+    else:
+        out.line(f"{out.style(record.run_id, 'bold')}  {record.workflow}  cancel requested; it stops at its next await")
+    return Exit.COMPLETED
+
+
 
 
 class CannotServe(FlueError):
@@ -228,7 +248,13 @@ async def dashboard(args: argparse.Namespace, out: Output, interrupts: Interrupt
     return Exit.COMPLETED
 
 
-COMMANDS: dict[str, Command] = {"start": start, "logs": logs, "runs": list_runs, "dashboard": dashboard}
+COMMANDS: dict[str, Command] = {
+    "start": start,
+    "logs": logs,
+    "runs": list_runs,
+    "cancel": cancel,
+    "dashboard": dashboard,
+}
 
 
 def serve(args: argparse.Namespace) -> int:

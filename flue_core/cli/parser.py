@@ -13,7 +13,8 @@ from flue_core.cli.app import APP_ENV
 from flue_core.cli.backends import URL_ENV
 from flue_core.cli.exits import UsageError
 from flue_core.models import RunStatus
-from flue_core.snapshot import loads
+from flue_core.limits import MAX_DEPTH
+from flue_core.snapshot import NotJSON, loads
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3583
@@ -34,7 +35,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> Parser:
     parser = Parser(
         prog="flue",
-        description="Serve a Flue application, start workflow runs, follow their events, list runs, open a dashboard.",
+        description="Serve a Flue application, start workflow runs, follow their events, list and cancel runs, open a dashboard.",
         epilog="Exit codes: 0 completed, 1 failed, 2 cancelled, 64 usage, 65 rejected, 66 not found,"
         " 69 unavailable, 70 internal error, 78 configuration, 130 interrupted. See docs/cli.md.",
     )
@@ -64,6 +65,11 @@ def build_parser() -> Parser:
     logs.add_argument("--offset", default="-1", help="print events after this offset (-1: all, now: only new ones)")
     _output(logs)
     _where(logs, app=False)
+
+    cancel = commands.add_parser("cancel", help="cancel a run (wherever it executes)")
+    cancel.add_argument("run_id", metavar="RUN_ID")
+    _output(cancel)
+    _where(cancel, app=False)
 
     listing = commands.add_parser("runs", help="list runs, newest first")
     listing.add_argument("--workflow", help="only runs of this workflow")
@@ -175,10 +181,10 @@ def read_input(value: str | None) -> Any:
         text = value
     try:
         return loads(text)
+    except NotJSON:
+        raise UsageError(f"The input from {source} is nested deeper than {MAX_DEPTH} levels.") from None
     except ValueError as exc:
         raise UsageError(f"The input from {source} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise UsageError(f"The input from {source} is nested too deeply.") from None
 
 
 def _version() -> str:

@@ -40,7 +40,7 @@ class Action:
 
 
 async def _may_cancel(config: HttpConfig, request: Request, run: RunRecord) -> bool:
-    return await may_cancel_run(config.authorize_run_cancel, request, run)
+    return await may_cancel_run(config.authorize_run_cancel, config.runtime.pm.hook.flue_authorize_run_cancel, request, run)
 
 
 async def _cancel(runtime: Runtime, request: Request, run: RunRecord) -> RunRecord:

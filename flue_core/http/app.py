@@ -10,10 +10,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flue_core.errors import ConfigurationError
 from flue_core.http.authorization import RunCancelAuthorizer, RunListAuthorizer, RunReadAuthorizer
-from flue_core.http.body import DEFAULT_MAX_BODY_SIZE
+from flue_core.http.cancel_route import cancel_run
+from flue_core.limits import DEFAULT_MAX_BODY_SIZE
 from flue_core.http.config import HttpConfig
 from flue_core.http.endpoint import BoundEndpoint
 from flue_core.http.error_handling import ErrorEnvelope, http_exception
@@ -50,7 +52,7 @@ def create_app(
     authorize_run_cancel: RunCancelAuthorizer | None = None,
 ) -> Starlette:
     """The HTTP surface of ``runtime``: ``POST /workflows/{name}``, ``GET|HEAD /runs/{run_id}``,
-    when ``list_runs_enabled`` ``GET /runs``, and with ``streams`` a general Durable Streams server
+    ``POST /runs/{run_id}/cancel``, when ``list_runs_enabled`` ``GET /runs``, and with ``streams`` a general Durable Streams server
     over that store at ``/streams/{path}`` (:func:`~flue_core.streams.server.streams_app`).
 
     Lifetime: by default the host owns the runtime and opens it (``async with runtime:``), for example
@@ -64,7 +66,8 @@ def create_app(
 
     Run reads are refused unless ``authorize_run_read(request, run)`` or a ``flue_authorize_run_read``
     hook grants them; likewise the listing with ``authorize_run_list(request)`` /
-    ``flue_authorize_run_list``. Request bodies larger than ``max_body_size`` bytes are refused while
+    ``flue_authorize_run_list``; cancelling, to callers granted reading the run, with
+    ``authorize_run_cancel(request, run)`` / ``flue_authorize_run_cancel``. Request bodies larger than ``max_body_size`` bytes are refused while
     being read. ``?wait=result`` waits at most ``wait_timeout`` seconds (``None``: until the run ends).
     ``stream_options`` tunes stream reads, of runs and of ``streams`` (long-poll timeout, SSE
     heartbeat and duration...). ``middleware`` is Starlette middleware around every route, the stream
@@ -74,8 +77,7 @@ def create_app(
     ``dashboard=True`` serves the web dashboard (:mod:`flue_core.dashboard`) under ``dashboard_prefix``
     and turns the listing on, which its runs page reads. Its pages are granted by the same authorizers
     as the API (the runs page by ``authorize_run_list``, a run's page by ``authorize_run_read``); its
-    cancel button by ``authorize_run_cancel(request, run)``, asked only for callers who may read the
-    run, and refusing when it answers ``None``. ``state.dashboard`` is the prefix, or ``None``.
+    cancel button like ``POST /runs/{run_id}/cancel``. ``state.dashboard`` is the prefix, or ``None``.
     """
     if not isinstance(max_body_size, int) or max_body_size < 0:
         raise ConfigurationError(f"max_body_size must be a number of bytes >= 0, not {max_body_size!r}.")
@@ -84,8 +86,6 @@ def create_app(
     list_runs_enabled = list_runs_enabled or dashboard
     if authorize_run_list is not None and not list_runs_enabled:
         raise ConfigurationError("authorize_run_list has no effect unless list_runs_enabled=True.")
-    if authorize_run_cancel is not None and not dashboard:
-        raise ConfigurationError("authorize_run_cancel has no effect unless dashboard=True.")
     check_route_middleware([wf for wf in runtime.registry if wf.http])
     if streams is not None and not isinstance(streams, StreamStore):
         raise ConfigurationError(f"streams must be a StreamStore or None, not {streams!r}.")
@@ -95,6 +95,7 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/workflows/{name}", BoundEndpoint(config, post_workflow), name="flue:workflow"),
         Route("/runs/{run_id}", BoundEndpoint(config, read_run), name="flue:run"),
+        Route("/runs/{run_id}/cancel", BoundEndpoint(config, cancel_run), name="flue:cancel"),
     ]
     if list_runs_enabled:
         routes.append(Route("/runs", BoundEndpoint(config, list_runs), name="flue:runs"))
@@ -109,7 +110,7 @@ def create_app(
         routes.extend(dashboard_routes(config, dashboard_prefix))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(ErrorEnvelope), *middleware],
+        middleware=[Middleware(LearnPublicUrl, runtime=runtime), Middleware(ErrorEnvelope), *middleware],
         exception_handlers={HTTPException: http_exception},
         lifespan=_opening(runtime, server) if open_runtime else None,
     )
@@ -117,6 +118,20 @@ def create_app(
     app.state.streams = server
     app.state.dashboard = dashboard_prefix if dashboard else None
     return app
+
+
+class LearnPublicUrl:
+    """Tells the runtime the path its app is served under, from each request's ``root_path``, so the
+    receipts of ``workflows.start()`` name the stream where this app serves it (:mod:`flue_core.public_url`)."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.runtime.learn_public_url(scope.get("root_path", ""))
+        await self.app(scope, receive, send)
 
 
 def _opening(runtime: Runtime, streams: StreamServer | None) -> Callable[[Starlette], AsyncIterator[None]]:

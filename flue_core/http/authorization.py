@@ -1,10 +1,10 @@
-"""Who may read runs, list them and cancel them over HTTP: the app's callable first, then plugin
-hooks, else no.
+"""Who may read, list and cancel runs over HTTP: the app's callable first, then plugin hooks, else no.
 
 Every decision is closed by default. A run id is not a credential, so an application opts in by
 passing ``authorize_run_read=`` / ``authorize_run_list=`` / ``authorize_run_cancel=`` to
 :func:`~flue_core.http.create_app` or by implementing ``flue_authorize_run_read`` /
-``flue_authorize_run_list`` in a plugin. Cancelling has no hook yet: only the app's callable grants it.
+``flue_authorize_run_list`` / ``flue_authorize_run_cancel`` in a plugin. Cancelling is asked only of
+callers already granted reading the run: a reader is not necessarily allowed to cancel.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from flue_core.plugins import first_answer
 
 #: ``(request, run) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
 RunReadAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
+#: ``(request, run) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
+RunCancelAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
 #: ``(request) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
 RunListAuthorizer = Callable[[Request], "bool | None | Awaitable[bool | None]"]
-#: ``(request, run) -> True | False | None`` (or an awaitable of it); ``None`` refuses (no hook yet).
-RunCancelAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
 
 
 async def may_read_run(
@@ -35,18 +35,16 @@ async def may_read_run(
     return await _decide("flue_authorize_run_read", own, hook, request=request, run=run)
 
 
+async def may_cancel_run(
+    own: RunCancelAuthorizer | None, hook: pluggy.HookCaller, request: Request, run: RunRecord
+) -> bool:
+    """``True`` only when the app's callable or, if it abstains, a ``flue_authorize_run_cancel`` grants."""
+    return await _decide("flue_authorize_run_cancel", own, hook, request=request, run=run)
+
+
 async def may_list_runs(own: RunListAuthorizer | None, hook: pluggy.HookCaller, request: Request) -> bool:
     """``True`` only when the app's callable or, if it abstains, a ``flue_authorize_run_list`` grants."""
     return await _decide("flue_authorize_run_list", own, hook, request=request)
-
-
-async def may_cancel_run(own: RunCancelAuthorizer | None, request: Request, run: RunRecord) -> bool:
-    """``True`` only when the app's ``authorize_run_cancel`` grants: the dashboard's cancel action.
-
-    Asked only of a caller who may read ``run``. There is no ``flue_authorize_run_cancel`` hook yet,
-    so without the app's callable nobody may cancel over HTTP.
-    """
-    return await _decide("authorize_run_cancel", own, None, request=request, run=run)
 
 
 async def _decide(

@@ -7,10 +7,9 @@ from typing import Any
 from starlette.requests import Request
 
 from flue_core.http.errors import BodyTooLarge, InvalidJson, UnsupportedMediaType
-from flue_core.snapshot import loads
+from flue_core.errors import InputNotSerializable
+from flue_core.snapshot import NotJSON, loads
 
-#: Default ``max_body_size`` of the app, in bytes.
-DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 
 
 def is_json_media_type(content_type: str) -> bool:
@@ -41,17 +40,19 @@ async def read_json(request: Request, max_size: int) -> Any:
         )
     try:
         return loads(body.decode("utf-8"))
+    except NotJSON as exc:  # nested past what can be parsed: past MAX_DEPTH too, like any deep input
+        raise InputNotSerializable(
+            f"The input is not JSON Flue can carry: {exc}", details={"path": exc.path, "reason": exc.reason}
+        ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidJson(f"The body is not valid JSON: {exc}", details={"reason": str(exc)}) from None
-    except RecursionError:
-        raise InvalidJson("The body is nested too deeply.", details={"reason": "nested too deeply"}) from None
 
 
 async def read_limited(request: Request, max_size: int) -> bytes:
     """The raw body, refused with :class:`BodyTooLarge` as soon as the announced or the received size
     passes ``max_size`` (the rest is never read)."""
     announced = request.headers.get("content-length")
-    if announced is not None and announced.isdigit() and int(announced) > max_size:
+    if announced is not None and announced.isascii() and announced.isdigit() and (len(announced) > 18 or int(announced) > max_size):
         raise _too_large(max_size)
     chunks: list[bytes] = []
     size = 0

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 from starlette.requests import Request
 
 from flue_core.http.authorization import RunCancelAuthorizer, RunListAuthorizer, RunReadAuthorizer
+from flue_core.public_url import run_url
 from flue_core.runtime import Runtime, current_runtime
 
 if TYPE_CHECKING:
@@ -32,4 +32,4 @@ class HttpConfig:
 
 def stream_path(request: Request, run_id: str) -> str:
     """``/runs/<id>`` under the path this app is mounted at (a Starlette ``Mount`` or ``--root-path``)."""
-    return f"{request.scope.get('root_path', '').rstrip('/')}/runs/{quote(run_id, safe='')}"
+    return run_url(request.scope.get("root_path", "").rstrip("/"), run_id)

@@ -35,13 +35,3 @@ def choice(params: dict[str, str], name: str, allowed: Collection[str]) -> str |
             details={"parameter": name, "value": value, "allowed": sorted(allowed)},
         )
     return value
-
-
-def integer(params: dict[str, str], name: str) -> int | None:
-    """``params[name]`` as a decimal integer, ``None`` when absent; otherwise :class:`InvalidQuery`."""
-    value = params.get(name)
-    if value is None:
-        return None
-    if not value.isascii() or not value.lstrip("-").isdigit():
-        raise InvalidQuery(f"Query parameter {name}={value!r} is not an integer.", details={"parameter": name, "value": value})
-    return int(value)

@@ -15,7 +15,7 @@ from flue_core.http.authorization import may_list_runs, may_read_run
 from flue_core.http.config import HttpConfig
 from flue_core.http.envelope import PRIVATE_HEADERS
 from flue_core.http.errors import MethodNotAllowed
-from flue_core.http.query import integer, parse_query
+from flue_core.http.query import parse_query
 from flue_core.streams import serve_run_stream
 from flue_core.http.error_handling import route_not_found
 
@@ -46,11 +46,10 @@ async def list_runs(config: HttpConfig, request: Request) -> Response:
     if request.method != "GET":
         raise MethodNotAllowed(request.method, ["GET"])
     params = parse_query(request, LIST_PARAMETERS)
-    limit = integer(params, "limit")
     page = await runs.list(
         workflow=params.get("workflow"),
         status=params.get("status"),
-        limit=DEFAULT_LIST_LIMIT if limit is None else limit,
+        limit=params.get("limit", DEFAULT_LIST_LIMIT),  # text, parsed by the API's own strict parser
         cursor=params.get("cursor"),
         runtime=runtime,
     )

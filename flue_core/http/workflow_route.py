@@ -77,7 +77,7 @@ async def _wait_for_result(config: HttpConfig, request: Request, receipt: RunRec
     record = None
     async with anyio.create_task_group() as waiting:
         # A client that hangs up stops the wait (not the run): nobody is left to answer.
-        waiting.start_soon(_cancel_on_disconnect, request, waiting.cancel_scope)
+        waiting.start_soon(cancel_on_disconnect, request, waiting.cancel_scope)
         try:
             record = await runs.wait(receipt.run_id, timeout=config.wait_timeout, runtime=config.runtime)
         except RunNotFinished:
@@ -91,7 +91,8 @@ async def _wait_for_result(config: HttpConfig, request: Request, receipt: RunRec
     return error_response(run_outcome_error(record, receipt))
 
 
-async def _cancel_on_disconnect(request: Request, scope: anyio.CancelScope) -> None:
+async def cancel_on_disconnect(request: Request, scope: anyio.CancelScope) -> None:
+    """Cancel ``scope`` once the client hangs up (a wait it asked for has nobody left to answer)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
     scope.cancel()

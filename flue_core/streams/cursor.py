@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import time
 
 EPOCH = 1728432000.0  # 2024-10-09T00:00:00Z
 INTERVAL = 20
 MAX_JITTER = 3600
-CURSOR = re.compile(r"^\d{1,20}$")
 
 
 def next_cursor(client_cursor: str | None, *, now: float | None = None) -> str:

@@ -6,18 +6,17 @@ a 400, never silently read as something else.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from starlette.datastructures import QueryParams
 
+from flue_core.arguments import decimal, integer
 from flue_core.errors import InvalidOffset, InvalidQuery
 from flue_core.offsets import START, parse_offset
-from flue_core.streams.cursor import CURSOR
 from flue_core.streams.source import Chunk, StreamSource
 
 LIVE_MODES = ("long-poll", "sse")
-_TAIL = re.compile(r"^[1-9]\d{0,8}$")
+MAX_TAIL = 999_999_999
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +48,13 @@ class ReadQuery:
                 "An offset is required for live reads: pass offset=-1, offset=now or an offset from the stream.",
                 details={"parameter": "offset"},
             )
-        if tail is not None and not _TAIL.match(tail):
-            raise InvalidQuery(
-                "tail must be an integer greater than or equal to 1.", details={"parameter": "tail", "value": tail}
-            )
-        if cursor is not None and not CURSOR.match(cursor):
+        tail_count = None if tail is None else integer("tail", tail, minimum=1, maximum=MAX_TAIL)
+        if cursor is not None and (decimal(cursor) is None or cursor.startswith("-")):
             raise InvalidQuery(
                 "cursor must be a cursor returned by the stream (a decimal number).",
-                details={"parameter": "cursor", "value": cursor},
+                details={"parameter": "cursor", "value": ascii(cursor)[:80]},
             )
-        return cls(after=after, live=live, tail=None if tail is None else int(tail), cursor=cursor)
+        return cls(after=after, live=live, tail=tail_count, cursor=cursor)
 
     async def start(self, source: StreamSource) -> int | None:
         """The position to read after: ``tail=N`` moves a read from the start to N messages before the

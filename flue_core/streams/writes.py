@@ -28,8 +28,8 @@ from flue_core.streams.protocol import (
 )
 from flue_core.streams.store import Append, Fork, NewStream, Producer
 
-_NUMBER = re.compile(r"0|[1-9][0-9]*")  # decimal, no sign, no leading zeros, no exponent
-_DIGITS = re.compile(r"[0-9]+")
+_NUMBER = re.compile(r"0|[1-9][0-9]{0,17}")  # decimal, no sign, no leading zeros, no exponent, < 10^18
+_DIGITS = re.compile(r"[0-9]{1,16}")  # 2^53-1 has 16 digits
 _TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
 _CONTENT_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}\s*(;.*)?", re.DOTALL)
 MAX_SAFE_INTEGER = 2**53 - 1  # producers' epochs and seqs stay exact in JavaScript clients
@@ -126,7 +126,8 @@ def _producer(headers: Headers) -> Producer | None:
 def _number(header: str, value: str) -> int:
     if not _NUMBER.fullmatch(value):
         raise InvalidStreamRequest(
-            f"{header} must be a non-negative integer without sign or leading zeros, not {value!r}.",
+            f"{header} must be a non-negative integer of at most 18 digits, without sign or leading zeros,"
+            f" not {value!r}.",
             details={"header": header},
         )
     return int(value)

@@ -30,6 +30,7 @@ pytest.register_assert_rewrite(
     "flue_core.testing.children",
     "flue_core.testing.schedules",
     "flue_core.testing.store_waits",
+    "flue_core.testing.values",
 )
 
 from flue_core.testing.admission import AdmissionContract  # noqa: E402
@@ -43,6 +44,7 @@ from flue_core.testing.signals import SignalsContract  # noqa: E402
 from flue_core.testing.children import ChildrenContract  # noqa: E402
 from flue_core.testing.schedules import SchedulesContract  # noqa: E402
 from flue_core.testing.store_waits import StoreWaitsContract  # noqa: E402
+from flue_core.testing.values import ValuesContract  # noqa: E402
 
 
 class TargetContract(
@@ -57,6 +59,7 @@ class TargetContract(
     ChildrenContract,
     SchedulesContract,
     StoreWaitsContract,
+    ValuesContract,
 ):
     """Every contract test; subclass it and override ``make_target``."""
 

