@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime
 from typing import Any
 
 from flue_core.errors import InvalidQuery
@@ -20,6 +21,8 @@ RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 #: Workflow names, as ``@workflow`` allows them.
 WORKFLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _DECIMAL = re.compile(r"-?[0-9]{1,20}")
+_SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})")
 
 
 def decimal(text: str, max_digits: int = 20) -> int | None:
@@ -57,6 +60,29 @@ def seconds(name: str, value: Any) -> float | None:
             details={"parameter": name, "value": _shown(value)},
         )
     return float(value)
+
+
+def seconds_text(name: str, text: str) -> float:
+    """A query string's number of seconds: ASCII digits with up to six decimals (``"600"``, ``"1.5"``)."""
+    if not isinstance(text, str) or not _SECONDS.fullmatch(text):
+        raise InvalidQuery(
+            f"{name} must be a number of seconds such as 600 or 1.5, not {_shown(text)}.",
+            details={"parameter": name, "value": _shown(text)},
+        )
+    return float(text)
+
+
+def timestamp_text(name: str, text: str) -> datetime:
+    """A query string's moment: RFC 3339 with its offset (``2026-12-24T09:00:00Z``, ``...+01:00``)."""
+    try:
+        if not isinstance(text, str) or not _TIMESTAMP.fullmatch(text):
+            raise ValueError(text)
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidQuery(
+            f"{name} must be a time with its offset, such as 2026-12-24T09:00:00Z, not {_shown(text)}.",
+            details={"parameter": name, "value": _shown(text)},
+        ) from None
 
 
 def status(value: Any) -> RunStatus | None:

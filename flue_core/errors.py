@@ -258,6 +258,14 @@ class CancelDenied(FlueError):
     status = 403
 
 
+class SignalDenied(FlueError):
+    """The caller may read the run but was not granted signalling it (``authorize_run_signal`` /
+    ``flue_authorize_run_signal``; signalling over HTTP is closed by default)."""
+
+    code = "run_signal_denied"
+    status = 403
+
+
 class StepError(FlueError):
     """A durable call was misused: a malformed step name or policy, a step result JSON cannot carry,
     a sleep of no finite length, a wait for a run that is not this run's child."""

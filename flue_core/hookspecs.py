@@ -181,6 +181,29 @@ def flue_authorize_run_cancel(request: Request, run: RunRecord) -> bool | None:
 
 
 @hookspec
+def flue_authorize_run_signal(request: Request, run: RunRecord) -> bool | None:
+    """May this HTTP request send a signal into ``run`` (``POST /runs/<id>/signals/<name>``)?
+
+    Asked only of a caller already granted reading the run (``flue_authorize_run_read``), before the
+    body is read; the app's own ``authorize_run_signal=`` callable is asked first. The first answer
+    that is not ``None`` wins: ``True`` grants, ``False`` refuses; no answer refuses, with 403
+    ``run_signal_denied``. Return a ``bool``; any other answer is a configuration error (500).
+    """
+
+
+@hookspec
+def flue_authorize_schedules(request: Request) -> bool | None:
+    """May this HTTP request read and manage schedules (``/schedules`` routes, only when the app
+    enables them with ``schedules_enabled=True``)?
+
+    Called before anything else of the request is read; the app's own ``authorize_schedules=``
+    callable is asked first. The first answer that is not ``None`` wins: ``True`` grants, ``False``
+    refuses; no answer refuses. A refused request gets the same 404 ``route_not_found`` as an app
+    where schedules are off. Return a ``bool``; any other answer is a configuration error (500).
+    """
+
+
+@hookspec
 def flue_authorize_run_list(request: Request) -> bool | None:
     """May this HTTP request list runs (``GET /runs``, only when the app enables listing, and the
     dashboard's runs page)?

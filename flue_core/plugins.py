@@ -26,6 +26,8 @@ _AWAITED_HOOKS = (
     "flue_authorize_run_read",
     "flue_authorize_run_list",
     "flue_authorize_run_cancel",
+    "flue_authorize_run_signal",
+    "flue_authorize_schedules",
 )
 
 

@@ -12,7 +12,6 @@ from flue_core.errors import (
     IdempotencyKeyConflict,
     InvalidKey,
     InvalidSignal,
-    RunFinished,
     RunNotFound,
     validation_errors,
 )
@@ -44,11 +43,8 @@ async def send(runtime: Runtime, run_id: str, name: str, data: Any, key: str | N
     record = await store.get(run_id)
     if record is None:
         raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
-    if record.finished:
-        raise RunFinished(
-            f"Run {run_id} has ended ({record.status.value}); it takes no more signals.",
-            details={"run_id": run_id, "status": record.status.value},
-        )
+    # Whether the run has ended is the store's to say, after it looked for the key: a retried send
+    # of a signal the run took before it ended gets the same answer as the first.
     workflow = runtime.registry.get(record.workflow)
     declared = workflow.signals if workflow is not None else {}
     if declared and name not in declared:

@@ -451,10 +451,10 @@ class RunStore(ABC):
     async def send_signal(self, run_id: str, signal: NewSignal) -> SignalSent:
         """Put ``signal`` in the run's mailbox.
 
-        Raises :class:`~flue_core.errors.RunNotFound` for an unknown run and
-        :class:`~flue_core.errors.RunFinished` for one that has ended. When ``signal.key`` was used
-        for this run already, nothing is written and the first signal is returned (``created``
-        false). Otherwise the signal is stored; when the run is not running its
+        When ``signal.key`` was used for this run already, nothing is written and the first signal is
+        returned (``created`` false) — also when the run has ended since, so a retried send gets the
+        same answer. Otherwise raises :class:`~flue_core.errors.RunNotFound` for an unknown run and
+        :class:`~flue_core.errors.RunFinished` for one that has ended. Otherwise the signal is stored; when the run is not running its
         ``signal_received`` event (data: :func:`signal_received_data`) is stored at the
         stream's end at once (else by the next operation that writes there, see the class rules);
         and when the run is ``waiting`` for a signal of that name it is woken (ready pool).

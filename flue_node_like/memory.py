@@ -409,15 +409,15 @@ class MemoryStore(RunStore):
         if run is None:
             raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
         record = run.record
+        if signal.key is not None:
+            for kept in run.signals:
+                if kept.key == signal.key:
+                    return SignalSent(kept.sent.signal_id, False, record, kept.sent.name, kept.sent.data)
         if record.finished:
             raise RunFinished(
                 f"Run {run_id} has ended ({record.status.value}); it takes no more signals.",
                 details={"run_id": run_id, "status": record.status.value},
             )
-        if signal.key is not None:
-            for kept in run.signals:
-                if kept.key == signal.key:
-                    return SignalSent(kept.sent.signal_id, False, record, kept.sent.name, kept.sent.data)
         kept = _Signal(SignalSent(signal.signal_id, True, record, signal.name, signal.data), signal.key, signal.sent_at)
         run.signals.append(kept)
         if record.status != RunStatus.RUNNING:

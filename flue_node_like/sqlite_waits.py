@@ -145,10 +145,6 @@ def send_signal(conn: sqlite3.Connection, run_id: str, signal: NewSignal, touche
     if row is None:
         raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
     status, waiting_for = row
-    if status in ("completed", "failed", "cancelled"):
-        raise RunFinished(
-            f"Run {run_id} has ended ({status}); it takes no more signals.", details={"run_id": run_id, "status": status}
-        )
     if signal.key is not None:
         kept = conn.execute(
             "SELECT signal_id, name, data FROM flue_signals WHERE run_id = ? AND key = ?", (run_id, signal.key)
@@ -156,6 +152,10 @@ def send_signal(conn: sqlite3.Connection, run_id: str, signal: NewSignal, touche
         if kept is not None:
             current = record(select_record(conn, run_id))  # type: ignore[arg-type]
             return SignalSent(kept[0], False, current, kept[1], json.loads(kept[2]))
+    if status in ("completed", "failed", "cancelled"):
+        raise RunFinished(
+            f"Run {run_id} has ended ({status}); it takes no more signals.", details={"run_id": run_id, "status": status}
+        )
     (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM flue_signals WHERE run_id = ?", (run_id,)).fetchone()
     conn.execute(
         "INSERT INTO flue_signals (run_id, seq, signal_id, name, data, key, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -13,7 +13,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flue_core.errors import ConfigurationError
-from flue_core.http.authorization import RunCancelAuthorizer, RunListAuthorizer, RunReadAuthorizer
+from flue_core.http.authorization import (
+    RunCancelAuthorizer,
+    RunListAuthorizer,
+    RunReadAuthorizer,
+    RunSignalAuthorizer,
+    SchedulesAuthorizer,
+)
 from flue_core.http.cancel_route import cancel_run
 from flue_core.limits import DEFAULT_MAX_BODY_SIZE
 from flue_core.http.config import HttpConfig
@@ -21,6 +27,8 @@ from flue_core.http.endpoint import BoundEndpoint
 from flue_core.http.error_handling import ErrorEnvelope, http_exception
 from flue_core.http.route_middleware import check_route_middleware
 from flue_core.http.run_routes import list_runs, read_run
+from flue_core.http.schedule_routes import schedule_action, schedule_item, schedules_collection
+from flue_core.http.signal_route import signal_run
 from flue_core.http.workflow_route import post_workflow
 from flue_core.runtime import Runtime
 from flue_core.streams.server import StreamServer, streams_app
@@ -50,9 +58,14 @@ def create_app(
     dashboard: bool = False,
     dashboard_prefix: str = DASHBOARD_PREFIX,
     authorize_run_cancel: RunCancelAuthorizer | None = None,
+    authorize_run_signal: RunSignalAuthorizer | None = None,
+    schedules_enabled: bool = False,
+    authorize_schedules: SchedulesAuthorizer | None = None,
 ) -> Starlette:
     """The HTTP surface of ``runtime``: ``POST /workflows/{name}``, ``GET|HEAD /runs/{run_id}``,
-    ``POST /runs/{run_id}/cancel``, when ``list_runs_enabled`` ``GET /runs``, and with ``streams`` a general Durable Streams server
+    ``POST /runs/{run_id}/cancel``, ``POST /runs/{run_id}/signals/{name}``, when
+    ``list_runs_enabled`` ``GET /runs``, when ``schedules_enabled`` the ``/schedules`` routes
+    (:mod:`flue_core.http.schedule_routes`), and with ``streams`` a general Durable Streams server
     over that store at ``/streams/{path}`` (:func:`~flue_core.streams.server.streams_app`).
 
     Lifetime: by default the host owns the runtime and opens it (``async with runtime:``), for example
@@ -66,9 +79,11 @@ def create_app(
 
     Run reads are refused unless ``authorize_run_read(request, run)`` or a ``flue_authorize_run_read``
     hook grants them; likewise the listing with ``authorize_run_list(request)`` /
-    ``flue_authorize_run_list``; cancelling, to callers granted reading the run, with
-    ``authorize_run_cancel(request, run)`` / ``flue_authorize_run_cancel``. Request bodies larger than ``max_body_size`` bytes are refused while
-    being read. ``?wait=result`` waits at most ``wait_timeout`` seconds (``None``: until the run ends).
+    ``flue_authorize_run_list``; cancelling and signalling, to callers granted reading the run, with
+    ``authorize_run_cancel(request, run)`` / ``flue_authorize_run_cancel`` and
+    ``authorize_run_signal(request, run)`` / ``flue_authorize_run_signal``; schedules with
+    ``authorize_schedules(request)`` / ``flue_authorize_schedules``. Request bodies larger than
+    ``max_body_size`` bytes are refused while being read. ``?wait=result`` waits at most ``wait_timeout`` seconds (``None``: until the run ends).
     ``stream_options`` tunes stream reads, of runs and of ``streams`` (long-poll timeout, SSE
     heartbeat and duration...). ``middleware`` is Starlette middleware around every route, the stream
     server's included (inside the error envelope, so what it raises is answered as an envelope too).
@@ -86,19 +101,36 @@ def create_app(
     list_runs_enabled = list_runs_enabled or dashboard
     if authorize_run_list is not None and not list_runs_enabled:
         raise ConfigurationError("authorize_run_list has no effect unless list_runs_enabled=True.")
+    if authorize_schedules is not None and not schedules_enabled:
+        raise ConfigurationError("authorize_schedules has no effect unless schedules_enabled=True.")
     check_route_middleware([wf for wf in runtime.registry if wf.http])
     if streams is not None and not isinstance(streams, StreamStore):
         raise ConfigurationError(f"streams must be a StreamStore or None, not {streams!r}.")
     config = HttpConfig(
-        runtime, max_body_size, wait_timeout, authorize_run_read, authorize_run_list, stream_options, authorize_run_cancel
+        runtime,
+        max_body_size,
+        wait_timeout,
+        authorize_run_read,
+        authorize_run_list,
+        stream_options,
+        authorize_run_cancel,
+        authorize_run_signal,
+        authorize_schedules,
     )
     routes: list[BaseRoute] = [
         Route("/workflows/{name}", BoundEndpoint(config, post_workflow), name="flue:workflow"),
         Route("/runs/{run_id}", BoundEndpoint(config, read_run), name="flue:run"),
         Route("/runs/{run_id}/cancel", BoundEndpoint(config, cancel_run), name="flue:cancel"),
+        Route("/runs/{run_id}/signals/{name}", BoundEndpoint(config, signal_run), name="flue:signal"),
     ]
     if list_runs_enabled:
         routes.append(Route("/runs", BoundEndpoint(config, list_runs), name="flue:runs"))
+    if schedules_enabled:
+        routes += [
+            Route("/schedules", BoundEndpoint(config, schedules_collection), name="flue:schedules"),
+            Route("/schedules/{name}", BoundEndpoint(config, schedule_item), name="flue:schedule"),
+            Route("/schedules/{name}/{action}", BoundEndpoint(config, schedule_action), name="flue:schedule-action"),
+        ]
     server: StreamServer | None = None
     if streams is not None:
         stream_app = streams_app(streams, open_store=False, read_options=stream_options)

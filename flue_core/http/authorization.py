@@ -1,10 +1,11 @@
-"""Who may read, list and cancel runs over HTTP: the app's callable first, then plugin hooks, else no.
+"""Who may read, list, cancel and signal runs, and manage schedules, over HTTP: the app's callable
+first, then plugin hooks, else no.
 
 Every decision is closed by default. A run id is not a credential, so an application opts in by
-passing ``authorize_run_read=`` / ``authorize_run_list=`` / ``authorize_run_cancel=`` to
-:func:`~flue_core.http.create_app` or by implementing ``flue_authorize_run_read`` /
-``flue_authorize_run_list`` / ``flue_authorize_run_cancel`` in a plugin. Cancelling is asked only of
-callers already granted reading the run: a reader is not necessarily allowed to cancel.
+passing ``authorize_run_read=`` / ``authorize_run_list=`` / ``authorize_run_cancel=`` /
+``authorize_run_signal=`` / ``authorize_schedules=`` to :func:`~flue_core.http.create_app` or by
+implementing the ``flue_authorize_*`` hook of the same name in a plugin. Cancelling and signalling
+are asked only of callers already granted reading the run: a reader is not necessarily allowed to act.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from flue_core.plugins import first_answer
 RunReadAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
 #: ``(request, run) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
 RunCancelAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
+#: ``(request, run) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
+RunSignalAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
+#: ``(request) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
+SchedulesAuthorizer = Callable[[Request], "bool | None | Awaitable[bool | None]"]
 #: ``(request) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
 RunListAuthorizer = Callable[[Request], "bool | None | Awaitable[bool | None]"]
 
@@ -40,6 +45,18 @@ async def may_cancel_run(
 ) -> bool:
     """``True`` only when the app's callable or, if it abstains, a ``flue_authorize_run_cancel`` grants."""
     return await _decide("flue_authorize_run_cancel", own, hook, request=request, run=run)
+
+
+async def may_signal_run(
+    own: RunSignalAuthorizer | None, hook: pluggy.HookCaller, request: Request, run: RunRecord
+) -> bool:
+    """``True`` only when the app's callable or, if it abstains, a ``flue_authorize_run_signal`` grants."""
+    return await _decide("flue_authorize_run_signal", own, hook, request=request, run=run)
+
+
+async def may_manage_schedules(own: SchedulesAuthorizer | None, hook: pluggy.HookCaller, request: Request) -> bool:
+    """``True`` only when the app's callable or, if it abstains, a ``flue_authorize_schedules`` grants."""
+    return await _decide("flue_authorize_schedules", own, hook, request=request)
 
 
 async def may_list_runs(own: RunListAuthorizer | None, hook: pluggy.HookCaller, request: Request) -> bool:

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from flue_core.http.authorization import RunCancelAuthorizer, RunListAuthorizer, RunReadAuthorizer
+from flue_core.http.authorization import (
+    RunCancelAuthorizer,
+    RunListAuthorizer,
+    RunReadAuthorizer,
+    RunSignalAuthorizer,
+    SchedulesAuthorizer,
+)
 from flue_core.public_url import run_url
 from flue_core.runtime import Runtime, current_runtime
 
@@ -24,6 +30,8 @@ class HttpConfig:
     authorize_run_list: RunListAuthorizer | None
     stream_options: ReadOptions | None
     authorize_run_cancel: RunCancelAuthorizer | None = None
+    authorize_run_signal: RunSignalAuthorizer | None = None
+    authorize_schedules: SchedulesAuthorizer | None = None
 
     def open_runtime(self) -> Runtime:
         """The runtime, which must be open (else :class:`~flue_core.errors.RuntimeNotRunning`, 503)."""

@@ -19,7 +19,7 @@ from flue_core.http.query import parse_query
 from flue_core.streams import serve_run_stream
 from flue_core.http.error_handling import route_not_found
 
-LIST_PARAMETERS = ("workflow", "status", "limit", "cursor")
+LIST_PARAMETERS = ("workflow", "status", "limit", "cursor", "parent")
 DEFAULT_LIST_LIMIT = 50
 
 
@@ -51,6 +51,7 @@ async def list_runs(config: HttpConfig, request: Request) -> Response:
         status=params.get("status"),
         limit=params.get("limit", DEFAULT_LIST_LIMIT),  # text, parsed by the API's own strict parser
         cursor=params.get("cursor"),
+        parent=params.get("parent"),
         runtime=runtime,
     )
     return JSONResponse(page.model_dump(mode="json"), headers=PRIVATE_HEADERS)

@@ -3,12 +3,14 @@
 Checks run in this order, so each answer discloses no more than the one before it:
 
 1. method: anything but ``POST`` is 405 with ``Allow: POST``;
-2. query: only ``wait=result`` is understood; anything else is 400 ``invalid_query``;
+2. query: only ``wait=result``, ``delay=<seconds>`` and ``at=<RFC 3339 time>`` (a delayed start)
+   are understood; anything else is 400 ``invalid_query``;
 3. workflow: unknown and not exposed (``http=False``) answer the same 404 ``workflow_not_found``;
 4. the workflow's route middleware (authentication; may reject before the body is read);
 5. body: 415 for a non-JSON content type, 413 past ``max_body_size`` (while reading), 400 bad JSON;
-6. :func:`flue_core.admission.admit` with ``source="http"``: 422 invalid input (no run), 403 / 429
-   refused by a policy, 409 idempotency key conflict, 503 scheduling failed.
+6. :func:`flue_core.admission.admit` with ``source="http"``: 422 invalid input (no run), 400
+   ``invalid_schedule`` for a delay or time out of range, 403 / 429 refused by a policy, 409
+   idempotency key conflict, 503 scheduling failed.
 
 Detached (default): 202, the receipt, ``Location: <stream url>``. With ``?wait=result``: 200 with the
 result once the run completed; the run's error (424 ``run_failed``, 409 ``run_cancelled``) otherwise;
@@ -23,7 +25,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from flue_core import runs
+from flue_core import arguments, runs
 from flue_core.admission import admit
 from flue_core.errors import FlueError, RunCancelled, RunFailed, RunNotFinished, WorkflowNotFound
 from flue_core.http.body import read_json
@@ -40,7 +42,10 @@ WAIT_MODES = ("result",)
 async def post_workflow(config: HttpConfig, request: Request) -> Response:
     if request.method != "POST":
         raise MethodNotAllowed(request.method, ["POST"])
-    wait = choice(parse_query(request, ["wait"]), "wait", WAIT_MODES) is not None
+    params = parse_query(request, ["wait", "delay", "at"])
+    wait = choice(params, "wait", WAIT_MODES) is not None
+    delay = None if "delay" not in params else arguments.seconds_text("delay", params["delay"])
+    at = None if "at" not in params else arguments.timestamp_text("at", params["at"])
     name = request.path_params["name"]
     runtime = config.open_runtime()
     wf = runtime.registry.get(name)
@@ -58,6 +63,8 @@ async def post_workflow(config: HttpConfig, request: Request) -> Response:
                 key=request.headers.get("idempotency-key"),
                 source="http",
                 principal=getattr(request.state, "principal", None),
+                at=at,
+                delay=delay,
             )
             receipt = receipt.model_copy(update={"stream_url": stream_path(request, receipt.run_id)})
             if wait:

@@ -83,6 +83,16 @@ class SignalsContract(ContractBase):
             assert again.duplicate and again.signal_id == first.signal_id
             assert await runs.result(receipt.run_id, timeout=10) == ["hello", "timeout"]
 
+    async def test_a_repeated_keyed_signal_gets_the_same_answer_after_the_run_ended(self, open_runtime):
+        async with open_runtime(workflows=SIGNAL_WORKFLOWS):
+            receipt = await workflows.start(inbox, input={"count": 1})
+            first = await runs.signal(receipt.run_id, "note", "only", key="once")
+            await runs.wait(receipt.run_id, timeout=10)
+            again = await runs.signal(receipt.run_id, "note", "only", key="once")
+            assert again.duplicate and again.signal_id == first.signal_id
+            with pytest.raises(RunFinished):
+                await runs.signal(receipt.run_id, "note", "only", key="another")
+
     async def test_a_reused_signal_key_with_other_data_is_a_conflict(self, open_runtime):
         async with open_runtime(workflows=SIGNAL_WORKFLOWS):
             receipt = await workflows.start(inbox, input={"count": 1})
