@@ -20,6 +20,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -30,7 +31,7 @@ from pydantic import ValidationError
 
 import flue_core.http.errors  # noqa: F401  (its classes are among those an envelope's code names)
 from flue_core.errors import ConfigurationError, FlueError, InputNotSerializable
-from flue_core.models import Event, RunPage, RunReceipt, RunRecord, RunStatus
+from flue_core.models import Event, RunPage, RunReceipt, RunRecord, RunStatus, Schedule, SignalReceipt
 from flue_core.snapshot import NotJSON, dumps, snapshot
 
 Headers = Mapping[str, str] | Callable[[], Mapping[str, str]]
@@ -120,24 +121,80 @@ class FlueClient:
 
     # -- the API ------------------------------------------------------------------------------------
 
-    async def start(self, workflow: str, input: Any = None, *, key: str | None = None) -> RunReceipt:
+    async def start(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        key: str | None = None,
+        delay: float | None = None,
+        at: datetime | None = None,
+    ) -> RunReceipt:
         """``POST /workflows/{workflow}``: admit a run and return its receipt (never retried).
 
-        ``input`` is sent as the JSON body (no body for ``None``); ``key`` as ``Idempotency-Key``.
+        ``input`` is sent as the JSON body (no body for ``None``); ``key`` as ``Idempotency-Key``;
+        ``delay`` (seconds) or ``at`` (an aware datetime) as ``?delay=`` / ``?at=`` for a delayed start.
         """
         headers = {"idempotency-key": key} if key is not None else {}
-        content = None
-        if input is not None:
-            try:  # the server's own definition of a value, checked before anything is sent
-                content = dumps(snapshot(input, "input")).encode("utf-8")
-            except NotJSON as exc:
-                raise InputNotSerializable(
-                    f"Input of workflow {workflow!r} is not JSON: {exc}",
-                    details={"workflow": workflow, "path": exc.path, "reason": exc.reason},
-                ) from None
+        content = self._body(input, f"Input of workflow {workflow!r}", {"workflow": workflow})
+        if content is not None:
             headers["content-type"] = "application/json"
-        response = await self._send("POST", f"/workflows/{quote(workflow, safe='')}", content=content, headers=headers)
+        params = {}
+        if delay is not None:
+            params["delay"] = f"{delay:.6f}".rstrip("0").rstrip(".") if isinstance(delay, float) else str(delay)
+        if at is not None:
+            params["at"] = at.isoformat()
+        response = await self._send(
+            "POST", f"/workflows/{quote(workflow, safe='')}", params=params or None, content=content, headers=headers
+        )
         return self._parse(RunReceipt, response)
+
+    async def signal(self, run_id: str, name: str, data: Any = None, *, key: str | None = None) -> SignalReceipt:
+        """``POST /runs/{run_id}/signals/{name}``: send a signal into the run (``data`` as the JSON
+        body, ``key`` as ``Idempotency-Key``, which makes retrying it safe). Raises ``RunNotFound``
+        (also when unreadable), ``SignalDenied``, ``RunFinished``, ``InvalidSignal``."""
+        headers = {"idempotency-key": key} if key is not None else {}
+        content = self._body(data, f"Data of signal {name!r}", {"run_id": run_id, "name": name})
+        if content is not None:
+            headers["content-type"] = "application/json"
+        path = f"{self._run_path(run_id)}/signals/{quote(name, safe='')}"
+        response = await self._send("POST", path, content=content, headers=headers, may_retry=key is not None)
+        return self._parse(SignalReceipt, response)
+
+    async def schedules(self) -> list[Schedule]:
+        """``GET /schedules``: every schedule, where the application enables and grants it."""
+        response = await self._send("GET", "/schedules", may_retry=True)
+        body = self._json_body(response)
+        if not isinstance(body, dict) or not isinstance(body.get("schedules"), list):
+            raise UnexpectedResponse("The server's schedule listing is not {\"schedules\": [...]}.")
+        return [Schedule.model_validate(item) for item in body["schedules"]]
+
+    async def create_schedule(self, definition: Mapping[str, Any]) -> Schedule:
+        """``POST /schedules`` with ``definition`` (``name``, ``workflow``, ``cron``, ``input``,
+        ``timezone``, ``catchup``, ``paused``): the schedule created, or the same one existing."""
+        content = self._body(dict(definition), "The schedule", {})
+        response = await self._send("POST", "/schedules", content=content, headers={"content-type": "application/json"})
+        return self._parse(Schedule, response)
+
+    async def change_schedule(self, name: str, action: str) -> Schedule | None:
+        """``pause``, ``resume`` (the schedule) or ``delete`` (``None``) the schedule called ``name``."""
+        path = f"/schedules/{quote(name, safe='')}"
+        if action == "delete":
+            await self._send("DELETE", path, may_retry=True)
+            return None
+        response = await self._send("POST", f"{path}/{action}", may_retry=True)
+        return self._parse(Schedule, response)
+
+    def _body(self, value: Any, what: str, details: dict[str, Any]) -> bytes | None:
+        """``value`` as a JSON body (``None``: no body), checked like the server checks it first."""
+        if value is None:
+            return None
+        try:
+            return dumps(snapshot(value, "input")).encode("utf-8")
+        except NotJSON as exc:
+            raise InputNotSerializable(
+                f"{what} is not JSON: {exc}", details={**details, "path": exc.path, "reason": exc.reason}
+            ) from None
 
     async def get(self, run_id: str) -> RunRecord:
         """``GET /runs/{run_id}?meta``: the run's record. Raises ``RunNotFound`` (also when unreadable)."""
@@ -158,10 +215,11 @@ class FlueClient:
         status: RunStatus | str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        parent: str | None = None,
     ) -> RunPage:
         """``GET /runs``: one page of the server's run listing, newest first, where the application
         enables it (``create_app(list_runs_enabled=True)``); otherwise a 404 ``route_not_found``."""
-        params = {"workflow": workflow, "status": status, "limit": limit, "cursor": cursor}
+        params = {"workflow": workflow, "status": status, "limit": limit, "cursor": cursor, "parent": parent}
         response = await self._send(
             "GET", "/runs", params={k: str(v) for k, v in params.items() if v is not None}, may_retry=True
         )

@@ -57,7 +57,17 @@ async def chatty(ctx: RunContext, input: Count) -> int:
     return input.n
 
 
-WORKFLOWS = [greet, fail, gated, chatty]
+class Approval(BaseModel):
+    approved: bool
+
+
+@workflow(name="cli-approval", http=True, signals={"approve": Approval})
+async def approval(ctx: RunContext) -> bool:
+    decision = await ctx.wait_for_signal("approve")
+    return decision.approved
+
+
+WORKFLOWS = [greet, fail, gated, chatty, approval]
 runtime = Runtime(WORKFLOWS)  # on FLUE_STORE, else .flue/flue.db
 app = create_app(
     runtime,

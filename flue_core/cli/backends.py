@@ -1,6 +1,6 @@
 """Where the commands find runs: the local store (through ``flue_core``'s API) or a Flue server.
 
-Both give the commands the same four operations, so each command is written once.
+Both give the commands the same operations, so each command is written once.
 """
 
 from __future__ import annotations
@@ -8,14 +8,15 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from flue_core import runs, workflows
+from flue_core import runs, schedules, workflows
 from flue_core.cli.app import app_runtime, reader_runtime
 from flue_core.cli.exits import UsageError, reworded
 from flue_core.client import FlueClient, InvalidBaseUrl, LiveMode
 from flue_core.errors import FlueError, RunNotFound
-from flue_core.models import Event, RunPage, RunReceipt, RunRecord
+from flue_core.models import Event, RunPage, RunReceipt, RunRecord, Schedule, SignalReceipt, utc_now
 from flue_core.runtime import Runtime
 
 URL_ENV = "FLUE_URL"
@@ -26,13 +27,25 @@ class Runs(Protocol):
     #: Whether runs started here execute in this process (so stopping the process stops them).
     executes: bool
 
-    async def start(self, workflow: str, input: Any, key: str | None) -> RunReceipt: ...
+    async def start(
+        self, workflow: str, input: Any, key: str | None, *, delay: float | None = None, at: datetime | None = None
+    ) -> RunReceipt: ...
 
     def events(self, run_id: str, offset: str, follow: bool) -> AsyncIterator[Event]: ...
 
-    async def list(self, workflow: str | None, status: str | None, limit: int, cursor: str | None) -> RunPage: ...
+    async def list(
+        self, workflow: str | None, status: str | None, limit: int, cursor: str | None, parent: str | None = None
+    ) -> RunPage: ...
 
     async def cancel(self, run_id: str) -> RunRecord: ...
+
+    async def signal(self, run_id: str, name: str, data: Any, key: str | None) -> SignalReceipt: ...
+
+    async def schedules(self) -> list[Schedule]: ...
+
+    async def create_schedule(self, definition: dict[str, Any]) -> Schedule: ...
+
+    async def change_schedule(self, name: str, action: str) -> Schedule | None: ...
 
 
 class LocalRuns:
@@ -42,8 +55,10 @@ class LocalRuns:
         self.runtime = runtime
         self.executes = executes
 
-    async def start(self, workflow: str, input: Any, key: str | None) -> RunReceipt:
-        return await workflows.start(workflow, input=input, key=key, runtime=self.runtime)
+    async def start(
+        self, workflow: str, input: Any, key: str | None, *, delay: float | None = None, at: datetime | None = None
+    ) -> RunReceipt:
+        return await workflows.start(workflow, input=input, key=key, delay=delay, at=at, runtime=self.runtime)
 
     async def events(self, run_id: str, offset: str, follow: bool) -> AsyncIterator[Event]:
         try:
@@ -56,8 +71,12 @@ class LocalRuns:
                 " or read from a server with --url.",
             ) from None
 
-    async def list(self, workflow: str | None, status: str | None, limit: int, cursor: str | None) -> RunPage:
-        return await runs.list(workflow=workflow, status=status, limit=limit, cursor=cursor, runtime=self.runtime)
+    async def list(
+        self, workflow: str | None, status: str | None, limit: int, cursor: str | None, parent: str | None = None
+    ) -> RunPage:
+        return await runs.list(
+            workflow=workflow, status=status, limit=limit, cursor=cursor, parent=parent, runtime=self.runtime
+        )
 
     async def cancel(self, run_id: str) -> RunRecord:
         """Cancel the run, executed by this process or another one on the same store."""
@@ -66,6 +85,42 @@ class LocalRuns:
         except RunNotFound as exc:
             raise reworded(exc, f"{exc.message} Looked in the local store: choose another with --store, or --url.") from None
         return runs.refuse_finished(record)
+
+    async def signal(self, run_id: str, name: str, data: Any, key: str | None) -> SignalReceipt:
+        try:
+            return await runs.signal(run_id, name, data, key=key, runtime=self.runtime)
+        except RunNotFound as exc:
+            raise reworded(exc, f"{exc.message} Looked in the local store: choose another with --store, or --url.") from None
+
+    async def schedules(self) -> list[Schedule]:
+        return await schedules.list(runtime=self.runtime)
+
+    async def create_schedule(self, definition: dict[str, Any]) -> Schedule:
+        definition = dict(definition)
+        name, workflow, cron = definition.pop("name"), definition.pop("workflow"), definition.pop("cron")
+        if workflow not in self.runtime.registry.names:
+            raise UsageError(
+                f"Creating a schedule of {workflow!r} locally needs the application's workflows: pass"
+                " --app module[:attribute] (or FLUE_APP), or --url to create it on a server."
+            )
+        return await schedules.create(name, workflow, cron, runtime=self.runtime, **definition)
+
+    async def change_schedule(self, name: str, action: str) -> Schedule | None:
+        if action == "delete":
+            await schedules.delete(name, runtime=self.runtime)
+            return None
+        change = schedules.pause if action == "pause" else schedules.resume
+        return await change(name, runtime=self.runtime)
+
+    async def prune(self, older_than: timedelta) -> int:
+        """Delete the runs that ended more than ``older_than`` ago; how many."""
+        cutoff = utc_now() - older_than
+        total = 0
+        while True:
+            pruned = await self.runtime.target.store.prune(cutoff)
+            total += pruned
+            if pruned == 0:
+                return total
 
 
 class RemoteRuns:
@@ -77,15 +132,19 @@ class RemoteRuns:
         self.client = client
         self.live = live
 
-    async def start(self, workflow: str, input: Any, key: str | None) -> RunReceipt:
-        return await self.client.start(workflow, input, key=key)
+    async def start(
+        self, workflow: str, input: Any, key: str | None, *, delay: float | None = None, at: datetime | None = None
+    ) -> RunReceipt:
+        return await self.client.start(workflow, input, key=key, delay=delay, at=at)
 
     def events(self, run_id: str, offset: str, follow: bool) -> AsyncIterator[Event]:
         return self.client.events(run_id, offset=offset, follow=follow, live=self.live)
 
-    async def list(self, workflow: str | None, status: str | None, limit: int, cursor: str | None) -> RunPage:
+    async def list(
+        self, workflow: str | None, status: str | None, limit: int, cursor: str | None, parent: str | None = None
+    ) -> RunPage:
         try:
-            return await self.client.list(workflow=workflow, status=status, limit=limit, cursor=cursor)
+            return await self.client.list(workflow=workflow, status=status, limit=limit, cursor=cursor, parent=parent)
         except FlueError as exc:
             if exc.code != "route_not_found":
                 raise
@@ -97,6 +156,36 @@ class RemoteRuns:
 
     async def cancel(self, run_id: str) -> RunRecord:
         return await self.client.cancel(run_id)
+
+    async def signal(self, run_id: str, name: str, data: Any, key: str | None) -> SignalReceipt:
+        return await self.client.signal(run_id, name, data, key=key)
+
+    async def schedules(self) -> list[Schedule]:
+        try:
+            return await self.client.schedules()
+        except FlueError as exc:
+            raise self._no_schedules(exc) from None
+
+    async def create_schedule(self, definition: dict[str, Any]) -> Schedule:
+        try:
+            return await self.client.create_schedule(definition)
+        except FlueError as exc:
+            raise self._no_schedules(exc) from None
+
+    async def change_schedule(self, name: str, action: str) -> Schedule | None:
+        try:
+            return await self.client.change_schedule(name, action)
+        except FlueError as exc:
+            raise self._no_schedules(exc) from None
+
+    def _no_schedules(self, exc: FlueError) -> FlueError:
+        if exc.code != "route_not_found":
+            return exc
+        return reworded(
+            exc,
+            f"{self.client.base_url} does not manage schedules (or not for you): the application must enable"
+            " them (create_app(schedules_enabled=True)) and grant it.",
+        )
 
 
 @asynccontextmanager
@@ -110,7 +199,8 @@ async def open_runs(
     execute: bool,
 ) -> AsyncIterator[Runs]:
     """The runs a command works on: a server with ``url``, else the local store. ``execute`` builds
-    the local runtime from the application (``--app``), so started runs execute here."""
+    the local runtime from the application (``--app``), so started runs execute here; ``app`` alone
+    builds it from the application too, for commands that use its workflows without starting runs."""
     if url:
         if app is not None or store is not None:
             raise UsageError("--app and --store apply to the local store; they cannot be combined with --url.")
@@ -123,7 +213,9 @@ async def open_runs(
         return
     if headers:
         raise UsageError("--header only applies to a server: add --url.")
-    runtime = app_runtime(app, store) if execute else reader_runtime(store)
+    # With the application's workflows a runtime can validate what it sends (input, signal data);
+    # without, it only reads. Either way it executes nothing but what it starts itself.
+    runtime = app_runtime(app, store) if execute or app else reader_runtime(store)
     async with runtime:
         yield LocalRuns(runtime, executes=execute)
 

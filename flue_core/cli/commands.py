@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from flue_core.cli import manage
 from flue_core.cli.app import APP_ENV, AppNotLoaded, app_runtime, import_object, importable_from_cwd, reader_runtime
 from flue_core.cli.backends import Runs, open_runs
 from flue_core.cli.exits import OUTCOMES, Exit, reworded
@@ -126,7 +127,7 @@ async def start(args: argparse.Namespace, out: Output, interrupts: Interrupts) -
     Locally this process executes the run, so it always waits; the first Ctrl-C cancels the run.
     """
     async with _runs(args, execute=not args.url) as runs:
-        receipt = await runs.start(args.workflow, args.input, args.key)
+        receipt = await runs.start(args.workflow, args.input, args.key, delay=args.delay, at=args.at)
         if out.ndjson:
             if not args.follow:
                 out.line(receipt.model_dump_json())
@@ -177,7 +178,7 @@ async def list_runs(args: argparse.Namespace, out: Output, interrupts: Interrupt
     """One page of runs, newest first; the next page's cursor goes to stderr (stdout in text)."""
     async with _runs(args) as runs:
         with interrupts.stoppable():
-            page = await runs.list(args.workflow, args.status, args.limit, args.cursor)
+            page = await runs.list(args.workflow, args.status, args.limit, args.cursor, args.parent)
     if interrupts.signal is not None:
         return Exit.INTERRUPTED
     if out.ndjson:
@@ -248,11 +249,20 @@ async def dashboard(args: argparse.Namespace, out: Output, interrupts: Interrupt
     return Exit.COMPLETED
 
 
+async def runs_command(args: argparse.Namespace, out: Output, interrupts: Interrupts) -> int:
+    """``flue runs``: a page of runs, or with ``prune`` the deletion of old ones."""
+    if args.action == "prune":
+        return await manage.prune(args, out, interrupts)
+    return await list_runs(args, out, interrupts)
+
+
 COMMANDS: dict[str, Command] = {
     "start": start,
     "logs": logs,
-    "runs": list_runs,
+    "runs": runs_command,
     "cancel": cancel,
+    "signal": manage.signal,
+    "schedules": manage.schedules,
     "dashboard": dashboard,
 }
 

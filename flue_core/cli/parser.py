@@ -6,12 +6,15 @@ import argparse
 import os
 import re
 import sys
+from datetime import timedelta
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from flue_core import arguments
 from flue_core.cli.app import APP_ENV
 from flue_core.cli.backends import URL_ENV
 from flue_core.cli.exits import UsageError
+from flue_core.errors import FlueError
 from flue_core.models import RunStatus
 from flue_core.limits import MAX_DEPTH
 from flue_core.snapshot import NotJSON, loads
@@ -56,6 +59,8 @@ def build_parser() -> Parser:
     start.add_argument("--key", help="idempotency key: the same key returns the same run")
     start.add_argument("-f", "--follow", action="store_true", help="print the run's events until it ends")
     start.add_argument("--detach", action="store_true", help="with --url: return once admitted, do not wait")
+    start.add_argument("--delay", metavar="SECONDS", help="start it this many seconds from now (status scheduled until then)")
+    start.add_argument("--at", metavar="TIME", help="start it at this time, with its offset (2026-12-24T09:00:00Z)")
     _output(start)
     _where(start, app=True)
 
@@ -71,13 +76,42 @@ def build_parser() -> Parser:
     _output(cancel)
     _where(cancel, app=False)
 
-    listing = commands.add_parser("runs", help="list runs, newest first")
+    listing = commands.add_parser("runs", help="list runs, newest first; `flue runs prune` deletes old ones")
+    listing.add_argument("action", nargs="?", choices=["prune"], help="prune: delete runs that ended before --older-than")
+    listing.add_argument("--older-than", metavar="AGE", help="with prune: an age such as 30d, 12h, 45m or 90s")
+    listing.add_argument("--parent", metavar="RUN_ID", help="only the child runs of this run")
     listing.add_argument("--workflow", help="only runs of this workflow")
     listing.add_argument("--status", choices=[s.value for s in RunStatus], help="only runs with this status")
     listing.add_argument("--limit", type=int, default=20, help="runs per page, 1-1000 (default 20)")
     listing.add_argument("--cursor", help="the cursor a previous page printed, for the next page")
     _output(listing)
     _where(listing, app=False)
+
+    signal = commands.add_parser("signal", help="send a signal into a run (see ctx.wait_for_signal)")
+    signal.add_argument("run_id", metavar="RUN_ID")
+    signal.add_argument("name", metavar="NAME", help="the signal's name")
+    signal.add_argument("--data", metavar="JSON", help="its data as JSON, @FILE to read it from a file, - for stdin")
+    signal.add_argument("--key", help="idempotency key: sending again with it delivers the signal once")
+    _output(signal)
+    _where(signal, app=True)
+
+    managing = commands.add_parser("schedules", help="list and manage cron schedules")
+    actions = managing.add_subparsers(dest="schedule_command", metavar="ACTION")
+    listed = actions.add_parser("list", help="list the schedules (the default)")
+    create = actions.add_parser("create", help="create a schedule")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("workflow", metavar="WORKFLOW")
+    create.add_argument("cron", metavar="CRON", help="five fields, such as '0 2 * * *'")
+    create.add_argument("--input", metavar="JSON", help="each run's input as JSON, @FILE, or - for stdin")
+    create.add_argument("--timezone", default="UTC", help="an IANA time zone (default UTC)")
+    create.add_argument("--catchup", type=int, default=1, help="missed ticks to run after downtime (default 1)")
+    create.add_argument("--paused", action="store_true", help="create it paused")
+    named = [actions.add_parser(action, help=f"{action} a schedule") for action in SCHEDULE_ACTIONS[2:]]
+    for action in (listed, create, *named):
+        if action is not listed and action is not create:
+            action.add_argument("name", metavar="NAME")
+        _output(action)
+        _where(action, app=True)
 
     dashboard = commands.add_parser("dashboard", help="serve a web dashboard of the runs, reached by a secret link")
     dashboard.add_argument(
@@ -122,7 +156,13 @@ def _where(parser: argparse.ArgumentParser, *, app: bool) -> None:
         group.add_argument("--app", help=f"local: module[:attribute] holding a Runtime or workflows (default ${APP_ENV})")
 
 
+SCHEDULE_ACTIONS = ("list", "create", "pause", "resume", "delete")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["schedules"] and (len(argv) == 1 or argv[1] not in (*SCHEDULE_ACTIONS, "-h", "--help")):
+        argv.insert(1, "list")  # `flue schedules [options]` lists: the action is optional
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         if ":" not in args.app:
@@ -141,7 +181,45 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             )
         if args.detach and args.follow:
             raise UsageError("--detach and --follow exclude each other.")
+        args.delay = None if args.delay is None else _usage(arguments.seconds_text, "--delay", args.delay)
+        args.at = None if args.at is None else _usage(arguments.timestamp_text, "--at", args.at)
+    if args.command == "signal":
+        args.data = read_input(args.data, "--data")
+    if args.command == "schedules":
+        if args.schedule_command == "create":
+            args.input = read_input(args.input)
+    if args.command == "runs":
+        if args.action == "prune":
+            if args.older_than is None:
+                raise UsageError("flue runs prune needs --older-than AGE (30d, 12h, 45m, 90s).")
+            if args.url:
+                raise UsageError("flue runs prune works on the local store only; run it where the store is.")
+            args.older_than = age(args.older_than)
+        elif args.older_than is not None:
+            raise UsageError("--older-than only goes with `flue runs prune`.")
     return args
+
+
+_AGE = re.compile(r"([0-9]{1,9})([dhms])")
+_UNIT = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def age(text: str) -> timedelta:
+    """``30d``, ``12h``, ``45m`` or ``90s`` as a duration (``--older-than``)."""
+    match = _AGE.fullmatch(text)
+    if match is None:
+        raise UsageError(f"--older-than takes an age such as 30d, 12h, 45m or 90s, not {text!r}.")
+    try:
+        return timedelta(seconds=int(match.group(1)) * _UNIT[match.group(2)])
+    except OverflowError:
+        raise UsageError(f"--older-than {text} is longer than a date can go back.") from None
+
+
+def _usage(parse: Any, option: str, text: str) -> Any:
+    try:
+        return parse(option, text)
+    except FlueError as exc:
+        raise UsageError(exc.message) from None
 
 
 def parse_headers(values: Sequence[str]) -> dict[str, str]:
@@ -163,11 +241,11 @@ def parse_headers(values: Sequence[str]) -> dict[str, str]:
     return headers
 
 
-def read_input(value: str | None) -> Any:
-    """The ``--input`` value: JSON text, ``@path`` of a JSON file, or ``-`` for standard input."""
+def read_input(value: str | None, option: str = "--input") -> Any:
+    """The ``--input`` (or ``--data``) value: JSON text, ``@path`` of a JSON file, or ``-`` for standard input."""
     if value is None:
         return None
-    source = "--input"
+    source = option
     if value == "-":
         text, source = sys.stdin.read(), "standard input"
     elif value.startswith("@"):
@@ -175,7 +253,7 @@ def read_input(value: str | None) -> Any:
             with open(value[1:], encoding="utf-8") as file:
                 text = file.read()
         except OSError as exc:
-            raise UsageError(f"--input {value}: cannot read the file ({exc.strerror}).") from None
+            raise UsageError(f"{option} {value}: cannot read the file ({exc.strerror}).") from None
         source = value[1:]
     else:
         text = value
