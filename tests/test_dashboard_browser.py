@@ -57,6 +57,11 @@ async def cleanup(ctx: RunContext, input: dict) -> None:
         raise RuntimeError("disk full")
 
 
+@workflow(name="approval", http=True)
+async def approval(ctx: RunContext, input: dict) -> dict:
+    return await ctx.wait_for_signal("decision")
+
+
 def ops_only(request: Request, run: Any = None) -> bool:
     return request.cookies.get("viewer") == "ops"
 
@@ -70,8 +75,13 @@ def driver() -> Iterator[WebDriver]:
 @contextmanager
 def dashboard_app(tmp_path: Path, driver: WebDriver, **options: Any) -> Iterator[Served]:
     """The app, with the dashboard granted (reads, listing, cancel) to the ``viewer=ops`` cookie."""
-    runtime = Runtime([report, cleanup], store=f"sqlite:///{tmp_path}/flue.db", adopt=False)
-    grants = {"authorize_run_read": ops_only, "authorize_run_list": ops_only, "authorize_run_cancel": ops_only}
+    runtime = Runtime([report, cleanup, approval], store=f"sqlite:///{tmp_path}/flue.db", adopt=False)
+    grants = {
+        "authorize_run_read": ops_only,
+        "authorize_run_list": ops_only,
+        "authorize_run_cancel": ops_only,
+        "authorize_run_signal": ops_only,
+    }
     with served_in_background(runtime, lambda rt: create_app(rt, dashboard=True, **grants, **options)) as served:
         try:
             yield served
@@ -262,6 +272,21 @@ def test_cancel_from_the_run_page_cancels_the_run(driver, served):
     wait_for(driver, lambda d: timeline(d)[-1][1] == "run_end")
     assert "Cancelled" in text(driver, '#timeline li[data-type="run_end"]')
     assert served.call(runs.get, run_id, runtime=served.runtime).status == "cancelled"
+
+
+def test_a_signal_sent_from_the_run_page_resumes_the_waiting_run(driver, served):
+    run_id = start_over_http(served, "approval", {})
+    grant(driver, served)
+    driver.get(f"{served.url}/dashboard/runs/{run_id}")
+    wait_for(driver, lambda d: text(d, "#status") == "Waiting", message="the waiting record")
+    assert "signal decision" in text(driver, "#details")
+    assert driver.find_element(By.ID, "signal-name").get_attribute("value") == "decision"
+    driver.find_element(By.ID, "signal-data").send_keys('{"approved": true}')
+    driver.find_element(By.ID, "signal-send").click()
+    wait_for(driver, lambda d: text(d, "#status") == "Completed", message="the run resumed and completed")
+    types = [kind for _, kind in timeline(driver)]
+    assert "signal_received" in types and "signal_delivered" in types and types[-1] == "run_end"
+    assert served.call(runs.result, run_id, runtime=served.runtime) == {"approved": True}
 
 
 # -- who sees what ------------------------------------------------------------------------------------

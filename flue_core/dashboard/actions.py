@@ -6,9 +6,8 @@ that the action and the run exist and the run may be read (else the same 404 as 
 the method (``POST``), that the request comes from the dashboard's own page (:mod:`.csrf`), and the
 action's grant (403 ``action_denied``). Its answer is the run's record after the action, as JSON.
 
-Cancelling is the first action. Sending a signal to a waiting run goes here as the second, once runs
-can receive signals: an ``Action("signal", ...)`` whose ``perform`` reads the signal's name and JSON
-payload from the body (within the app's ``max_body_size``), with a form of its own in ``run.js``.
+The actions: ``cancel``, granted like ``POST /runs/{id}/cancel``, and ``signal`` (a JSON body
+``{"name", "data"}``), granted like ``POST /runs/{id}/signals/{name}``.
 """
 
 from __future__ import annotations
@@ -21,13 +20,14 @@ from starlette.responses import JSONResponse, Response
 
 from flue_core import runs
 from flue_core.dashboard.csrf import check_same_site
-from flue_core.http.authorization import may_cancel_run, may_read_run
+from flue_core.errors import InvalidSignal
+from flue_core.http.authorization import may_cancel_run, may_read_run, may_signal_run
+from flue_core.http.body import read_json
 from flue_core.http.config import HttpConfig
 from flue_core.http.envelope import PRIVATE_HEADERS
 from flue_core.http.error_handling import route_not_found
 from flue_core.http.errors import ActionDenied, MethodNotAllowed
 from flue_core.models import RunRecord
-from flue_core.runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +36,34 @@ class Action:
     #: Whether this caller may take the action on this run (they may already read it).
     may: Callable[[HttpConfig, Request, RunRecord], Awaitable[bool]]
     #: Take it; returns the run's record afterwards.
-    perform: Callable[[Runtime, Request, RunRecord], Awaitable[RunRecord]]
+    perform: Callable[[HttpConfig, Request, RunRecord], Awaitable[RunRecord]]
 
 
 async def _may_cancel(config: HttpConfig, request: Request, run: RunRecord) -> bool:
     return await may_cancel_run(config.authorize_run_cancel, config.runtime.pm.hook.flue_authorize_run_cancel, request, run)
 
 
-async def _cancel(runtime: Runtime, request: Request, run: RunRecord) -> RunRecord:
+async def _cancel(config: HttpConfig, request: Request, run: RunRecord) -> RunRecord:
     # Not waiting for the end: the page follows the run's stream and shows the end when it comes.
-    return await runs.cancel(run.run_id, wait_for=0, runtime=runtime)
+    return await runs.cancel(run.run_id, wait_for=0, runtime=config.runtime)
 
 
-ACTIONS: dict[str, Action] = {action.name: action for action in (Action("cancel", _may_cancel, _cancel),)}
+async def _may_signal(config: HttpConfig, request: Request, run: RunRecord) -> bool:
+    return await may_signal_run(config.authorize_run_signal, config.runtime.pm.hook.flue_authorize_run_signal, request, run)
+
+
+async def _signal(config: HttpConfig, request: Request, run: RunRecord) -> RunRecord:
+    body = await read_json(request, config.max_body_size)
+    if not isinstance(body, dict) or set(body) - {"name", "data"} or not isinstance(body.get("name"), str):
+        raise InvalidSignal('Send the signal as {"name": "<signal name>", "data": <JSON>}.')
+    await runs.signal(run.run_id, body["name"], body.get("data"), runtime=config.runtime)
+    after = await runs.get(run.run_id, runtime=config.runtime)
+    return after if after is not None else run
+
+
+ACTIONS: dict[str, Action] = {
+    action.name: action for action in (Action("cancel", _may_cancel, _cancel), Action("signal", _may_signal, _signal))
+}
 
 
 async def granted_actions(config: HttpConfig, request: Request, run: RunRecord) -> list[str]:
@@ -74,5 +89,5 @@ async def take_action(config: HttpConfig, request: Request) -> Response:
             f"This app does not let you {action.name} run {record.run_id}.",
             details={"run_id": record.run_id, "action": action.name},
         )
-    after = await action.perform(runtime, request, record)
+    after = await action.perform(config, request, record)
     return JSONResponse(after.model_dump(mode="json"), headers=PRIVATE_HEADERS)

@@ -37,25 +37,28 @@ const Flue = (() => {
   }
 
   /** GET (or another method) a path of the app's API, with the browser's own credentials. */
-  async function api(path, {method = "GET", params = null, headers = {}} = {}) {
+  async function api(path, {method = "GET", params = null, headers = {}, body = undefined} = {}) {
     const query = params ? "?" + new URLSearchParams(Object.entries(params).filter(([, v]) => v !== null && v !== "")) : "";
     let response;
     try {
-      response = await fetch(path + query, {method, headers: {accept: "application/json", ...headers}, credentials: "same-origin", cache: "no-store"});
+      response = await fetch(path + query, {method, headers: {accept: "application/json", ...headers}, body, credentials: "same-origin", cache: "no-store"});
     } catch (error) {
       throw new ApiError(0, "unreachable", "The server cannot be reached.");
     }
-    const body = await response.json().catch(() => null);
+    const answer = await response.json().catch(() => null);
     if (!response.ok) {
-      const error = (body && body.error) || {};
+      const error = (answer && answer.error) || {};
       throw new ApiError(response.status, error.code || "http_" + response.status, error.message || response.statusText);
     }
-    return body;
+    return answer;
   }
 
-  /** POST an action of the dashboard (cancel...), with the page's anti-forgery token. */
-  function act(runId, action) {
-    return api(`${config.base}/runs/${encodeURIComponent(runId)}/${action}`, {method: "POST", headers: {"x-flue-csrf": config.csrf}});
+  /** POST an action of the dashboard (cancel, signal...), with the page's anti-forgery token. */
+  function act(runId, action, payload = undefined) {
+    const headers = {"x-flue-csrf": config.csrf};
+    if (payload !== undefined) headers["content-type"] = "application/json";
+    const body = payload === undefined ? undefined : JSON.stringify(payload);
+    return api(`${config.base}/runs/${encodeURIComponent(runId)}/${action}`, {method: "POST", headers, body});
   }
 
   function runUrl(runId) {

@@ -50,11 +50,26 @@
       ["Duration", runDuration(run)],
     ];
     if (run.key) rows.push(["Idempotency key", el("span", {class: "mono"}, run.key)]);
+    if (run.parentRunId) rows.push(["Parent run", el("a", {class: "mono", href: `${config.base}/runs/${encodeURIComponent(run.parentRunId)}`}, run.parentRunId)]);
+    if (run.waitingFor) rows.push([run.status === "scheduled" ? "Starts" : "Waiting for", waitingNode(run)]);
     if (run.cancelRequested && !FINISHED.has(run.status)) rows.push(["Cancel", el("span", {class: "warn-text"}, "requested")]);
     $("details").replaceChildren(...rows.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
     $("input").replaceChildren(...jsonNodes(run.input));
     renderOutcome(run);
     renderActions(run);
+  }
+
+  function waitingNode(run) {
+    const wait = run.waitingFor;
+    const what = {
+      start: "its start time",
+      sleep: "a durable sleep to end",
+      signal: `signal ${wait.name}`,
+      children: `${(wait.runIds || []).length} child run(s)`,
+      retry: "its next attempt",
+    }[wait.kind] || wait.kind;
+    const until = run.wakeAt ? [el("span", {class: "muted"}, wait.kind === "signal" ? " · times out " : " · until "), timeNode(run.wakeAt)] : [];
+    return el("span", {}, wait.kind === "start" ? [] : what, ...(wait.kind === "start" ? [timeNode(run.wakeAt)] : until));
   }
 
   function timeNode(iso) {
@@ -86,8 +101,7 @@
 
   // -- actions ------------------------------------------------------------------------------------
   // Each action the app grants this viewer (config.actions) has a control here; the server checks the
-  // grant again on every request. A "signal" action (send a named signal with a JSON payload to a
-  // waiting run) belongs beside cancel once runs can receive signals.
+  // grant again on every request.
 
   const ACTIONS = {
     cancel: (run) => FINISHED.has(run.status) ? null : confirmButton("Cancel run", "Cancel this run?", async () => {
@@ -95,12 +109,43 @@
       renderRecord();
       toast(FINISHED.has(record.status) ? `Run ${label(record.status).toLowerCase()}.` : "Cancel requested; the run stops at its next await.", "info");
     }),
+    signal: (run) => FINISHED.has(run.status) ? null : signalForm(run),
   };
+
+  /** Send a named signal with a JSON payload: the name is prefilled when the run waits for one. */
+  function signalForm(run) {
+    const waitsFor = run.waitingFor && run.waitingFor.kind === "signal" ? run.waitingFor.name : "";
+    const name = el("input", {type: "text", id: "signal-name", placeholder: "signal name", value: waitsFor, "aria-label": "Signal name", spellcheck: "false"});
+    const data = el("input", {type: "text", id: "signal-data", placeholder: "JSON data, e.g. {\"approved\": true}", "aria-label": "Signal data (JSON)", spellcheck: "false"});
+    const send = el("button", {type: "submit", class: "button", id: "signal-send"}, "Send signal");
+    async function submit(event) {
+      event.preventDefault();
+      let payload = null;
+      try {
+        payload = data.value.trim() ? JSON.parse(data.value) : null;
+      } catch (error) {
+        toast("The signal's data is not valid JSON.");
+        return;
+      }
+      send.disabled = true;
+      try {
+        await act(runId, "signal", {name: name.value.trim(), data: payload});
+        data.value = "";
+        toast(`Signal ${name.value.trim()} sent.`, "info");
+        refreshRecord(100);
+      } catch (error) {
+        toast(error.message);
+      } finally {
+        send.disabled = false;
+      }
+    }
+    return el("form", {class: "signal-form", onsubmit: submit}, name, data, send);
+  }
 
   let offered = null;
   function renderActions(run) {
     // Rebuilt only when what is offered changes: a refresh of the record must not undo a confirmation.
-    const key = `${run.status}:${run.cancelRequested}`;
+    const key = `${run.status}:${run.cancelRequested}:${run.waitingFor ? run.waitingFor.kind + run.waitingFor.name : ""}`;
     if (key === offered) return;
     offered = key;
     const controls = (config.actions || []).map((name) => ACTIONS[name] && ACTIONS[name](run)).filter(Boolean);
@@ -171,7 +216,7 @@
     refreshRecord();
   }
 
-  const LIFECYCLE = new Set(["run_start", "run_retry", "run_interrupted", "run_end"]);
+  const LIFECYCLE = new Set(["run_start", "run_resume", "run_retry", "run_interrupted", "run_waiting", "run_end"]);
 
   function show(event) {
     if (event.index <= lastIndex) return;
@@ -210,6 +255,20 @@
         return ["Queued", data.key ? el("span", {class: "muted"}, ` with key ${data.key}`) : null];
       case "run_start":
         return `Attempt ${data.attempt} started`;
+      case "run_resume":
+        return `Attempt ${data.attempt} resumed`;
+      case "run_waiting":
+        return waitingText(data);
+      case "signal_received":
+        return ["Signal ", el("strong", {}, data.name), " received", data.data === null || data.data === undefined ? null : el("code", {class: "payload"}, " " + compact(data.data, 200))];
+      case "signal_delivered":
+        return ["Signal ", el("strong", {}, data.name), " delivered"];
+      case "signal_timeout":
+        return ["No signal ", el("strong", {}, data.name), " in time"];
+      case "child_started":
+        return ["Child run ", el("a", {class: "mono", href: `${config.base}/runs/${encodeURIComponent(data.runId)}`}, data.runId), el("span", {class: "muted"}, ` · ${data.workflow}`)];
+      case "step_retry":
+        return ["Step ", el("strong", {}, data.name), ` try ${data.attempt} failed: ${(data.error && data.error.message) || ""}`, el("span", {class: "muted"}, ` · again in ${duration((data.delay || 0) * 1000)}`)];
       case "log":
         return [el("span", {class: `level level-${data.level}`}, data.level), " ", data.message,
           ...Object.entries(data.attributes || {}).map(([k, v]) => el("code", {class: "attr"}, `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`))];
@@ -227,6 +286,12 @@
       default:
         return el("code", {class: "payload"}, compact(data, 400));
     }
+  }
+
+  function waitingText(data) {
+    const wait = data.for || {};
+    const what = {sleep: "Sleeping", signal: `Waiting for signal ${wait.name}`, children: `Waiting for ${(wait.runIds || []).length} child run(s)`, retry: "Waiting to retry"}[wait.kind] || "Waiting";
+    return [what, data.until ? el("span", {class: "muted"}, ` until ${when(new Date(data.until))}`) : null];
   }
 
   // -- progress and steps -------------------------------------------------------------------------
