@@ -19,7 +19,7 @@ from flue_core.errors import (
     SchedulingFailed,
 )
 from flue_core.models import RunError, RunReceipt, RunRecord, RunStatus, format_timestamp, utc_now
-from flue_core.plugins import call_each, first_answer, has_implementations, notify
+from flue_core.plugins import call_each, first_answer, has_implementations, notify, scope
 from flue_core.store import NewEvent, NewRun, Outcome
 
 if TYPE_CHECKING:
@@ -77,6 +77,13 @@ async def admit(
     start_at = start_time(at, delay)
     hook = runtime.pm.hook
     request = AdmissionRequest(wf, snapshot, key, source, principal, parent_run_id, start_at)
+    with scope(hook.flue_admission_scope, request=request):
+        return await _admit(runtime, request)
+
+
+async def _admit(runtime: Runtime, request: AdmissionRequest) -> RunReceipt:
+    wf, snapshot, key, parent_run_id, start_at = request.workflow, request.input, request.key, request.parent_run_id, request.start_at
+    hook = runtime.pm.hook
     if has_implementations(hook.flue_check_admission):
         await call_each(hook.flue_check_admission, request=request)
     carrier = _carrier(runtime, request)
