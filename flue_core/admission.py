@@ -82,7 +82,8 @@ async def admit(
 
 
 async def _admit(runtime: Runtime, request: AdmissionRequest) -> RunReceipt:
-    wf, snapshot, key, parent_run_id, start_at = request.workflow, request.input, request.key, request.parent_run_id, request.start_at
+    wf, snapshot, key = request.workflow, request.input, request.key
+    parent_run_id, start_at = request.parent_run_id, request.start_at
     hook = runtime.pm.hook
     if has_implementations(hook.flue_check_admission):
         await call_each(hook.flue_check_admission, request=request)
