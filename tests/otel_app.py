@@ -55,6 +55,12 @@ async def slow(ctx: RunContext) -> None:
     await anyio.sleep(10)
 
 
+@workflow(name="otel-busy", retries=1)
+async def busy(ctx: RunContext) -> None:
+    ctx.emit("busy", {})
+    await anyio.sleep(30)  # not a durable wait: the execution holds the run until it is cancelled
+
+
 @workflow(name="otel-sleeper")
 async def sleeper(ctx: RunContext, input: dict) -> str:
     await ctx.step("before", lambda: "before")
@@ -74,7 +80,7 @@ async def parent(ctx: RunContext) -> int:
     return await ctx.wait_for(receipt)
 
 
-WORKFLOWS = [fetch, failing, flaky, slow, sleeper, child, parent]
+WORKFLOWS = [fetch, failing, flaky, slow, busy, sleeper, child, parent]
 
 
 def target(db: str, *, execute: bool = True) -> LocalTarget:

@@ -122,6 +122,34 @@ async def test_a_sleeping_run_has_one_execution_span_per_stretch_in_the_same_tra
     assert second.start_time - first.end_time >= 0.25e9  # nothing executes while it sleeps
 
 
+async def wait_until_busy(run_id: str) -> None:
+    with anyio.fail_after(10):
+        async for event in runs.events(run_id, follow=True):
+            if event.type == "busy":
+                return
+
+
+async def test_a_cancelled_run_ends_its_execution_cancelled(telemetry, tmp_path):
+    async with runtime(telemetry, tmp_path):
+        receipt = await workflows.start(otel_app.busy)
+        await wait_until_busy(receipt.run_id)
+        assert (await runs.cancel(receipt.run_id)).status == RunStatus.CANCELLED
+    execute = telemetry.one("execute otel-busy")
+    assert execute.attributes[keys.RUN_STATUS] == "cancelled"
+    assert execute.status.status_code == StatusCode.UNSET and keys.EXECUTION_INTERRUPTED not in execute.attributes
+
+
+async def test_an_execution_cut_short_by_the_process_stopping_is_marked_interrupted(telemetry, tmp_path):
+    target = otel_app.target(str(tmp_path / "flue.db"))
+    target.shutdown_grace = 0.1
+    async with Runtime(otel_app.WORKFLOWS, target=target, plugins=[telemetry.plugin]):
+        receipt = await workflows.start(otel_app.busy)
+        await wait_until_busy(receipt.run_id)
+    execute = telemetry.one("execute otel-busy")  # handed back for a retry: no status is known
+    assert execute.attributes[keys.EXECUTION_INTERRUPTED] is True and keys.RUN_STATUS not in execute.attributes
+    assert execute.status.status_code == StatusCode.ERROR
+
+
 async def test_a_child_run_continues_its_parents_trace(telemetry, tmp_path):
     tracer = telemetry.tracer_provider.get_tracer("test")
     async with runtime(telemetry, tmp_path):
