@@ -99,8 +99,9 @@ def flue_capture_carrier(request: AdmissionRequest) -> dict[str, str] | None:
     run is stored. Every implementation is asked and their dicts (of strings) are merged, later
     plugins overriding earlier ones on a name; the result is persisted with the run as
     ``RunRecord.carrier`` (``None`` when empty) and is there for the hooks of any process that
-    executes the run — an OpenTelemetry plugin injects the caller's trace context here and continues
-    it in ``flue_run_started``. Raising fails the admission with that error before anything is stored.
+    executes the run — an OpenTelemetry plugin injects the caller's trace context here (inside
+    ``flue_admission_scope``) and continues it in ``flue_execution_scope``. Raising fails the
+    admission with that error before anything is stored.
     """
 
 
