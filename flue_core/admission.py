@@ -20,7 +20,7 @@ from flue_core.errors import (
 )
 from flue_core.limits import MAX_KEY_LENGTH
 from flue_core.models import RunError, RunReceipt, RunRecord, RunStatus, format_timestamp, utc_now
-from flue_core.plugins import call_each, first_answer, has_implementations, notify
+from flue_core.plugins import call_each, first_answer, has_implementations, notify, scope
 from flue_core.snapshot import is_text
 from flue_core.store import NewEvent, NewRun, Outcome
 
@@ -80,6 +80,14 @@ async def admit(
     start_at = start_time(at, delay)
     hook = runtime.pm.hook
     request = AdmissionRequest(wf, snapshot, key, source, principal, parent_run_id, start_at)
+    with scope(hook.flue_admission_scope, request=request):
+        return await _admit(runtime, request)
+
+
+async def _admit(runtime: Runtime, request: AdmissionRequest) -> RunReceipt:
+    wf, snapshot, key = request.workflow, request.input, request.key
+    parent_run_id, start_at = request.parent_run_id, request.start_at
+    hook = runtime.pm.hook
     if has_implementations(hook.flue_check_admission):
         await call_each(hook.flue_check_admission, request=request)
     carrier = _carrier(runtime, request)

@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from flue_core.attempt import AttemptControl, Lost
 from flue_core.errors import InvalidSignal, RunCancelled, RunFailed, SignalTimeout, StepError, StepTimeout
 from flue_core.models import RunReceipt, RunRecord, RunStatus, WaitingFor, format_timestamp, parse_timestamp, utc_now
+from flue_core.plugins import scope
 from flue_core.signals import check_signal_name
 from flue_core.snapshot import NotJSON, dumps, is_text, snapshot
 
@@ -91,7 +92,8 @@ class Calls:
         while True:
             tries += 1
             try:
-                value = await _call(fn, args, kwargs, timeout, key)
+                with scope(self._runtime.pm.hook.flue_step_scope, run=self._control.record, step=key, try_number=tries):
+                    value = await _call(fn, args, kwargs, timeout, key)
                 break
             except Exception as exc:
                 if tries > retries:

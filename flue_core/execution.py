@@ -20,9 +20,9 @@ from flue_core.attempt import AttemptControl, Lost, Suspend
 from flue_core.context import RunContext
 from flue_core.definition import Workflow
 from flue_core.models import RunError, RunRecord, RunStatus, WaitingFor, utc_now
-from flue_core.plugins import has_implementations, notify
+from flue_core.plugins import has_implementations, notify, scope
 from flue_core.snapshot import NotJSON, snapshot
-from flue_core.store import NewEvent, Outcome, Suspension
+from flue_core.store import Attempt, NewEvent, Outcome, Suspension
 
 if TYPE_CHECKING:
     from flue_core.runtime import Runtime
@@ -80,6 +80,11 @@ class Executor:
             attempt = await store.claim(run_id, self.owner, limit=None if wf is None else wf.concurrency)
         if attempt is None:
             return  # cancelled while queued, adopted by another worker, or over its workflow's limit
+        with scope(self.runtime.pm.hook.flue_execution_scope, run=attempt.record, resumed=attempt.resumed):
+            await self._attempt(attempt)
+
+    async def _attempt(self, attempt: Attempt) -> None:
+        run_id = attempt.record.run_id
         outcome = await self._execute(attempt.record, attempt.next_index, attempt.resumed)
         if outcome is None:
             return  # suspended, or lost to another worker
@@ -156,7 +161,7 @@ class Executor:
 
     async def _suspended(self, control: AttemptControl) -> None:
         if control.suspended and has_implementations(self.runtime.pm.hook.flue_run_waiting):
-            await notify(self.runtime.pm.hook.flue_run_waiting, run=control.record)
+            await notify(self.runtime.pm.hook.flue_run_waiting, run=control.record, error=None)
         return None
 
     def _failed_or_retry(self, control: AttemptControl, record: RunRecord, wf: Workflow, error: RunError) -> Outcome | _Retry:
@@ -174,7 +179,7 @@ class Executor:
         if parked is not None and not parked.suspended:  # a cancel was asked meanwhile
             await self._finish(record.run_id, Outcome(RunStatus.CANCELLED, utc_now()))
         elif parked is not None and has_implementations(self.runtime.pm.hook.flue_run_waiting):
-            await notify(self.runtime.pm.hook.flue_run_waiting, run=parked.record)
+            await notify(self.runtime.pm.hook.flue_run_waiting, run=parked.record, error=retry.error)
 
     async def _interrupted(self, control: AttemptControl, record: RunRecord, max_attempts: int) -> None:
         store = self.runtime.target.store

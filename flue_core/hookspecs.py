@@ -1,18 +1,25 @@
 """The hook specifications: the contract between Flue and its plugins.
 
-Every hook is prefixed ``flue_``. Three kinds, told apart by their shape:
+Every hook is prefixed ``flue_``. Four kinds, told apart by their shape:
 
 * **registration** hooks are synchronous and called once when a runtime is built;
 * **decision** hooks consult implementations in order (``tryfirst`` first, ``trylast`` last, otherwise
   newest registration first) and the first answer that is not ``None`` wins;
-* **notification** hooks call every implementation; an exception is logged and never reaches the run.
+* **notification** hooks call every implementation; an exception is logged and never reaches the run;
+* **scope** hooks (``flue_*_scope``) are synchronous and return a context manager (or ``None``) that
+  Flue enters around a piece of work, in the task doing it: what ``__enter__`` sets in context
+  variables (a current trace span, say) is seen by that work, and ``__exit__`` receives the exception
+  that ends it, if any. Managers are entered in call order and exited in reverse; one that raises is
+  logged and never reaches the work, and none can swallow an exception.
 
 Decision and notification hooks may be ``async def``: Flue awaits each result itself (pluggy does not),
-so never mark them ``firstresult`` or use hook wrappers around them.
+so never mark them ``firstresult`` or use hook wrappers around them (nor around scope hooks, which
+Flue also calls itself).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -24,7 +31,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 if TYPE_CHECKING:
     from flue_core.admission import AdmissionRequest
-    from flue_core.models import Event, RunRecord
+    from flue_core.models import Event, RunError, RunRecord
     from flue_core.runtime import Runtime
     from flue_core.target import StoreRegistry, TargetRegistry
 
@@ -92,8 +99,9 @@ def flue_capture_carrier(request: AdmissionRequest) -> dict[str, str] | None:
     run is stored. Every implementation is asked and their dicts (of strings) are merged, later
     plugins overriding earlier ones on a name; the result is persisted with the run as
     ``RunRecord.carrier`` (``None`` when empty) and is there for the hooks of any process that
-    executes the run — an OpenTelemetry plugin injects the caller's trace context here and continues
-    it in ``flue_run_started``. Raising fails the admission with that error before anything is stored.
+    executes the run — an OpenTelemetry plugin injects the caller's trace context here (inside
+    ``flue_admission_scope``) and continues it in ``flue_execution_scope``. Raising fails the
+    admission with that error before anything is stored.
     """
 
 
@@ -123,10 +131,12 @@ def flue_run_started(run: RunRecord) -> None:
 
 
 @hookspec
-def flue_run_waiting(run: RunRecord) -> None:
+def flue_run_waiting(run: RunRecord, error: RunError | None) -> None:
     """An execution of the run in this process ended by suspending it: ``run`` is ``waiting``
     (``run.waiting_for`` and ``run.wake_at`` say for what); its next execution reports
-    ``flue_run_started`` again, with the same ``run.attempt`` when it resumes the same attempt."""
+    ``flue_run_started`` again, with the same ``run.attempt`` when it resumes the same attempt.
+    ``error`` is why the attempt failed when the run waits for a retry (``waiting_for.kind ==
+    "retry"``), otherwise ``None``."""
 
 
 @hookspec
@@ -141,6 +151,60 @@ def flue_event_emitted(event: Event) -> None:
     Called for every event except ``run_queued`` and ``run_end`` (see ``flue_run_admitted`` and
     ``flue_run_finished``), in the background: the workflow never waits for it, and implementations
     may see events slightly after they were emitted.
+    """
+
+
+@hookspec
+def flue_runtime_opened(runtime: Runtime) -> None:
+    """The runtime opened: its target is open and runs may be started. Plugins that serve the runtime
+    for its life (reading its store from another thread through ``runtime.call_sync``, say) keep it
+    from here until ``flue_runtime_closing``."""
+
+
+@hookspec
+def flue_runtime_closing(runtime: Runtime) -> None:
+    """The runtime is closing: called before its target closes, while the store is still open."""
+
+
+# -- scopes -----------------------------------------------------------------------------------------
+
+
+@hookspec
+def flue_admission_scope(request: AdmissionRequest) -> AbstractContextManager[object] | None:
+    """Return a context manager to enter around one admission, or ``None``.
+
+    Entered once the input is validated, before ``flue_check_admission``; ``flue_capture_carrier``,
+    the store write, ``flue_schedule_run`` and ``flue_run_admitted`` happen inside it. It exits with
+    the admission's error (a refusal, an idempotency conflict, :class:`~flue_core.errors.SchedulingFailed`)
+    or without one: then either ``flue_run_admitted`` was called inside it, or the admission was an
+    idempotent repeat of an existing run. Runs in the admitting task (``start()``'s caller, the HTTP
+    request, the parent run for ``ctx.start_child``, the scheduler for a schedule's tick).
+    """
+
+
+@hookspec
+def flue_execution_scope(run: RunRecord, resumed: bool) -> AbstractContextManager[object] | None:
+    """Return a context manager to enter around one execution of a run in this process, or ``None``.
+
+    Entered in the task that executes the run once it has claimed it (``run`` is ``running``; ``resumed``
+    is ``True`` when this execution continues an attempt that waited), and exited after the execution
+    ended: the workflow function runs inside it, and so do ``flue_run_started`` and the
+    ``flue_run_waiting`` or ``flue_run_finished`` that says how it ended. It exits without an error
+    also when the run fails (the error is on the record), and with the cancellation when the process
+    stops mid-run. ``run.carrier`` holds what ``flue_capture_carrier`` captured at admission, in
+    whichever process that was.
+    """
+
+
+@hookspec
+def flue_step_scope(run: RunRecord, step: str, try_number: int) -> AbstractContextManager[object] | None:
+    """Return a context manager to enter around one call of a step's function, or ``None``.
+
+    ``step`` is the step's key (its name, ``#2``... appended from its second occurrence in the run);
+    ``try_number`` counts calls of the step from 1, so a step with retries gets one scope per try.
+    Entered in the task that calls the function, inside the run's execution scope; it exits with the
+    exception the call raised (its timeout included) or without one. Steps replayed from the store
+    are not called and get no scope.
     """
 
 

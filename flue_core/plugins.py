@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from types import TracebackType
 from typing import Any
 
 import pluggy
@@ -14,8 +16,9 @@ from flue_core.errors import ConfigurationError
 
 log = logging.getLogger("flue")
 
-# Hooks Flue dispatches itself (awaiting each result); wrappers cannot see async work, so they are refused.
-_AWAITED_HOOKS = (
+# Hooks Flue dispatches itself (awaiting each result, or entering each scope); wrappers would not see
+# that work, so they are refused.
+_DISPATCHED_HOOKS = (
     "flue_check_admission",
     "flue_schedule_run",
     "flue_run_admitted",
@@ -23,6 +26,11 @@ _AWAITED_HOOKS = (
     "flue_run_waiting",
     "flue_run_finished",
     "flue_event_emitted",
+    "flue_runtime_opened",
+    "flue_runtime_closing",
+    "flue_admission_scope",
+    "flue_execution_scope",
+    "flue_step_scope",
     "flue_authorize_run_read",
     "flue_authorize_run_list",
     "flue_authorize_run_cancel",
@@ -42,12 +50,13 @@ def plugin_manager(plugins: Iterable[object] = (), *, entry_points: bool = True)
         if not pm.is_registered(plugin):
             pm.register(plugin)
     pm.check_pending()
-    for name in _AWAITED_HOOKS:
+    for name in _DISPATCHED_HOOKS:
         for impl in getattr(pm.hook, name).get_hookimpls():
             if impl.wrapper or impl.hookwrapper:
                 raise ConfigurationError(
-                    f"Plugin {impl.plugin_name!r} wraps {name}, whose implementations may be async;"
-                    " wrappers cannot observe them. Implement the hook directly."
+                    f"Plugin {impl.plugin_name!r} wraps {name}, which Flue dispatches itself (awaiting"
+                    " or entering what each implementation returns); wrappers cannot observe that."
+                    " Implement the hook directly."
                 )
     return pm
 
@@ -88,3 +97,46 @@ async def notify(hook: pluggy.HookCaller, **kwargs: Any) -> None:
 
 def has_implementations(hook: pluggy.HookCaller) -> bool:
     return bool(hook.get_hookimpls())
+
+
+def scope(hook: pluggy.HookCaller, **kwargs: Any) -> AbstractContextManager[None]:
+    """Enter the context managers a scope hook's implementations return, around a ``with`` block.
+
+    A plugin that raises (answering, entering or exiting) is logged and skipped; the block's own
+    exception reaches every manager that was entered and then propagates, never swallowed.
+    """
+    if not hook.get_hookimpls():
+        return _NO_SCOPE
+    return _Scope(hook, kwargs)
+
+
+_NO_SCOPE = nullcontext()
+
+
+class _Scope:
+    __slots__ = ("_entered", "_hook", "_kwargs")
+
+    def __init__(self, hook: pluggy.HookCaller, kwargs: dict[str, Any]) -> None:
+        self._hook = hook
+        self._kwargs = kwargs
+        self._entered: list[tuple[str, AbstractContextManager[object]]] = []
+
+    def __enter__(self) -> None:
+        for impl in reversed(self._hook.get_hookimpls()):
+            try:
+                manager = impl.function(*[self._kwargs[name] for name in impl.argnames])
+                if manager is None:
+                    continue
+                manager.__enter__()
+            except Exception:
+                log.exception("flue: %s implementation of plugin %r failed", self._hook.name, impl.plugin_name)
+                continue
+            self._entered.append((impl.plugin_name, manager))
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        while self._entered:
+            plugin, manager = self._entered.pop()
+            try:
+                manager.__exit__(kind, error, tb)
+            except Exception:
+                log.exception("flue: leaving the %s scope of plugin %r failed", self._hook.name, plugin)

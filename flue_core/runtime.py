@@ -17,7 +17,7 @@ from flue_core.changes import Changes
 from flue_core.discovery import WorkflowRegistry, WorkflowSource, as_workflows
 from flue_core.errors import RuntimeNotRunning, SyncCallOnEventLoop
 from flue_core.models import RunReceipt, RunRecord
-from flue_core.plugins import notify, plugin_manager
+from flue_core.plugins import has_implementations, notify, plugin_manager
 from flue_core.public_url import checked_public_url, run_url
 from flue_core.target import StoreRegistry, Target, select_target
 
@@ -81,9 +81,13 @@ class Runtime:
         self._token = anyio.lowlevel.current_token()
         self._context_token = _current.set(self)
         _open_runtimes.append(self)
+        if has_implementations(self.pm.hook.flue_runtime_opened):
+            await notify(self.pm.hook.flue_runtime_opened, runtime=self)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._token is not None and has_implementations(self.pm.hook.flue_runtime_closing):
+            await notify(self.pm.hook.flue_runtime_closing, runtime=self)
         if self in _open_runtimes:
             _open_runtimes.remove(self)
         if self._context_token is not None:

@@ -1,0 +1,106 @@
+"""The metric instruments: admissions, run durations, failures and the depth of the queue.
+
+Queue depth is read from the store, not tracked by hooks: runs are admitted, woken and executed by
+many processes, and only the store knows how many wait. Counting costs a listing per pending status,
+so it is done at most every ``queue_interval`` seconds, when the meter provider collects (a metrics
+reader's thread), through the runtime's event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from flue_core import runs
+from flue_core.models import RunRecord, RunStatus
+from flue_core.otel.spans import ERROR_CODE, RUN_STATUS, WORKFLOW
+
+if TYPE_CHECKING:
+    from flue_core.runtime import Runtime
+
+log = logging.getLogger("flue")
+
+#: Statuses of runs that wait to execute: a delayed start, the ready pool, a durable wait or back-off.
+PENDING = (RunStatus.SCHEDULED, RunStatus.QUEUED, RunStatus.WAITING)
+#: Seconds, from a no-op run to one that sleeps for a day.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400)
+_PAGE = 1000
+
+
+class Instruments:
+    """Flue's instruments on one meter."""
+
+    def __init__(self, meter: metrics.Meter, queue: QueueDepth) -> None:
+        self.admissions = meter.create_counter(
+            "flue.admissions", unit="{admission}", description="Admissions, by workflow, source and outcome."
+        )
+        self.run_duration = meter.create_histogram(
+            "flue.run.duration",
+            unit="s",
+            description="From a run's first execution to its end (waits included), by workflow and final status.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.run_failures = meter.create_counter(
+            "flue.run.failures", unit="{run}", description="Runs that ended failed, by workflow and error code."
+        )
+        meter.create_observable_gauge(
+            "flue.queue.depth",
+            callbacks=[queue.observe],
+            unit="{run}",
+            description="Runs waiting to execute (scheduled, queued, waiting), by workflow and status, as the store counts them.",
+        )
+
+    def run_finished(self, run: RunRecord) -> None:
+        duration = run.duration_ms
+        if duration is not None:
+            self.run_duration.record(duration / 1000, {WORKFLOW: run.workflow, RUN_STATUS: run.status.value})
+        if run.status == RunStatus.FAILED:
+            code = run.error.code if run.error is not None else "unknown"
+            self.run_failures.add(1, {WORKFLOW: run.workflow, ERROR_CODE: code})
+
+
+class QueueDepth:
+    """The pending runs of the runtime being served, counted in its store when collected.
+
+    Collection happens on a metrics reader's thread: the count runs on the runtime's event loop
+    (``runtime.call_sync``) and is kept for ``interval`` seconds. Counts stop at ``limit`` runs per
+    status. When no count can be made (no runtime open, or a collection on the loop's own thread,
+    which must not block), the last counts are reported again.
+    """
+
+    def __init__(self, interval: float, limit: int) -> None:
+        self.interval = interval
+        self.limit = limit
+        self.runtime: Runtime | None = None
+        self._counts: dict[tuple[str, RunStatus], int] = {}
+        self._counted_at = -float("inf")
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        runtime = self.runtime
+        if runtime is not None and time.monotonic() - self._counted_at >= self.interval:
+            try:
+                self._counts = runtime.call_sync(self.count, runtime)
+                self._counted_at = time.monotonic()
+            except Exception as exc:
+                log.debug("flue: queue depth not counted now: %s", exc)
+        return [Observation(n, {WORKFLOW: workflow, RUN_STATUS: status.value}) for (workflow, status), n in self._counts.items()]
+
+    async def count(self, runtime: Runtime) -> dict[tuple[str, RunStatus], int]:
+        """Pending runs per (workflow, status); every workflow of the runtime appears, with 0 if none wait."""
+        counts = {(workflow.name, status): 0 for workflow in runtime.registry for status in PENDING}
+        for status in PENDING:
+            seen, cursor = 0, None
+            while seen < self.limit:
+                page = await runs.list(status=status, limit=min(_PAGE, self.limit - seen), cursor=cursor, runtime=runtime)
+                for record in page.runs:
+                    counts[(record.workflow, status)] = counts.get((record.workflow, status), 0) + 1
+                seen += len(page.runs)
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+        return counts
