@@ -75,6 +75,8 @@ class _Data:
     workers: dict[str, WorkerInfo] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     listeners: list[tuple[MemoryStore, ChangeListener]] = field(default_factory=list)
+    pool: set[str] = field(default_factory=set)  # queued runs with no owner: the ready pool
+    timed: set[str] = field(default_factory=set)  # scheduled and waiting runs with a wake_at
 
 
 _NAMED: dict[str, _Data] = {}
@@ -94,6 +96,7 @@ class MemoryStore(RunStore):
         self._data = data
         self._runs, self._keys, self._order = data.runs, data.keys, data.order
         self._workers, self._schedules = data.workers, data.schedules
+        self._pool, self._timed = data.pool, data.timed
         self._open = False
 
     async def open(self, on_change: ChangeListener) -> None:
@@ -143,6 +146,7 @@ class MemoryStore(RunStore):
         )
         owner = None if scheduled else run.owner
         self._runs[run.run_id] = _Run(record, owner, run.created_at, [event_json(run.run_id, run.first_event)])
+        self._index(self._runs[run.run_id])
         if run.key is not None:
             self._keys[(run.workflow, run.key)] = run.run_id
         bisect.insort(self._order, (run.created_at.isoformat(), run.run_id))
@@ -151,7 +155,20 @@ class MemoryStore(RunStore):
 
     def _update(self, run: _Run, **changes: Any) -> RunRecord:
         run.record = run.record.model_copy(update=changes)
+        self._index(run)
         return run.record
+
+    def _index(self, run: _Run) -> None:
+        """Keep the ready pool and the due-time index in step with the run's status and owner."""
+        record = run.record
+        if record.status == RunStatus.QUEUED and run.owner is None:
+            self._pool.add(record.run_id)
+        else:
+            self._pool.discard(record.run_id)
+        if record.status in _PARKED and record.wake_at is not None:
+            self._timed.add(record.run_id)
+        else:
+            self._timed.discard(record.run_id)
 
     def _write(self, run: _Run, type: str, data: dict[str, Any], when: datetime | None = None) -> None:
         """Store an event at the end of the stream (the store's own writes)."""
@@ -172,6 +189,7 @@ class MemoryStore(RunStore):
         record = run.record
         if limit is not None and self._running(record.workflow) >= limit:
             run.owner = None
+            self._index(run)
             self._changed(READY)
             return None
         self._announce(run)
@@ -287,14 +305,12 @@ class MemoryStore(RunStore):
         self, owner: str, workflows: Mapping[str, int | None], limit: int, *, only: Collection[str] | None = None
     ) -> list[RunRecord]:
         self._check_open()
-        pool = sorted(
-            (run for run in self._runs.values() if run.record.status == RunStatus.QUEUED and run.owner is None),
-            key=lambda run: (run.ready_at, run.record.run_id),
-        )
+        pool = sorted((self._runs[run_id] for run_id in self._pool), key=lambda run: (run.ready_at, run.record.run_id))
         busy: dict[str, int] = {}
-        for run in self._runs.values():
-            if run.record.status in _HELD and run.owner is not None:
-                busy[run.record.workflow] = busy.get(run.record.workflow, 0) + 1
+        if any(cap is not None for cap in workflows.values()):
+            for run in self._runs.values():
+                if run.record.status in _HELD and run.owner is not None:
+                    busy[run.record.workflow] = busy.get(run.record.workflow, 0) + 1
         taken: list[RunRecord] = []
         for run in pool:
             if len(taken) >= limit:
@@ -306,14 +322,16 @@ class MemoryStore(RunStore):
             if cap is not None and busy.get(workflow, 0) >= cap:
                 continue
             run.owner = owner
+            self._index(run)
             busy[workflow] = busy.get(workflow, 0) + 1
             taken.append(run.record)
         return taken
 
     async def wake_due(self, now: datetime, limit: int = 1000) -> int:
         self._check_open()
+        parked = (self._runs[run_id] for run_id in self._timed)
         due = sorted(
-            (run for run in self._runs.values() if run.record.status in _PARKED and run.record.wake_at is not None and run.record.wake_at <= now),
+            (run for run in parked if run.record.wake_at is not None and run.record.wake_at <= now),
             key=lambda run: (run.record.wake_at, run.record.run_id),
         )[:limit]
         for run in due:
@@ -323,8 +341,8 @@ class MemoryStore(RunStore):
 
     async def next_wake(self) -> datetime | None:
         self._check_open()
-        times = [run.record.wake_at for run in self._runs.values() if run.record.status in _PARKED and run.record.wake_at]
-        return min(times) if times else None
+        times = [self._runs[run_id].record.wake_at for run_id in self._timed]
+        return min((time for time in times if time is not None), default=None)
 
     # -- events -------------------------------------------------------------------------------------
 
@@ -383,6 +401,8 @@ class MemoryStore(RunStore):
         ][:limit]
         for record in doomed:
             del self._runs[record.run_id]
+            self._pool.discard(record.run_id)
+            self._timed.discard(record.run_id)
             if record.key is not None:
                 self._keys.pop((record.workflow, record.key), None)
             self._order.remove((record.created_at.isoformat(), record.run_id))
@@ -508,6 +528,7 @@ class MemoryStore(RunStore):
                 continue
             if run.owner is not None and run.owner not in self._workers:
                 run.owner = owner
+                self._index(run)
                 adopted.append(record)
         return adopted
 
