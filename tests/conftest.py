@@ -1,4 +1,20 @@
-"""Fixtures every test module may use: a real redis-server (``redis_server``, ``redis_url``,
-``own_redis_server``; see :mod:`flue_node_like.testing_redis`)."""
+"""Fixtures every test module may use: anyio on asyncio (``anyio_backend``), ``make_target`` over
+each built-in store (memory and SQLite, for the HTTP tests), and a real redis-server
+(``redis_server``, ``redis_url``, ``own_redis_server``; see :mod:`flue_node_like.testing_redis`)."""
+
+import pytest
+
+from http_served import STORES, local_target
 
 pytest_plugins = ["flue_node_like.testing_redis"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=STORES)
+def make_target(request, tmp_path):
+    """A factory of local targets over one store of the test's own (``memory`` or ``sqlite``)."""
+    return lambda: local_target(request.param, tmp_path)

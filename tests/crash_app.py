@@ -16,7 +16,7 @@ from flue_node_like import LocalTarget, SqliteStore
 CALLS_FILE_SUFFIX = ".calls"
 
 
-def _record_call(db: str, name: str) -> int:
+def record_call(db: str, name: str) -> int:
     calls = Path(db + CALLS_FILE_SUFFIX)
     lines = calls.read_text().splitlines() if calls.exists() else []
     lines.append(name)
@@ -32,7 +32,7 @@ async def _block(ctx: RunContext, ready: str | None) -> None:
 
 @workflow(name="crash-retry", retries=1)
 async def crash_retry(ctx: RunContext, input: dict) -> dict:
-    fetched = await ctx.step("fetch", _record_call, input["db"], "fetch")
+    fetched = await ctx.step("fetch", record_call, input["db"], "fetch")
     await _block(ctx, input.get("ready"))
     return {"fetched": fetched, "attempt": ctx.attempt}
 

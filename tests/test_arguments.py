@@ -24,11 +24,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def make_target(tmp_path):
     # Parsing comes before any store is asked; SQLite is where a value that slipped through would
     # fail (binding text that is not valid Unicode), so that is the store these tests use.

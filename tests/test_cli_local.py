@@ -24,11 +24,6 @@ from flue_node_like import LocalTarget, SqliteStore
 GREET = ["--app", "cli_app", "--input", '{"name": "ada"}']
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def local_runtime(tmp_path: Path) -> Runtime:
     """The test's own runtime on the same SQLite file the ``flue`` subprocesses use (it adopts no
     other worker's runs, so reading the store leaves them as they are)."""

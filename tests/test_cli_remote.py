@@ -19,11 +19,6 @@ from flue_core.http.errors import MethodNotAllowed
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def grant_reader_header(request, run) -> bool:
     return request.headers.get("x-reader") == "yes"
 

@@ -16,11 +16,6 @@ import cli_app
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def grant(request, run=None) -> bool:
     return True
 

@@ -24,11 +24,6 @@ from flue_core.streams import ReadOptions
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def collect(events: AsyncIterator[Event]) -> list[Event]:
     return [event async for event in events]
 

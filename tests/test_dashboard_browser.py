@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from browser import Served, chromium, served_in_background, wait_for
-from flue_core import RunContext, Runtime, runs, workflow, workflows
+from flue_core import RunContext, Runtime, runs, workflow
 from flue_core.http import create_app
 from flue_core.streams import ReadOptions
 

@@ -28,11 +28,6 @@ from http_served import served as serve_app
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @workflow(name="report", http=True)
 async def report(ctx: RunContext, input: dict) -> dict:
     if "gate" in input:

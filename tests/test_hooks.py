@@ -16,11 +16,6 @@ pytestmark = pytest.mark.anyio
 DOCS = Path(__file__).parent.parent / "docs"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @workflow(name="hooks-demo")
 async def demo(ctx: RunContext) -> str:
     ctx.emit("custom", {"x": 1})

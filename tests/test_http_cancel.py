@@ -11,21 +11,11 @@ from flue_core import RunContext, RunStatus, Runtime, hookimpl, runs, workflow, 
 from flue_core.client import FlueClient
 from flue_core.errors import CancelDenied, RunFinished, RunNotFound
 from flue_core.http import cancel_route, create_app, serve
-from http_served import STORES, error_of, local_target, served
+from http_served import error_of, local_target, served
 
 pytestmark = pytest.mark.anyio
 
 GATES: dict[str, anyio.Event] = {}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=STORES)
-def make_target(request, tmp_path):
-    return lambda: local_target(request.param, tmp_path)
 
 
 @workflow(name="wait", http=True)

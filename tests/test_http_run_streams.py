@@ -33,11 +33,6 @@ GATES: dict[str, anyio.Event] = {}
 READER = {"x-reader": "yes"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @workflow(name="hold", http=True)
 async def hold(ctx: RunContext, input: dict) -> str:
     ctx.emit("waiting", {"gate": input["gate"]})

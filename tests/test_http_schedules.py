@@ -8,19 +8,9 @@ import pytest
 
 from flue_core import RunContext, RunStatus, runs, schedules, workflow
 from flue_core.models import format_timestamp, utc_now
-from http_served import STORES, error_of, local_target, served
+from http_served import error_of, served
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=STORES)
-def make_target(request, tmp_path):
-    return lambda: local_target(request.param, tmp_path)
 
 
 @workflow(name="report", http=True)

@@ -13,11 +13,6 @@ from flue_core.http import serve
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 

@@ -9,19 +9,9 @@ from pydantic import BaseModel
 
 from flue_core import RunContext, RunStatus, runs, workflow, workflows
 from flue_core.testing.base import wait_for_status
-from http_served import STORES, error_of, local_target, served
+from http_served import error_of, served
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=STORES)
-def make_target(request, tmp_path):
-    return lambda: local_target(request.param, tmp_path)
 
 
 class Decision(BaseModel):

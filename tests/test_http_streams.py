@@ -31,11 +31,6 @@ pytestmark = pytest.mark.anyio
 TEXT = {"content-type": "text/plain"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(params=STORES)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -7,19 +7,9 @@ import pytest
 from echo_app import echo, echo_dict, tree
 from flue_core import runs
 from flue_core.limits import MAX_DEPTH
-from http_served import STORES, error_of, local_target, served
+from http_served import error_of, served
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=STORES)
-def make_target(request, tmp_path):
-    return lambda: local_target(request.param, tmp_path)
 
 
 WORKFLOWS = [echo, echo_dict, tree]

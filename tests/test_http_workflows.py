@@ -30,11 +30,6 @@ from http_served import served as serve_app
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Order(BaseModel):
     item: str
     quantity: int = 1

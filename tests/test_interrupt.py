@@ -25,11 +25,6 @@ pytestmark = pytest.mark.anyio
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "scheduler.py"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def statuses(db: Path) -> dict[str, str]:
     with sqlite3.connect(db) as conn:
         return dict(conn.execute("SELECT run_id, status FROM flue_runs").fetchall())

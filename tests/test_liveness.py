@@ -20,11 +20,6 @@ from flue_node_like.liveness import HOST, is_dead, process_exited, process_start
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def worker_of(pid: int) -> WorkerInfo:
     return WorkerInfo("wkr_test", HOST, pid, process_started(pid), time.time())
 

@@ -18,11 +18,6 @@ from flue_node_like import LocalTarget, MemoryStore, SqliteStore, liveness
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 running_now = {"count": 0, "peak": 0}
 
 

@@ -13,11 +13,6 @@ from otel_support import Telemetry, attrs
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def admissions(workflow: str, source: str, outcome: str) -> frozenset:
     return attrs({keys.WORKFLOW: workflow, keys.ADMISSION_SOURCE: source, keys.ADMISSION_OUTCOME: outcome})
 

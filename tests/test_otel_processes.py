@@ -24,11 +24,6 @@ from otel_support import Telemetry, parent_id
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def exported(path: Path) -> list[dict[str, Any]]:
     """Spans the worker's ConsoleSpanExporter wrote, one JSON object a line."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -20,11 +20,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def telemetry() -> Iterator[Telemetry]:
     telemetry = Telemetry()
     otel_app.app_tracer_provider = telemetry.tracer_provider

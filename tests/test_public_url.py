@@ -22,11 +22,6 @@ from http_served import local_target
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @workflow(name="report", http=True)
 async def report(ctx: RunContext) -> str:
     return "done"

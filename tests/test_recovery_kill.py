@@ -21,11 +21,6 @@ from flue_core import RunStatus, Runtime, runs
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def stored_events(db: Path, run_id: str) -> int:
     with sqlite3.connect(db) as conn:
         return conn.execute("SELECT COUNT(*) FROM flue_events WHERE run_id = ?", (run_id,)).fetchone()[0]

@@ -21,11 +21,6 @@ from flue_node_like.redis_server import RedisServer
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Heard:
     """A change listener that remembers what it heard and lets a test wait for it."""
 

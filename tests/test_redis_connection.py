@@ -22,11 +22,6 @@ FAST = "connect_timeout=0.5&timeout=0.5"
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def locked_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A server of this test's own that wants the password ``s3cret/pw``."""
     server = RedisServer(tmp_path / "redis", password="s3cret/pw")

@@ -21,11 +21,6 @@ from flue_core.streams import ReadOptions
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @asynccontextmanager
 async def sse(url: str, run_id: str, offset: str = "-1") -> AsyncIterator[EventSource]:
     """An open ``live=sse`` read of the run's stream after ``offset``."""

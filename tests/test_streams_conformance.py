@@ -34,11 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SKIPPED = 6
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if kind == "redis":
         return RedisStreamStore(request.getfixturevalue("redis_url"))

@@ -30,11 +30,6 @@ pytestmark = pytest.mark.anyio
 WRITER = Path(__file__).with_name("stream_writer.py")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def opened(url: str) -> RedisStreamStore:
     store = RedisStreamStore(url)
     await store.open(Notified())

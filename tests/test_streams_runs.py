@@ -31,11 +31,6 @@ pytestmark = pytest.mark.anyio
 
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Ticks(BaseModel):
     count: int = 3
     gate: str | None = None

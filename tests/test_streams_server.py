@@ -28,11 +28,6 @@ pytestmark = pytest.mark.anyio
 TEXT = {"content-type": "text/plain"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "redis":

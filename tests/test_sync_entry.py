@@ -13,11 +13,6 @@ from flue_core.errors import SyncCallOnEventLoop
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @workflow(name="sync-echo")
 async def echo(ctx: RunContext, input: dict) -> dict:
     return input

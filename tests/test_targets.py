@@ -96,8 +96,3 @@ async def test_an_unknown_store_scheme_lists_the_known_ones(anyio_backend):
     with pytest.raises(ConfigurationError, match="known schemes: memory://, sqlite://"):
         async with Runtime([], store="postgres://db"):
             pass
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

@@ -14,27 +14,19 @@ import anyio
 from flue_core import RunContext, Runtime, runs, workflow, workflows
 from flue_node_like import LocalTarget, SqliteStore
 
-CALLS_FILE_SUFFIX = ".calls"
-
-
-def _record_call(db: str, name: str) -> int:
-    calls = Path(db + CALLS_FILE_SUFFIX)
-    lines = calls.read_text().splitlines() if calls.exists() else []
-    lines.append(name)
-    calls.write_text("\n".join(lines) + "\n")
-    return len(lines)
+from crash_app import CALLS_FILE_SUFFIX, record_call  # noqa: F401  (the test reads the calls file)
 
 
 @workflow(name="waiting-sleeper")
 async def sleeper(ctx: RunContext, input: dict) -> str:
-    await ctx.step("before", _record_call, input["db"], "before-sleep")
+    await ctx.step("before", record_call, input["db"], "before-sleep")
     await ctx.sleep(input["seconds"])
     return "slept"
 
 
 @workflow(name="waiting-approval")
 async def approval(ctx: RunContext, input: dict) -> object:
-    await ctx.step("before", _record_call, input["db"], "before-signal")
+    await ctx.step("before", record_call, input["db"], "before-signal")
     return await ctx.wait_for_signal("approve")
 
 

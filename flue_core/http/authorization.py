@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from starlette.requests import Request
 
-from flue_core.errors import ConfigurationError
+from flue_core import runs
+from flue_core.errors import ConfigurationError, RunNotFound
 from flue_core.models import RunRecord
 from flue_core.plugins import first_answer
+
+if TYPE_CHECKING:
+    from flue_core.http.config import HttpConfig
 
 #: ``(request, run) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
 RunReadAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
@@ -62,6 +66,19 @@ async def may_manage_schedules(own: SchedulesAuthorizer | None, hook: pluggy.Hoo
 async def may_list_runs(own: RunListAuthorizer | None, hook: pluggy.HookCaller, request: Request) -> bool:
     """``True`` only when the app's callable or, if it abstains, a ``flue_authorize_run_list`` grants."""
     return await _decide("flue_authorize_run_list", own, hook, request=request)
+
+
+async def readable_run(config: HttpConfig, request: Request) -> RunRecord:
+    """The run of the path's ``run_id``, if the caller may read it; otherwise the one 404 an unknown
+    run gets too, so a run id cannot be probed for existence."""
+    run_id = request.path_params["run_id"]
+    runtime = config.open_runtime()
+    record = await runs.get(run_id, runtime=runtime)
+    if record is None or not await may_read_run(
+        config.authorize_run_read, runtime.pm.hook.flue_authorize_run_read, request, record
+    ):
+        raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
+    return record
 
 
 async def _decide(

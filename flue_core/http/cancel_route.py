@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from flue_core import runs
-from flue_core.errors import CancelDenied, RunNotFound
-from flue_core.http.authorization import may_cancel_run, may_read_run
+from flue_core.errors import CancelDenied
+from flue_core.http.authorization import may_cancel_run, readable_run
 from flue_core.http.config import HttpConfig
 from flue_core.http.envelope import PRIVATE_HEADERS
 from flue_core.http.errors import MethodNotAllowed
@@ -40,13 +40,9 @@ async def cancel_run(config: HttpConfig, request: Request) -> Response:
     if request.method != "POST":  # before any lookup: says nothing about the run
         raise MethodNotAllowed(request.method, ["POST"])
     parse_query(request, ())
-    run_id = request.path_params["run_id"]
-    runtime = config.open_runtime()
-    hook = runtime.pm.hook
-    record = await runs.get(run_id, runtime=runtime)
-    if record is None or not await may_read_run(config.authorize_run_read, hook.flue_authorize_run_read, request, record):
-        raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
-    if not await may_cancel_run(config.authorize_run_cancel, hook.flue_authorize_run_cancel, request, record):
+    record = await readable_run(config, request)
+    runtime, run_id = config.runtime, record.run_id
+    if not await may_cancel_run(config.authorize_run_cancel, runtime.pm.hook.flue_authorize_run_cancel, request, record):
         raise CancelDenied(f"You may not cancel run {run_id}.", details={"run_id": run_id})
     if not record.finished:
         async with anyio.create_task_group() as waiting:

@@ -10,8 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from flue_core import runs
-from flue_core.errors import RunNotFound
-from flue_core.http.authorization import may_list_runs, may_read_run
+from flue_core.http.authorization import may_list_runs, readable_run
 from flue_core.http.config import HttpConfig
 from flue_core.http.envelope import PRIVATE_HEADERS
 from flue_core.http.errors import MethodNotAllowed
@@ -26,13 +25,8 @@ DEFAULT_LIST_LIMIT = 50
 async def read_run(config: HttpConfig, request: Request) -> Response:
     if request.method not in ("GET", "HEAD"):  # before any lookup: says nothing about the run
         raise MethodNotAllowed(request.method, ["GET", "HEAD"])
-    run_id = request.path_params["run_id"]
-    runtime = config.open_runtime()
-    record = await runs.get(run_id, runtime=runtime)
-    if record is None or not await may_read_run(
-        config.authorize_run_read, runtime.pm.hook.flue_authorize_run_read, request, record
-    ):
-        raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
+    record = await readable_run(config, request)
+    runtime, run_id = config.runtime, record.run_id
     if request.method == "GET" and "meta" in request.query_params:
         return JSONResponse(record.model_dump(mode="json"), headers=PRIVATE_HEADERS)
     return await serve_run_stream(request, runtime, run_id, config.stream_options)

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from flue_core import runs
-from flue_core.errors import RunNotFound, SignalDenied
-from flue_core.http.authorization import may_read_run, may_signal_run
+from flue_core.errors import SignalDenied
+from flue_core.http.authorization import may_signal_run, readable_run
 from flue_core.http.body import read_json
 from flue_core.http.config import HttpConfig
 from flue_core.http.envelope import PRIVATE_HEADERS
@@ -35,13 +35,9 @@ async def signal_run(config: HttpConfig, request: Request) -> Response:
     if request.method != "POST":  # before any lookup: says nothing about the run
         raise MethodNotAllowed(request.method, ["POST"])
     parse_query(request, ())
-    run_id = request.path_params["run_id"]
-    runtime = config.open_runtime()
-    hook = runtime.pm.hook
-    record = await runs.get(run_id, runtime=runtime)
-    if record is None or not await may_read_run(config.authorize_run_read, hook.flue_authorize_run_read, request, record):
-        raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
-    if not await may_signal_run(config.authorize_run_signal, hook.flue_authorize_run_signal, request, record):
+    record = await readable_run(config, request)
+    runtime, run_id = config.runtime, record.run_id
+    if not await may_signal_run(config.authorize_run_signal, runtime.pm.hook.flue_authorize_run_signal, request, record):
         raise SignalDenied(f"You may not signal run {run_id}.", details={"run_id": run_id})
     data = await read_json(request, config.max_body_size)
     receipt = await runs.signal(
