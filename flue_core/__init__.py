@@ -8,7 +8,7 @@ The public face is small::
 Everything else lives in modules named for what they hold.
 """
 
-from flue_core import runs, workflows
+from flue_core import runs, schedules, workflows
 from flue_core.context import RunContext
 from flue_core.definition import Workflow, workflow
 from flue_core.errors import (
@@ -22,18 +22,25 @@ from flue_core.errors import (
     InvalidKey,
     InvalidOffset,
     InvalidQuery,
+    InvalidSchedule,
+    InvalidSignal,
     RateLimited,
     RunCancelled,
     RunFailed,
+    RunFinished,
     RunNotFinished,
     RunNotFound,
     RuntimeNotRunning,
+    ScheduleExists,
+    ScheduleNotFound,
     SchedulingFailed,
+    SignalTimeout,
+    StepTimeout,
     UnexpectedInput,
     WorkflowNotFound,
 )
 from flue_core.hookspecs import hookimpl
-from flue_core.models import Event, RunError, RunPage, RunReceipt, RunRecord, RunStatus
+from flue_core.models import Event, RunError, RunPage, RunReceipt, RunRecord, RunStatus, Schedule, SignalReceipt, WaitingFor
 from flue_core.runtime import Runtime
 
 __all__ = [
@@ -48,11 +55,14 @@ __all__ = [
     "InvalidKey",
     "InvalidOffset",
     "InvalidQuery",
+    "InvalidSchedule",
+    "InvalidSignal",
     "RateLimited",
     "RunCancelled",
     "RunContext",
     "RunError",
     "RunFailed",
+    "RunFinished",
     "RunNotFinished",
     "RunNotFound",
     "RunPage",
@@ -61,12 +71,20 @@ __all__ = [
     "RunStatus",
     "Runtime",
     "RuntimeNotRunning",
+    "Schedule",
+    "ScheduleExists",
+    "ScheduleNotFound",
     "SchedulingFailed",
+    "SignalReceipt",
+    "SignalTimeout",
+    "StepTimeout",
     "UnexpectedInput",
+    "WaitingFor",
     "Workflow",
     "WorkflowNotFound",
     "hookimpl",
     "runs",
+    "schedules",
     "workflow",
     "workflows",
 ]
