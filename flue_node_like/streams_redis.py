@@ -44,7 +44,7 @@ class RedisStreamStore(StreamStore):
     ``heartbeat``: seconds of silence after which the change feed checks its connection.
     """
 
-    capabilities: ClassVar[Capabilities] = Capabilities(durable=True, shared=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(durable=True, shared=True, feed=True)
 
     def __init__(
         self, url: str = "redis://localhost:6379/0", *, clock: Callable[[], float] = time.time, heartbeat: float = 5.0

@@ -90,6 +90,7 @@ class LocalTarget(Target):
         self._closing = False
         self._inflight = 0
         await self.store.open(runtime.changes.notify)
+        runtime.changes.attach(self.store.interest)
         if not self.execute:
             return
         tasks = anyio.create_task_group()
@@ -119,6 +120,7 @@ class LocalTarget(Target):
                 tasks.cancel_scope.cancel()
                 await tasks.__aexit__(None, None, None)
             with anyio.CancelScope(shield=True):
+                runtime.changes.attach(None)
                 await self.store.close()
             raise
 
@@ -151,7 +153,7 @@ class LocalTarget(Target):
     async def close(self) -> None:
         if not self.execute:
             with anyio.CancelScope(shield=True):
-                await self.store.close()
+                await self._close_store()
             return
         if self._tasks is None:
             return
@@ -170,7 +172,12 @@ class LocalTarget(Target):
             await self.store.flush()
             if self.worker_id is not None:
                 await self.store.retire(self.worker_id)  # its queued runs become adoptable
-            await self.store.close()
+            await self._close_store()
+
+    async def _close_store(self) -> None:
+        if self._runtime is not None:
+            self._runtime.changes.attach(None)
+        await self.store.close()
 
     # -- tasks --------------------------------------------------------------------------------------
 
