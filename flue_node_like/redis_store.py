@@ -1,6 +1,6 @@
 """The Redis run store: runs shared by every process on every host that opens the same URL.
 
-Every operation is one call of the Lua script ``lua/runs*.lua`` (``EVALSHA``), so each is atomic
+Every operation is one call of a Lua script (``EVALSHA``; :mod:`~flue_node_like.redis_scripts`), so each is atomic
 across processes without locks: admission writes the record, the stream and its first event, the
 list indexes, the run's place in the ready pool or the due-time index and its idempotency key, and
 announces the change, in one step. A process sends all its calls over one ordered, pipelined
@@ -24,7 +24,6 @@ import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from importlib import resources
 from typing import Any, ClassVar
 
 from flue_core.errors import RunFinished, RunIdConflict, RunNotFound, StoreUnavailable, UnsupportedSchemaVersion
@@ -66,25 +65,19 @@ from flue_node_like.redis_rows import (
     schedule_of,
     timestamp_or_empty,
 )
+from flue_node_like.redis_scripts import scripts
 from flue_node_like.redis_subscriptions import Subscriptions
 
 log = logging.getLogger("flue.redis")
 
 __all__ = ["RedisStore"]
 
-#: The script's source files, joined in this order into one script.
-SCRIPT_FILES = ("runs.lua",)
 #: Events sent in one call at most (Lua unpacks a call's arguments onto a bounded stack).
 APPEND_BATCH = 500
 #: Finished runs removed by one call of the retention sweep.
 PRUNE_BATCH = 1000
 #: Seconds between two retention sweeps.
 SWEEP_INTERVAL = 60.0
-
-
-def script_source() -> str:
-    folder = resources.files("flue_node_like").joinpath("lua")
-    return "\n".join(folder.joinpath(name).read_text(encoding="utf-8") for name in SCRIPT_FILES)
 
 
 class RedisStore(RunStore):
@@ -113,7 +106,7 @@ class RedisStore(RunStore):
 
     async def open(self, on_change: ChangeListener) -> None:
         self._on_change = on_change
-        link = Link(self.settings, "flue-runs", {"runs": script_source()})
+        link = Link(self.settings, "flue-runs", scripts())
         await link.open()
         try:
             self._link = link
@@ -161,7 +154,7 @@ class RedisStore(RunStore):
             raise StoreUnavailable(f"The Redis store {self.url} is closed.")
         if self._appends:
             self._send_appends()  # first: an operation sees every event appended before it
-        return link.script("runs", self._keys, (self._base, op, self._origin, opid, *args))
+        return link.script(op, self._keys, (self._base, self._origin, opid, *args))
 
     async def _write(self, op: str, *args: Any) -> list[Any]:
         """One writing call (with an operation id, see ``lua/runs.lua``); listeners hear what changed."""
@@ -365,7 +358,7 @@ class RedisStore(RunStore):
             self._send_batch(link, args)
 
     def _send_batch(self, link: Link, args: list[Any]) -> None:
-        future = link.script("runs", self._keys, (self._base, "append", self._origin, "", *args))
+        future = link.script("append", self._keys, (self._base, self._origin, "", *args))
         future.add_done_callback(self._appended)
 
     def _appended(self, future: asyncio.Future[Any]) -> None:
@@ -397,11 +390,11 @@ class RedisStore(RunStore):
         return record_of(flat) if flat else None
 
     async def list(self, query: RunQuery) -> list[RunRecord]:
-        after = "" if query.after is None else f"{format_timestamp(query.after[0])} {query.after[1]}"
         reply = await self._read(
             "list",
             query.limit,
-            after,
+            "" if query.after is None else ms(query.after[0]),
+            "" if query.after is None else query.after[1],
             query.workflow or "",
             "" if query.status is None else query.status.value,
             query.parent or "",
