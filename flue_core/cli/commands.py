@@ -22,6 +22,7 @@ from flue_core.cli.app import APP_ENV, AppNotLoaded, app_runtime, import_object,
 from flue_core.cli.backends import Runs, open_runs
 from flue_core.cli.exits import OUTCOMES, Exit, reworded
 from flue_core.cli.view import EventView, Output, records_table
+from flue_core.cli.worker import worker
 from flue_core.errors import FlueError, RunNotFound
 from flue_core.models import Event
 
@@ -228,7 +229,7 @@ async def dashboard(args: argparse.Namespace, out: Output, interrupts: Interrupt
     return Exit.COMPLETED
 
 
-COMMANDS: dict[str, Command] = {"start": start, "logs": logs, "runs": list_runs, "dashboard": dashboard}
+COMMANDS: dict[str, Command] = {"start": start, "logs": logs, "runs": list_runs, "dashboard": dashboard, "worker": worker}
 
 
 def serve(args: argparse.Namespace) -> int:
