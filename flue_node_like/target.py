@@ -12,7 +12,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from ulid import ULID
 
-from flue_core.errors import ConfigurationError
+from flue_core.errors import ConfigurationError, StoreUnavailable
 from flue_core.execution import Executor, finish_run, resume_adopted
 from flue_core.models import RunError, RunRecord, RunStatus, utc_now
 from flue_core.scheduler import run_schedules, sync_declared_schedules
@@ -82,6 +82,8 @@ class LocalTarget(Target):
         self._closing = False
         self._inflight = 0
         self._admitted: set[str] = set()  # with adopt=False: the runs this target may take from the pool
+        self._local: set[str] = set()  # runs queued for or executing in this process
+        self._unsettled: set[str] = set()  # runs whose execution the store failed: see _settle
 
     async def open(self, runtime: Runtime) -> None:
         if isinstance(self._store_spec, str):
@@ -145,6 +147,7 @@ class LocalTarget(Target):
         """Execute a run owned by this worker as soon as an executor task is free."""
         assert self._send is not None
         self._inflight += 1
+        self._local.add(run.run_id)
         self._send.send_nowait((run.run_id, run.workflow))
 
     async def cancel(self, run_id: str) -> bool:
@@ -189,6 +192,9 @@ class LocalTarget(Target):
                     continue  # left queued; adoptable once this worker retires
                 try:
                     await self._executor.execute(run_id, workflow)
+                except StoreUnavailable as exc:  # the run is settled once the store answers again
+                    log.warning("flue: the store failed while executing run %s (%s); it is taken up again later", run_id, exc)
+                    self._unsettled.add(run_id)
                 except Exception:
                     log.exception("flue: executing run %s failed inside the runtime", run_id)
                     error = RunError(code="internal_error", message="The runtime failed while executing the run.")
@@ -201,6 +207,7 @@ class LocalTarget(Target):
                 finally:
                     saturated = self._inflight >= self.concurrency
                     self._inflight -= 1
+                    self._local.discard(run_id)
                     wf = self._runtime.registry.get(workflow)
                     if saturated or (wf is not None and wf.concurrency is not None):
                         self._runtime.changes.notify((READY,))  # room for a run of the ready pool
@@ -252,9 +259,25 @@ class LocalTarget(Target):
                 assert self._executor is not None
                 for run_id in await self.store.heartbeat(self._worker, self._executor.running):
                     await self.cancel(run_id)  # cancelled elsewhere, or adopted by a worker that judged us dead
+                await self._settle()
                 await self._recover()
             except Exception:
                 log.exception("flue: lease renewal or recovery sweep failed; retrying")
+
+    async def _settle(self) -> None:
+        """Take up runs whose execution here ended in a store failure (its claim, a wait or its end
+        may or may not have been written): those the store says this worker still holds are resumed
+        like adopted runs, the others are someone else's now."""
+        assert self._runtime is not None
+        for run_id in list(self._unsettled):
+            if run_id in self._local:
+                continue
+            record = await self.store.get(run_id)
+            if record is not None and not record.finished:
+                stop = await self.store.heartbeat(self._worker, [run_id])
+                if run_id not in stop or record.cancel_requested:
+                    await resume_adopted(self._runtime, [record], self._enqueue)
+            self._unsettled.discard(run_id)
 
     async def _recover(self) -> None:
         assert self._runtime is not None and self.worker_id is not None

@@ -282,3 +282,26 @@ async def test_a_worker_in_another_runtime_takes_runs_admitted_by_an_admit_only_
             started = time.monotonic()
             assert await runs.result(receipt.run_id, timeout=5, runtime=web) == {"from": "web"}
             assert time.monotonic() - started < 1
+
+
+@workflow(name="redis-slow", retries=1)
+async def slow(ctx) -> int:  # type: ignore[no-untyped-def]
+    await anyio.sleep(0.6)
+    return ctx.attempt
+
+
+async def test_a_run_whose_end_could_not_be_written_while_redis_was_away_is_taken_up_again(own_redis_server: RedisServer) -> None:
+    url = own_redis_server.url(prefix="away") + "&connect_timeout=0.2&timeout=0.3"
+    async with Runtime([slow], target=LocalTarget(RedisStore(url), sweep_interval=0.1)) as rt:
+        receipt = await workflows.start(slow)
+        with anyio.fail_after(5):
+            while (await runs.get(receipt.run_id)).status != RunStatus.RUNNING:
+                await anyio.sleep(0.01)
+        own_redis_server.stop()
+        await anyio.sleep(1.2)  # the attempt ended meanwhile; writing its end failed
+        own_redis_server.start()
+        with anyio.fail_after(10):
+            assert await runs.result(receipt.run_id) == 2  # executed again: at least once, never lost
+        types = [event.type async for event in runs.events(receipt.run_id)]
+        assert types == ["run_queued", "run_start", "run_interrupted", "run_start", "run_end"]
+        assert rt.target._unsettled == set()  # type: ignore[attr-defined]
