@@ -60,28 +60,36 @@ def json_or_empty(value: Any) -> str:
 
 # -- events the script writes itself ------------------------------------------------------------------
 #
-# The script knows an event's index only when it writes it, so it gets the event's JSON in pieces cut
-# from event_json (the one definition of the wire shape): head + index + mid + data + "}".
+# The script knows an event's index only when it writes it, so it gets the event's JSON in pieces:
+# head + index + mid + data + "}". The pieces are cut once from event_json (the one definition of the
+# wire shape) around placeholders, then filled in: run ids, types and timestamps need no escaping.
 
-_INDEX = '"index":-1'
-_NO_DATA = "{}}"
+_RUN, _TYPE, _WHEN = "RUN-PLACEHOLDER", "TYPE-PLACEHOLDER", EPOCH
+
+
+def _cut() -> tuple[str, str, str, str, str]:
+    text = event_json(_RUN, NewEvent(-1, _TYPE, {}, _WHEN))
+    when = format_timestamp(_WHEN)
+    before_run, rest = text.split(_RUN)
+    between, rest = rest.split('"index":-1')
+    before_when, rest = rest.split(when)
+    before_type, rest = rest.split(_TYPE)
+    assert rest.endswith("{}}"), text
+    return before_run, between + '"index":', before_when, before_type, rest[: -len("{}}")]
+
+
+_BEFORE_RUN, _AFTER_RUN, _BEFORE_WHEN, _BEFORE_TYPE, _AFTER_TYPE = _cut()
 
 
 def event_head(run_id: str) -> str:
     """``{"runId":"<id>","index":`` — what precedes the index in every event of the run."""
-    return _pieces(run_id, "head", EPOCH)[0]
+    return _BEFORE_RUN + run_id + _AFTER_RUN
 
 
-def event_mid(type: str, when: datetime) -> str:
-    """What lies between the index and the data of an event of ``type`` written at ``when``."""
-    return _pieces("run", type, when)[1]
-
-
-def _pieces(run_id: str, type: str, when: datetime) -> tuple[str, str]:
-    text = event_json(run_id, NewEvent(-1, type, {}, when))
-    head, found, rest = text.partition(_INDEX)
-    assert found and rest.endswith(_NO_DATA), text
-    return head + '"index":', rest[: -len(_NO_DATA)]
+def event_mid(type: str, when: str) -> str:
+    """What lies between the index and the data of an event of ``type`` written at ``when``
+    (formatted by :func:`~flue_core.models.format_timestamp`)."""
+    return _BEFORE_WHEN + when + _BEFORE_TYPE + type + _AFTER_TYPE
 
 
 #: ``Outcome.event_data`` ends with the duration, which the script computes from the stored start.

@@ -239,9 +239,10 @@ class RedisStore(RunStore):
 
     async def claim(self, run_id: str, owner: str, *, limit: int | None = None) -> Attempt | None:
         now = utc_now()
+        when = format_timestamp(now)
         reply = await self._write(
-            "claim", run_id, owner, "" if limit is None else limit, format_timestamp(now), ms(now), event_head(run_id),
-            event_mid("signal_received", now),
+            "claim", run_id, owner, "" if limit is None else limit, when, ms(now), event_head(run_id),
+            event_mid("signal_received", when),
         )  # fmt: skip
         if reply[1] is None:
             return None
@@ -250,12 +251,13 @@ class RedisStore(RunStore):
     async def requeue(self, run_id: str, owner: str | None, *, held_by: str | None = None) -> RunRecord | None:
         now = utc_now()
         reply = await self._write(
-            "requeue", run_id, owner or "", held_by or "", ms(now), event_head(run_id), event_mid("signal_received", now)
-        )
+            "requeue", run_id, owner or "", held_by or "", ms(now), event_head(run_id),
+            event_mid("signal_received", format_timestamp(now)),
+        )  # fmt: skip
         return None if reply[1] is None else record_of(reply[1])
 
     async def suspend(self, run_id: str, owner: str, suspension: Suspension) -> Suspended | None:
-        now = utc_now()
+        when = format_timestamp(utc_now())
         waiting_for, wake_at = suspension.waiting_for, suspension.wake_at
         reply = await self._write(
             "suspend",
@@ -268,8 +270,8 @@ class RedisStore(RunStore):
             timestamp_or_empty(wake_at),
             "" if wake_at is None else ms(wake_at),
             event_head(run_id),
-            event_mid("signal_received", now),
-            event_mid("run_waiting", now),
+            event_mid("signal_received", when),
+            event_mid("run_waiting", when),
             dumps(suspension.event_data()),
         )
         if reply[1] is None:
@@ -284,23 +286,23 @@ class RedisStore(RunStore):
         only_from: Collection[RunStatus] | None = None,
         held_by: str | None = None,
     ) -> RunRecord | None:
-        now = utc_now()
         end_data = dumps(outcome.event_data(None))
         assert end_data.endswith(DURATION_TAIL), end_data
+        ended = format_timestamp(outcome.ended_at)
         reply = await self._write(
             "finish",
             run_id,
             outcome.status.value,
-            format_timestamp(outcome.ended_at),
+            ended,
             ms(outcome.ended_at),
             json_or_empty(outcome.result),
             "" if outcome.error is None else outcome.error.model_dump_json(exclude_none=True),
             "*" if only_from is None else " ".join(status.value for status in only_from),
             held_by or "",
-            ms(now),
+            ms(utc_now()),
             event_head(run_id),
-            event_mid("signal_received", outcome.ended_at),
-            event_mid("run_end", outcome.ended_at),
+            event_mid("signal_received", ended),
+            event_mid("run_end", ended),
             end_data[: -len("null}")],
         )
         return None if reply[1] is None else record_of(reply[1])
@@ -442,16 +444,16 @@ class RedisStore(RunStore):
             dumps({"signalId": signal.signal_id, "name": signal.name}),
             ms(signal.sent_at),
             event_head(run_id),
-            event_mid("signal_received", signal.sent_at),
+            event_mid("signal_received", format_timestamp(signal.sent_at)),
         )
         _, created, signal_id, name, data, flat = reply
         return SignalSent(signal_id, created == 1, record_of(flat), name, json.loads(data))
 
     async def take_signal(self, run_id: str, owner: str, name: str, step: str) -> Delivery | None:
-        now = utc_now()
+        when = format_timestamp(utc_now())
         reply = await self._write(
-            "take_signal", run_id, owner, name, step, event_head(run_id), event_mid("signal_received", now),
-            event_mid("signal_delivered", now),
+            "take_signal", run_id, owner, name, step, event_head(run_id), event_mid("signal_received", when),
+            event_mid("signal_delivered", when),
         )  # fmt: skip
         if reply[1] is None:
             return None

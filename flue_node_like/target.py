@@ -83,6 +83,7 @@ class LocalTarget(Target):
         self._inflight = 0
         self._admitted: set[str] = set()  # with adopt=False: the runs this target may take from the pool
         self._local: set[str] = set()  # runs queued for or executing in this process
+        self._more = False  # the last take from the ready pool got all it asked for: it may hold more
         self._unsettled: set[str] = set()  # runs whose execution the store failed: see _settle
 
     async def open(self, runtime: Runtime) -> None:
@@ -209,8 +210,9 @@ class LocalTarget(Target):
                     self._inflight -= 1
                     self._local.discard(run_id)
                     wf = self._runtime.registry.get(workflow)
-                    if saturated or (wf is not None and wf.concurrency is not None):
-                        self._runtime.changes.notify((READY,))  # room for a run of the ready pool
+                    # Room for a run of the pool, which may hold one: no take found it short since.
+                    if saturated or self._more or (wf is not None and wf.concurrency is not None):
+                        self._runtime.changes.notify((READY,))
 
     async def _pull(self) -> None:
         """Take runs from the ready pool and wake due runs, when told to and when the next one is due."""
@@ -220,16 +222,20 @@ class LocalTarget(Target):
             while True:
                 wait = self.sweep_interval
                 try:
-                    due = await store.next_wake()
-                    if due is not None and due <= utc_now():
-                        await store.wake_due(utc_now())
-                        due = await store.next_wake()
+                    # The pool first: a run that became ready is on its way before due runs are woken
+                    # (waking one makes the store say READY again, so it is taken at the next turn).
                     room = self.concurrency - self._inflight
                     if room > 0 and (self.adopt or self._admitted):
                         limits = {wf.name: wf.concurrency for wf in runtime.registry}
                         only = None if self.adopt else self._admitted
-                        for record in await store.take_ready(self.worker_id, limits, room, only=only):
+                        taken = await store.take_ready(self.worker_id, limits, room, only=only)
+                        self._more = len(taken) >= room
+                        for record in taken:
                             self._enqueue(record)
+                    due = await store.next_wake()
+                    if due is not None and due <= utc_now():
+                        await store.wake_due(utc_now())
+                        due = await store.next_wake()
                     if due is not None:
                         wait = min(wait, max((due - utc_now()).total_seconds(), 0.001))
                 except Exception:

@@ -19,9 +19,11 @@ import redis.asyncio as aioredis
 
 from flue_core import Runtime, runs, workflow, workflows
 from flue_core.errors import ConfigurationError, StoreUnavailable, UnsupportedSchemaVersion
-from flue_core.models import RunStatus, utc_now
-from flue_core.store import READY, NewEvent, NewRun, Outcome, RunQuery, WorkerInfo
+from flue_core.models import RunStatus, format_timestamp, utc_now
+from flue_core.snapshot import dumps
+from flue_core.store import READY, NewEvent, NewRun, Outcome, RunQuery, WorkerInfo, event_json
 from flue_node_like import LocalTarget, RedisStore
+from flue_node_like.redis_rows import event_head, event_mid
 from flue_node_like.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -305,3 +307,11 @@ async def test_a_run_whose_end_could_not_be_written_while_redis_was_away_is_take
         types = [event.type async for event in runs.events(receipt.run_id)]
         assert types == ["run_queued", "run_start", "run_interrupted", "run_start", "run_end"]
         assert rt.target._unsettled == set()  # type: ignore[attr-defined]
+
+
+def test_events_the_scripts_write_have_the_wire_shape_of_event_json() -> None:
+    when = utc_now()
+    for run_id, type, data in [("run_01JZ8X4M2Q7C9T5N3V6B8K0W1D", "run_end", {"status": "completed", "note": "é \"q\""}),
+                               ("custom-id_7", "signal_received", {})]:  # fmt: skip
+        built = event_head(run_id) + "7" + event_mid(type, format_timestamp(when)) + dumps(data) + "}"
+        assert built == event_json(run_id, NewEvent(7, type, data, when))
