@@ -55,6 +55,7 @@ class Wire(asyncio.Protocol):
         self._on_lost = on_lost
         self._transport: asyncio.Transport | None = None
         self._buffer: list[bytes] = []
+        self._turn = False  # a command was written in this turn of the event loop
         self.open = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -80,12 +81,18 @@ class Wire(asyncio.Protocol):
             self._on_lost(self, exc)
 
     def write(self, packed: bytes) -> None:
-        """Queue ``packed`` for this turn of the event loop: one system call sends a turn's commands."""
-        if not self._buffer:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._buffer.append(packed)
+        """Send ``packed``: the first command of a turn of the event loop at once, the others of that
+        turn together at its end (one system call for a burst of concurrent callers)."""
+        if self._turn:
+            self._buffer.append(packed)
+            return
+        self._turn = True
+        asyncio.get_running_loop().call_soon(self._flush)
+        if self._transport is not None:
+            self._transport.write(packed)
 
     def _flush(self) -> None:
+        self._turn = False
         buffered, self._buffer = self._buffer, []
         if self._transport is not None and buffered:
             self._transport.write(b"".join(buffered))

@@ -105,6 +105,12 @@ local function write_event(row, head, mid, data)
   mark(row.id)
 end
 
+-- Redis 7 gives a new stream a 4 KB node (stream-node-max-bytes): rewritten, a stream takes what its
+-- entries take, and later entries grow it as needed. Done at admission and at the run's end.
+local function compact(key)
+  redis.call('RESTORE', key, 0, redis.call('DUMP', key), 'REPLACE')
+end
+
 -- A signal_received event for each signal received and not announced yet (mid: that event's frame).
 local function announce(row, head, mid)
   local received, announced = tonumber(row.sn or '0'), tonumber(row.sann or '0')

@@ -55,6 +55,7 @@ local function admit(id, wf, key, input, ca, ca_ms, owner, parent, start_iso, st
   end
   redis.call('HSET', run_key(id), unpack(fields))
   redis.call('XADD', events_key(id), '1-0', 'e', first)
+  compact(events_key(id))
   redis.call('ZADD', base .. 'runs', ca_ms, id)
   redis.call('ZADD', base .. 'runs:wf:' .. wf, ca_ms, id)
   if parent ~= '' then redis.call('ZADD', base .. 'runs:par:' .. parent, ca_ms, id) end
@@ -144,8 +145,7 @@ local function finish(id, status, ended_iso, ended_ms, result, err, only_from, h
   local duration = 'null'
   if row.sams then duration = tostring(tonumber(ended_ms) - tonumber(row.sams)) end
   write_event(row, head, mid_end, end_data .. duration .. '}')
-  -- Redis 7 gives a new stream a 4 KB node; a finished stream takes no more events: keep it at its size.
-  redis.call('RESTORE', events_key(id), 0, redis.call('DUMP', events_key(id)), 'REPLACE')
+  compact(events_key(id))
   redis.call('HDEL', run_key(id), 'wa', 'wams', 'wfor', 'wk', 'wn', 'wids', 'rs')
   redis.call('ZREM', DUE, id)
   redis.call('ZREM', ready_key(row.wf), id)
