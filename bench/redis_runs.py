@@ -11,7 +11,9 @@ follower in another process, and the cost as stored runs grow — then the peers
 * **end-to-end**: with 2 ``flue worker`` processes, ``start()`` then ``runs.result()`` from the
   admit-only process, one run at a time: p50, p99;
 * **bulk**: 10,000 runs started by 32 callers of the admit-only process and executed by the 2
-  workers: seconds from the first start to the last run's end, runs per second;
+  workers: seconds from the first start to the last run's end, runs per second (and the Redis
+  server's CPU per run, admission and execution, from ``/proc``; likewise per admission for the
+  32 callers);
 * **1,000 events to a follower in another process**: a run executing on a worker emits 1,000 events
   once the follower (the benchmark process, ``runs.events(follow=True)``) has signalled it to go; time
   from the first emit (its wall time is in the event) to the follower holding the 1,000th. *Burst*:
@@ -52,6 +54,13 @@ RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).parent.parent
 WORKFLOWS = [noop, emitter]
 CURVE = (1_000, 10_000, 50_000, 100_000)
+
+
+def redis_cpu(server: RedisServer) -> float:
+    """Seconds of CPU the server has used so far (from ``/proc``)."""
+    assert server.process is not None
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def web(url: str) -> Runtime:
@@ -211,14 +220,18 @@ async def measure(server: RedisServer, args: argparse.Namespace) -> dict[str, An
     async with web(url) as rt:
         out["sequential"] = await sequential(rt, args.sequential, 500)
         print(f"sequential: {out['sequential']}", file=sys.stderr)
+        before = redis_cpu(server)
         out["concurrent"], _ = await concurrent(rt, 32, args.concurrent)
+        out["concurrent"]["redis_cpu_us"] = (redis_cpu(server) - before) / args.concurrent * 1e6
         print(f"concurrent: {out['concurrent']}", file=sys.stderr)
     url = server.url(prefix="executed")
     with workers(url):
         async with web(url) as rt:
             out["end_to_end"] = await end_to_end(rt, args.end_to_end)
             print(f"end-to-end: {out['end_to_end']}", file=sys.stderr)
+            before = redis_cpu(server)
             out["bulk"] = await bulk(rt, args.bulk)
+            out["bulk"]["redis_cpu_us"] = (redis_cpu(server) - before) / args.bulk * 1e6
             print(f"bulk: {out['bulk']}", file=sys.stderr)
             out["events"] = await events(rt, args.event_trials)
             print(f"events: {out['events']}", file=sys.stderr)
