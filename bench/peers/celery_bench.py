@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 from celery import Celery
 
-from common import counts, report, timed, worker
+from common import WARMUP, counts, report, threaded, timed, worker
 
 URL = os.environ["PEER_REDIS_URL"]
 app = Celery("celery_bench", broker=URL, backend=URL)
@@ -22,44 +20,22 @@ def noop() -> None:
     return None
 
 
+def flush() -> None:
+    with app.connection_for_write() as connection:
+        connection.default_channel.client.flushdb()
+
+
 def main() -> None:
     sequential, concurrent, end_to_end = counts()
-    url = URL
-    with app.connection_for_write() as connection:
-        connection.default_channel.client.flushdb()
-    for _ in range(200):
-        noop.delay()
-    samples, elapsed = timed(noop.delay, sequential)
-    together: list[float] = []
-
-    def caller() -> None:
-        for _ in range(concurrent // 32):
-            before = time.perf_counter()
-            noop.delay()
-            together.append(time.perf_counter() - before)
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(32) as threads:
-        for future in [threads.submit(caller) for _ in range(32)]:
-            future.result()
-    together_elapsed = time.perf_counter() - started
-    with app.connection_for_write() as connection:
-        connection.default_channel.client.flushdb()
-    process = worker([sys.executable, "-m", "celery", "-A", "celery_bench", "worker", "--pool=solo", "--without-gossip",
-                      "--without-mingle", "--without-heartbeat", "--loglevel=WARNING"])  # fmt: skip
-    try:
+    flush()
+    alone = timed(noop.delay, sequential, warmup=200)
+    together = threaded(lambda: noop.delay, concurrent)
+    flush()
+    with worker([sys.executable, "-m", "celery", "-A", "celery_bench", "worker", "--pool=solo", "--without-gossip",
+                 "--without-mingle", "--without-heartbeat", "--loglevel=WARNING"]):  # fmt: skip
         noop.delay().get(timeout=30)  # the worker is up
-        done = []
-        for n in range(end_to_end + 20):
-            before = time.perf_counter()
-            noop.delay().get(timeout=10, interval=0.001)
-            if n >= 20:
-                done.append(time.perf_counter() - before)
-    finally:
-        process.terminate()
-        process.wait()
-    report(sequential=samples, sequential_elapsed=elapsed, concurrent=together, concurrent_elapsed=together_elapsed,
-           end_to_end=done)  # fmt: skip
+        latencies, _ = timed(lambda: noop.delay().get(timeout=10, interval=0.001), end_to_end, warmup=WARMUP)
+    report(alone, together, latencies)
 
 
 if __name__ == "__main__":

@@ -6,63 +6,44 @@ from __future__ import annotations
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 
 from redis import Redis
 from rq import Queue
 
-from common import counts, report, timed, worker
+from common import WARMUP, counts, report, threaded, timed, worker
 
 URL = os.environ["PEER_REDIS_URL"]
+NOOP = "rq_bench.noop"  # by name: the worker imports this module, where the function is not __main__'s
 
 
 def noop() -> None:
     return None
 
 
-NOOP = "rq_bench.noop"  # by name: the worker imports this module, where the function is not __main__'s
+def enqueuer() -> Callable[[], object]:
+    own = Queue("bench", connection=Redis.from_url(URL))  # a connection for each thread
+    return lambda: own.enqueue(NOOP)
 
 
 def main() -> None:
     sequential, concurrent, end_to_end = counts()
-    url = URL
-    redis = Redis.from_url(url)
+    redis = Redis.from_url(URL)
     redis.flushdb()
     queue = Queue("bench", connection=redis)
-    for _ in range(200):
-        queue.enqueue(NOOP)
-    samples, elapsed = timed(lambda: queue.enqueue(NOOP), sequential)
-    together: list[float] = []
-
-    def caller() -> None:
-        own = Queue("bench", connection=Redis.from_url(url))
-        for _ in range(concurrent // 32):
-            before = time.perf_counter()
-            own.enqueue(NOOP)
-            together.append(time.perf_counter() - before)
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(32) as threads:
-        for future in [threads.submit(caller) for _ in range(32)]:
-            future.result()
-    together_elapsed = time.perf_counter() - started
+    alone = timed(lambda: queue.enqueue(NOOP), sequential, warmup=200)
+    together = threaded(enqueuer, concurrent)
     redis.flushdb()
-    process = worker([sys.executable, "-m", "rq.cli", "worker", "--url", url, "-w", "rq.worker.SimpleWorker", "bench"])
-    try:
+
+    def done() -> None:
+        job = queue.enqueue(NOOP)
+        while job.get_status(refresh=True) != "finished":
+            time.sleep(0.001)
+
+    with worker([sys.executable, "-m", "rq.cli", "worker", "--url", URL, "-w", "rq.worker.SimpleWorker", "bench"]):
         time.sleep(2)
-        done = []
-        for n in range(end_to_end + 20):
-            before = time.perf_counter()
-            job = queue.enqueue(NOOP)
-            while job.get_status(refresh=True) != "finished":
-                time.sleep(0.001)
-            if n >= 20:
-                done.append(time.perf_counter() - before)
-    finally:
-        process.terminate()
-        process.wait()
-    report(sequential=samples, sequential_elapsed=elapsed, concurrent=together, concurrent_elapsed=together_elapsed,
-           end_to_end=done)  # fmt: skip
+        latencies, _ = timed(done, end_to_end, warmup=WARMUP)
+    report(alone, together, latencies)
 
 
 if __name__ == "__main__":
