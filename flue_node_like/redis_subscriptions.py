@@ -1,4 +1,4 @@
-"""Hearing other processes' changes to the runs this process watches: one pub/sub channel per key.
+"""Hearing other processes' changes through Redis pub/sub: the change feed of the Redis stores.
 
 The run store's scripts publish, with every change, on ``<prefix>:ch:<key>`` for each key it touched —
 a run id, or ``:ready``, ``:cancels``, ``:schedules`` (:data:`~flue_core.store.READY` ...). The
@@ -6,6 +6,10 @@ message is the writing store's origin, so a store skips its own (its listener he
 A process subscribes only to the keys it watches (:meth:`Subscriptions.want`, fed by
 :meth:`~flue_core.store.RunStore.interest`): a web process following one run hears of that run
 only, a worker of the ready pool and of cancels, and nobody hears of everything.
+
+The stream store publishes every change on one channel instead (``<prefix>:ds:changes``), each
+message the JSON ``[origin, [path, ...]]``: a feed made with ``feed=<key>`` subscribes to that one
+channel before :meth:`Subscriptions.start` returns, and passes on the paths of each message.
 
 Once Redis confirms a subscription, the key is passed to the listener: a reader that read before the
 subscription existed looks again, so a change made in between is not missed. A key nobody watches
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
@@ -42,13 +47,17 @@ LINGER = 2.0
 
 
 class Subscriptions:
-    """Subscriptions of one store to ``<base><key>`` channels; see the module docstring."""
+    """Subscriptions of one store to ``<base><key>`` channels; see the module docstring. With
+    ``feed``, the one channel ``<base><feed>`` whose messages name what changed."""
 
-    def __init__(self, settings: RedisSettings, base: str, origin: str, *, heartbeat: float = 5.0) -> None:
+    def __init__(
+        self, settings: RedisSettings, base: str, origin: str, *, heartbeat: float = 5.0, feed: str | None = None
+    ) -> None:
         self.settings = settings
         self.base = base
         self.origin = origin
         self.heartbeat = heartbeat
+        self.feed = feed
         #: How many times the feed connected again after losing its connection.
         self.reconnects = 0
         self._listener: ChangeListener = lambda keys: None
@@ -62,7 +71,8 @@ class Subscriptions:
         self._stopped = False
 
     async def start(self, listener: ChangeListener) -> None:
-        """Connect (raising the link's typed errors) and deliver changes to ``listener`` until :meth:`stop`."""
+        """Connect (raising the link's typed errors; with ``feed``, once subscribed to it, so nothing
+        published afterwards is missed) and deliver changes to ``listener`` until :meth:`stop`."""
         self._listener = listener
         self._stopped = False
         await self._connect()
@@ -107,7 +117,8 @@ class Subscriptions:
     # -- the connection -----------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        wire, _ = await open_wire(self.settings, "flue-subscriptions", self._on_reply, self._on_lost)
+        subscribed = [("SUBSCRIBE", self.base + self.feed)] if self.feed is not None else []
+        wire, _ = await open_wire(self.settings, "flue-subscriptions", self._on_reply, self._on_lost, subscribed)
         self._wire = wire
         self._lost = asyncio.Event()
         self._heard = asyncio.get_running_loop().time()
@@ -121,12 +132,23 @@ class Subscriptions:
         self._heard = asyncio.get_running_loop().time()
         if not isinstance(reply, list) or len(reply) < 2:
             return
-        kind, channel = reply[0], reply[1]
-        if kind == "message":
+        kind, key = reply[0], reply[1][len(self.base) :]
+        if kind == "message" and key == self.feed:
+            self._feed_message(reply[2])
+        elif kind == "message":
             if reply[2] != self.origin:
-                self._tell((channel[len(self.base) :],))
+                self._tell((key,))
         elif kind == "subscribe":  # in place: whoever read before it looks again
-            self._tell((channel[len(self.base) :],))
+            self._tell((key,))
+
+    def _feed_message(self, data: str) -> None:
+        try:
+            origin, keys = json.loads(data)
+        except (ValueError, TypeError):
+            log.warning("flue: ignoring a malformed message on %s%s: %r", self.base, self.feed, data[:200])
+            return
+        if origin != self.origin:
+            self._tell(keys)
 
     def _on_lost(self, wire: Wire, exc: Exception | None) -> None:
         if wire is self._wire:
