@@ -98,7 +98,7 @@ async def test_runs_admitted_in_any_process_complete_exactly_once(redis_url: str
     out = tmp_path / "admitted.jsonl"
     with worker(redis_url), worker(redis_url):
         other = admitter(redis_url, 200, 0, out)
-        async with web(redis_url) as rt:
+        async with web(redis_url):
             here = [await workflows.start(redis_app.noop, input={"n": n}) for n in range(100)]
             parents = [await workflows.start(redis_app.parent, input={"n": n}) for n in range(20)]
             assert other.wait(timeout=60) == 0

@@ -233,7 +233,7 @@ def test_a_retention_takes_seconds_or_a_unit() -> None:
 
 
 async def test_a_finished_runs_stream_is_kept_at_its_size(redis_url: str, redis_server: RedisServer) -> None:
-    async with Runtime([echo], store=redis_url) as rt:
+    async with Runtime([echo], store=redis_url):
         receipt = await workflows.start(echo, input={"a": 1})
         await runs.result(receipt.run_id, timeout=5)
     client = aioredis.Redis(port=redis_server.port)
