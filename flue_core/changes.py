@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import anyio
@@ -37,6 +37,16 @@ class Changes:
 
     def __init__(self) -> None:
         self._watches: dict[str, set[Watch]] = {}
+        self._interest: Callable[[str, bool], None] | None = None
+
+    def attach(self, interest: Callable[[str, bool], None] | None) -> None:
+        """Tell ``interest(key, True)`` when a key gets its first watch and ``interest(key, False)``
+        when it loses its last (see :meth:`~flue_core.store.RunStore.interest`); keys watched
+        already are told at once. ``None`` detaches."""
+        self._interest = interest
+        if interest is not None:
+            for key in list(self._watches):
+                interest(key, True)
 
     def notify(self, run_ids: Iterable[str]) -> None:
         for run_id in run_ids:
@@ -51,7 +61,12 @@ class Changes:
     @contextmanager
     def watch(self, run_id: str) -> Iterator[Watch]:
         watch = Watch()
-        self._watches.setdefault(run_id, set()).add(watch)
+        watches = self._watches.get(run_id)
+        if watches is None:
+            watches = self._watches[run_id] = set()
+            if self._interest is not None:
+                self._interest(run_id, True)
+        watches.add(watch)
         try:
             yield watch
         finally:
@@ -60,3 +75,5 @@ class Changes:
                 watches.discard(watch)
                 if not watches:
                     del self._watches[run_id]
+                    if self._interest is not None:
+                        self._interest(run_id, False)

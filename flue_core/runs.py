@@ -22,15 +22,17 @@ if TYPE_CHECKING:
     from flue_core.streams.store import StreamStore
 
 READ_PAGE = 1000
-#: How long a waiting reader trusts change notifications before looking at the store again. Stores
-#: shared between processes only hear of their own writes, so they are looked at more often.
+#: How long a waiting reader trusts change notifications before looking at the store again. A store
+#: shared between processes without a feed of their changes (``Capabilities.feed``) hears only of its
+#: own writes, so it is looked at more often.
 RECHECK_SHARED = 1.0
 RECHECK_PRIVATE = 30.0
 
 
 def recheck_interval(store: RunStore | StreamStore) -> float:
     """Seconds a waiting reader of a run or stream ``store`` trusts notifications before reading the store again."""
-    return RECHECK_SHARED if store.capabilities.shared else RECHECK_PRIVATE
+    capabilities = store.capabilities
+    return RECHECK_SHARED if capabilities.shared and not capabilities.feed else RECHECK_PRIVATE
 
 
 async def get(run_id: str, *, runtime: Runtime | None = None) -> RunRecord | None:

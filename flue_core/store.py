@@ -235,6 +235,9 @@ class Capabilities:
 
     durable: bool = False  # data survives the process (a restart can recover runs)
     shared: bool = False  # several processes may use the same data at once
+    #: Changes made by other processes reach this process's change listener promptly (for the keys
+    #: it watches, see :meth:`RunStore.interest`), so waiting readers need not re-read on a timer.
+    feed: bool = False
 
 
 def signal_received_data(signal: SignalSent, key: str | None, sent_at: datetime) -> dict[str, Any]:
@@ -309,6 +312,16 @@ class RunStore(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Make enqueued appends durable, then release connections. Idempotent."""
+
+    def interest(self, key: str, watched: bool) -> None:
+        """Told, on the event loop, when this process starts (``watched``) or stops watching ``key``:
+        a run id, or :data:`READY`, :data:`SCHEDULES` or :data:`CANCELS`.
+
+        A store that subscribes to other processes' changes per key subscribes here, so a process
+        hears only of what it watches; once the subscription is in place it passes ``key`` to its
+        change listener (readers look again, so nothing changed meanwhile is missed). The default
+        does nothing: the store's feed carries every change. Never raises, never waits.
+        """
 
     # -- admission and lifecycle --------------------------------------------------------------------
 

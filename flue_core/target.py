@@ -33,8 +33,9 @@ class Target(ABC):
 
     @abstractmethod
     async def open(self, runtime: Runtime) -> None:
-        """Open the store (passing ``runtime.changes.notify`` as its change listener), start executing,
-        and recover runs left unfinished by processes that died."""
+        """Open the store (passing ``runtime.changes.notify`` as its change listener, and attaching its
+        ``interest`` with ``runtime.changes.attach``), start executing, and recover runs left
+        unfinished by processes that died."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -1,14 +1,30 @@
-"""Is a worker process still alive? Exact on the same host, by lease elsewhere."""
+"""Is a worker process still alive? Exact on the same machine, by lease elsewhere."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import time
 
 from flue_core.store import WorkerInfo
 
-HOST = socket.gethostname()
+
+def _machine() -> str:
+    """This host as workers record it: the host name and, where Linux tells, a digest of the boot and
+    the PID namespace — a pid means something only within one of those, and two containers sharing
+    a host name (host networking), or one host before and after a reboot, must not be taken for
+    each other. Workers of another machine are judged by their lease alone."""
+    name = socket.gethostname()
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+            identity = f"{boot.read().strip()} {os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return name
+    return f"{name}#{hashlib.sha1(identity.encode()).hexdigest()[:8]}"
+
+
+HOST = _machine()
 
 
 def _stat(pid: int) -> list[str] | None:

@@ -9,6 +9,8 @@
 * ``connect_timeout`` — seconds to reach the server (default 5); ``timeout`` — seconds a command may
   take before the connection is considered broken (default 10).
 * ``max_connections`` — pool size (default: unbounded).
+* ``retention`` — the run store only: how long finished runs are kept, in seconds or with a unit
+  (``90s``, ``30m``, ``12h``, ``7d``); default: kept until pruned.
 * ``ssl_cert_reqs`` (``required``, ``optional``, ``none``), ``ssl_ca_certs``, ``ssl_certfile``,
   ``ssl_keyfile`` — ``rediss://`` only.
 
@@ -56,7 +58,8 @@ MIN_SERVER_VERSION = (6, 2)
 _PREFIX = re.compile(r"[A-Za-z0-9_.{}-]{1,64}")
 _CERT_REQS = ("required", "optional", "none")
 _TLS_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
-_OPTIONS = ("prefix", "db", "connect_timeout", "timeout", "max_connections", *_TLS_OPTIONS)
+_OPTIONS = ("prefix", "db", "connect_timeout", "timeout", "max_connections", "retention", *_TLS_OPTIONS)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class RedisSettings:
     connect_timeout: float = 5.0
     timeout: float = 10.0
     max_connections: int | None = None
+    retention: float | None = None
     tls_options: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -123,6 +127,7 @@ class RedisSettings:
             connect_timeout=_number(options.pop("connect_timeout", "5"), "connect_timeout", shown, float),
             timeout=_number(options.pop("timeout", "10"), "timeout", shown, float),
             max_connections=_optional_int(options.pop("max_connections", None), shown),
+            retention=_retention(options.pop("retention", None), shown),
             tls_options=tls_options,
         )
 
@@ -255,6 +260,13 @@ def _optional_int(text: str | None, shown: str) -> int | None:
     if value < 1:
         raise ConfigurationError(f"max_connections must be >= 1, not {text!r} ({shown}).", details={"url": shown})
     return value
+
+
+def _retention(text: str | None, shown: str) -> float | None:
+    if text is None:
+        return None
+    unit = _UNITS.get(text[-1:], None)
+    return _number(text[:-1] if unit else text, "retention", shown, float) * (unit or 1)
 
 
 def _redacted(url: object) -> str:

@@ -61,7 +61,7 @@ from flue_node_like.sqlite_writer import UNFINISHED, BatchWriter
 class SqliteStore(RunStore):
     """Runs in a SQLite file shared by every process on this host that opens it."""
 
-    capabilities = Capabilities(durable=True, shared=True)
+    capabilities = Capabilities(durable=True, shared=True, feed=True)  # other processes: data_version
 
     def __init__(self, url: str | Path = "sqlite:///.flue/flue.db", *, synchronous: str = "FULL") -> None:
         self.path = database_path(url)

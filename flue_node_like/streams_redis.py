@@ -6,8 +6,8 @@ stream, one Redis Stream of records per stream (entry ``<position>-0``), one has
 and a sorted set of expiry times (``docs/redis.md`` lists the keys). What does not depend on stored
 state — parsing a JSON body into messages — is done here before the call.
 
-Readers in every process are woken by the change feed (:mod:`flue_node_like.redis_changes`): the
-script publishes the paths it changed, atomically with the change.
+Readers in every process are woken by the change feed (:mod:`flue_node_like.redis_subscriptions`):
+the script publishes the paths it changed, atomically with the change.
 
 Durability is Redis's: with ``appendonly yes`` and ``appendfsync always`` an acknowledged write
 survives a crash of Redis; with ``everysec`` up to a second of writes can be lost to a crash of the
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -27,8 +28,8 @@ from flue_core.streams.json_mode import messages_in
 from flue_core.streams.protocol import is_json, media_type
 from flue_core.streams.refusals import refusal
 from flue_core.streams.store import Append, Appended, Created, NewStream, StreamMeta, StreamPage, StreamStore
-from flue_node_like.redis_changes import ChangeFeed
 from flue_node_like.redis_connection import RedisSettings, aioredis, connect, load_script, redis_errors
+from flue_node_like.redis_subscriptions import Subscriptions
 
 __all__ = ["RedisStreamStore"]
 
@@ -44,7 +45,7 @@ class RedisStreamStore(StreamStore):
     ``heartbeat``: seconds of silence after which the change feed checks its connection.
     """
 
-    capabilities: ClassVar[Capabilities] = Capabilities(durable=True, shared=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(durable=True, shared=True, feed=True)
 
     def __init__(
         self, url: str = "redis://localhost:6379/0", *, clock: Callable[[], float] = time.time, heartbeat: float = 5.0
@@ -57,7 +58,8 @@ class RedisStreamStore(StreamStore):
         self._on_change: ChangeListener = lambda paths: None
         self._client: aioredis.Redis | None = None
         self._script: Any = None
-        self.feed: ChangeFeed | None = None
+        self._origin = uuid.uuid4().hex
+        self.feed: Subscriptions | None = None
 
     async def open(self, on_change: ChangeListener) -> None:
         self._on_change = on_change
@@ -72,7 +74,7 @@ class RedisStreamStore(StreamStore):
                     f" this version of Flue reads layout {header['expected']}.",
                     details={"url": self.url, "layout": header["layout"]},
                 )
-            feed = ChangeFeed(client, self.settings, self._base + "changes", heartbeat=self.heartbeat)
+            feed = Subscriptions(self.settings, self._base, self._origin, heartbeat=self.heartbeat, feed="changes")
             await feed.start(on_change)
             self.feed = feed
         except BaseException:
@@ -152,8 +154,7 @@ class RedisStreamStore(StreamStore):
         client = self._client
         if client is None:
             raise StoreUnavailable(f"The Redis stream store {self.url} is closed.")
-        origin = "" if self.feed is None else self.feed.origin
-        keys, argv = [self._base + "paths"], [self._base, op, repr(float(self._clock())), origin, *args]
+        keys, argv = [self._base + "paths"], [self._base, op, repr(float(self._clock())), self._origin, *args]
         try:
             with redis_errors(self.settings):
                 reply = await self._script(keys=keys, args=argv, client=client)

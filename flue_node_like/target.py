@@ -12,7 +12,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from ulid import ULID
 
-from flue_core.errors import ConfigurationError
+from flue_core.errors import ConfigurationError, StoreUnavailable
 from flue_core.execution import Executor, finish_run, resume_adopted
 from flue_core.models import RunError, RunRecord, RunStatus, utc_now
 from flue_core.scheduler import run_schedules, sync_declared_schedules
@@ -82,6 +82,9 @@ class LocalTarget(Target):
         self._closing = False
         self._inflight = 0
         self._admitted: set[str] = set()  # with adopt=False: the runs this target may take from the pool
+        self._local: set[str] = set()  # runs queued for or executing in this process
+        self._more = False  # the last take from the ready pool got all it asked for: it may hold more
+        self._unsettled: set[str] = set()  # runs whose execution the store failed: see _settle
 
     async def open(self, runtime: Runtime) -> None:
         if isinstance(self._store_spec, str):
@@ -90,6 +93,7 @@ class LocalTarget(Target):
         self._closing = False
         self._inflight = 0
         await self.store.open(runtime.changes.notify)
+        runtime.changes.attach(self.store.interest)
         if not self.execute:
             return
         tasks = anyio.create_task_group()
@@ -119,6 +123,7 @@ class LocalTarget(Target):
                 tasks.cancel_scope.cancel()
                 await tasks.__aexit__(None, None, None)
             with anyio.CancelScope(shield=True):
+                runtime.changes.attach(None)
                 await self.store.close()
             raise
 
@@ -143,6 +148,7 @@ class LocalTarget(Target):
         """Execute a run owned by this worker as soon as an executor task is free."""
         assert self._send is not None
         self._inflight += 1
+        self._local.add(run.run_id)
         self._send.send_nowait((run.run_id, run.workflow))
 
     async def cancel(self, run_id: str) -> bool:
@@ -151,7 +157,7 @@ class LocalTarget(Target):
     async def close(self) -> None:
         if not self.execute:
             with anyio.CancelScope(shield=True):
-                await self.store.close()
+                await self._close_store()
             return
         if self._tasks is None:
             return
@@ -182,7 +188,12 @@ class LocalTarget(Target):
             if self.worker_id is not None:
                 await self.store.retire(self.worker_id)  # its queued runs become adoptable
         finally:
-            await self.store.close()
+            await self._close_store()
+
+    async def _close_store(self) -> None:
+        if self._runtime is not None:
+            self._runtime.changes.attach(None)
+        await self.store.close()
 
     # -- tasks --------------------------------------------------------------------------------------
 
@@ -194,6 +205,9 @@ class LocalTarget(Target):
                     continue  # left queued; adoptable once this worker retires
                 try:
                     await self._executor.execute(run_id, workflow)
+                except StoreUnavailable as exc:  # the run is settled once the store answers again
+                    log.warning("flue: the store failed while executing run %s (%s); it is taken up again later", run_id, exc)
+                    self._unsettled.add(run_id)
                 except Exception:
                     log.exception("flue: executing run %s failed inside the runtime", run_id)
                     error = RunError(code="internal_error", message="The runtime failed while executing the run.")
@@ -206,9 +220,11 @@ class LocalTarget(Target):
                 finally:
                     saturated = self._inflight >= self.concurrency
                     self._inflight -= 1
+                    self._local.discard(run_id)
                     wf = self._runtime.registry.get(workflow)
-                    if saturated or (wf is not None and wf.concurrency is not None):
-                        self._runtime.changes.notify((READY,))  # room for a run of the ready pool
+                    # Room for a run of the pool, which may hold one: no take found it short since.
+                    if saturated or self._more or (wf is not None and wf.concurrency is not None):
+                        self._runtime.changes.notify((READY,))
 
     async def _pull(self) -> None:
         """Take runs from the ready pool and wake due runs, when told to and when the next one is due."""
@@ -218,16 +234,20 @@ class LocalTarget(Target):
             while True:
                 wait = self.sweep_interval
                 try:
-                    due = await store.next_wake()
-                    if due is not None and due <= utc_now():
-                        await store.wake_due(utc_now())
-                        due = await store.next_wake()
+                    # The pool first: a run that became ready is on its way before due runs are woken
+                    # (waking one makes the store say READY again, so it is taken at the next turn).
                     room = self.concurrency - self._inflight
                     if room > 0 and (self.adopt or self._admitted):
                         limits = {wf.name: wf.concurrency for wf in runtime.registry}
                         only = None if self.adopt else self._admitted
-                        for record in await store.take_ready(self.worker_id, limits, room, only=only):
+                        taken = await store.take_ready(self.worker_id, limits, room, only=only)
+                        self._more = len(taken) >= room
+                        for record in taken:
                             self._enqueue(record)
+                    due = await store.next_wake()
+                    if due is not None and due <= utc_now():
+                        await store.wake_due(utc_now())
+                        due = await store.next_wake()
                     if due is not None:
                         wait = min(wait, max((due - utc_now()).total_seconds(), 0.001))
                 except Exception:
@@ -257,9 +277,25 @@ class LocalTarget(Target):
                 assert self._executor is not None
                 for run_id in await self.store.heartbeat(self._worker, self._executor.running):
                     await self.cancel(run_id)  # cancelled elsewhere, or adopted by a worker that judged us dead
+                await self._settle()
                 await self._recover()
             except Exception:
                 log.exception("flue: lease renewal or recovery sweep failed; retrying")
+
+    async def _settle(self) -> None:
+        """Take up runs whose execution here ended in a store failure (its claim, a wait or its end
+        may or may not have been written): those the store says this worker still holds are resumed
+        like adopted runs, the others are someone else's now."""
+        assert self._runtime is not None
+        for run_id in list(self._unsettled):
+            if run_id in self._local:
+                continue
+            record = await self.store.get(run_id)
+            if record is not None and not record.finished:
+                stop = await self.store.heartbeat(self._worker, [run_id])
+                if run_id not in stop or record.cancel_requested:
+                    await resume_adopted(self._runtime, [record], self._enqueue)
+            self._unsettled.discard(run_id)
 
     async def _recover(self) -> None:
         assert self._runtime is not None and self.worker_id is not None

@@ -8,17 +8,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from flue_core import Runtime, Workflow
 from flue_core.http import create_app, serve
-from flue_node_like import LocalTarget, MemoryStore, SqliteStore
+from flue_node_like import LocalTarget, MemoryStore, RedisStore, SqliteStore
 
-#: Every HTTP test runs on both built-in stores.
-STORES = ["memory", "sqlite"]
+#: Every HTTP test runs on each store (Redis: the session's redis-server, a key prefix per test).
+STORES = ["memory", "sqlite", "redis"]
 
 
-def local_target(store: str, tmp_path: Path) -> LocalTarget:
-    backend = MemoryStore() if store == "memory" else SqliteStore(tmp_path / "flue.db")
+def local_target(store: str, tmp_path: Path, request: pytest.FixtureRequest | None = None) -> LocalTarget:
+    """A local target over a new store of kind ``store``; ``"redis"`` needs the test's ``request``
+    (for its ``redis_url``), and every target made in one test shares that test's data."""
+    if store == "redis":
+        assert request is not None, "a Redis store needs the test's request"
+        backend: Any = RedisStore(request.getfixturevalue("redis_url"))
+    else:
+        backend = MemoryStore() if store == "memory" else SqliteStore(tmp_path / "flue.db")
     return LocalTarget(backend, shutdown_grace=0.2, sweep_interval=0.1)
 
 

@@ -47,7 +47,7 @@ def readers(request: Request, run) -> bool:
 
 @pytest.fixture(params=STORES)
 def make_target(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], LocalTarget]:
-    return lambda: local_target(request.param, tmp_path)
+    return lambda: local_target(request.param, tmp_path, request)
 
 
 @pytest.fixture

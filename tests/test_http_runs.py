@@ -38,7 +38,7 @@ def grant_when_header(request: Request, run) -> bool | None:
 
 @pytest.fixture(params=STORES)
 def make_target(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], LocalTarget]:
-    return lambda: local_target(request.param, tmp_path)
+    return lambda: local_target(request.param, tmp_path, request)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from flue_core.errors import ConfigurationError, StoreUnavailable
 from flue_core.http import create_app, serve
 from flue_core.streams.store import StreamStore
 from flue_node_like.streams_memory import MemoryStreamStore
+from flue_node_like.streams_redis import RedisStreamStore
 from flue_node_like.streams_sqlite import SqliteStreamStore
 from http_served import STORES, error_of, local_target
 
@@ -37,13 +38,15 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def runtime(backend: str, tmp_path: Path) -> Runtime:
-    return Runtime([], target=local_target(backend, tmp_path))
+def runtime(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Runtime:
+    return Runtime([], target=local_target(backend, tmp_path, request))
 
 
 @pytest.fixture
-def stream_store(backend: str, tmp_path: Path) -> StreamStore:
-    # SQLite streams share the run store's file, as a deployment would.
+def stream_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> StreamStore:
+    # SQLite streams share the run store's file, Redis streams its server and prefix, as a deployment would.
+    if backend == "redis":
+        return RedisStreamStore(request.getfixturevalue("redis_url"))
     return MemoryStreamStore() if backend == "memory" else SqliteStreamStore(tmp_path / "flue.db")
 
 

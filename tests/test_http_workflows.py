@@ -92,7 +92,7 @@ WORKFLOWS = [place_order, ping, explode, hold, guarded, internal_cleanup]
 
 @pytest.fixture(params=STORES)
 def make_target(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], LocalTarget]:
-    return lambda: local_target(request.param, tmp_path)
+    return lambda: local_target(request.param, tmp_path, request)
 
 
 @pytest.fixture

@@ -190,3 +190,28 @@ def test_a_live_process_on_this_host_is_not_dead_even_when_its_lease_ran_out():
     elsewhere = WorkerInfo("wkr_far", "another-host", 1, None, time.time())
     assert not liveness.is_dead(elsewhere, lease=30.0)
     assert liveness.is_dead(elsewhere, lease=30.0, now=time.time() + 31)
+
+
+@workflow(name="local-staggered")
+async def staggered(ctx: RunContext, input: dict) -> None:
+    await anyio.sleep(input["n"] % 4 * 0.01)  # runs taken together end one after another
+
+
+class _SlowTakes(MemoryStore):
+    """Runs executing here end while the worker's take from the pool is under way."""
+
+    async def take_ready(self, owner, workflows, limit, *, only=None):  # type: ignore[no-untyped-def]
+        taken = await super().take_ready(owner, workflows, limit, only=only)
+        await anyio.sleep(0.03)
+        return taken
+
+
+async def test_a_worker_keeps_taking_from_the_pool_while_runs_end_during_its_takes():
+    name = f"memory://slow-takes-{time.monotonic_ns()}"
+    async with Runtime([staggered], store=name, execute=False) as web:
+        receipts = [await workflows.start(staggered, input={"n": n}, runtime=web) for n in range(60)]
+        # No sweep comes to the rescue: only the worker's own bookkeeping may take the next runs.
+        async with Runtime([staggered], target=LocalTarget(_SlowTakes(name), concurrency=4, sweep_interval=60)):
+            with anyio.fail_after(5):
+                for receipt in receipts:
+                    await runs.wait(receipt.run_id, runtime=web)

@@ -1,6 +1,8 @@
-"""The Redis change feed: what one process writes wakes readers in every other within milliseconds, and
-a feed that lost Redis (connection cut, server restarted, peer gone silent) subscribes again and tells
-every reader to read again. Real redis-server processes; each store instance stands for a process."""
+"""The Redis stream store's change feed (one channel, ``Subscriptions`` with ``feed=``): what one process
+writes wakes readers in every other within milliseconds, and a feed that lost Redis (connection cut,
+server restarted, peer gone silent) subscribes again and tells every reader to read again. Real
+redis-server processes; each store instance stands for a process. The run store's per-key
+subscriptions: tests/test_redis_store.py and tests/test_redis_processes.py."""
 
 from __future__ import annotations
 
@@ -160,7 +162,7 @@ async def test_a_malformed_message_on_the_channel_is_ignored(redis_server: Redis
     admin = aioredis.Redis(port=redis_server.port)
     try:
         assert reader.feed is not None
-        await admin.publish(reader.feed.channel, b"not json")
+        await admin.publish(reader.feed.base + reader.feed.feed, b"not json")
         await writer.create("/a", NewStream("text/plain"))
         await heard.until(lambda: heard.ids() == ["/a"])
     finally:

@@ -25,7 +25,7 @@ from flue_core.http import serve
 from flue_core.offsets import format_offset
 from flue_core.streams import ReadOptions, serve_run_stream
 from flue_core.testing.base import GATES, gates
-from flue_node_like import LocalTarget, MemoryStore, SqliteStore
+from flue_node_like import LocalTarget, MemoryStore, RedisStore, SqliteStore
 
 pytestmark = pytest.mark.anyio
 
@@ -47,8 +47,10 @@ async def ticks(ctx: RunContext, input: Ticks) -> int:
     return input.count
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    if request.param == "redis":
+        return RedisStore(request.getfixturevalue("redis_url"))
     return MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "flue.db")
 
 

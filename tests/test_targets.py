@@ -93,6 +93,6 @@ def test_two_plugins_registering_one_target_name_are_refused():
 
 @pytest.mark.anyio
 async def test_an_unknown_store_scheme_lists_the_known_ones(anyio_backend):
-    with pytest.raises(ConfigurationError, match="known schemes: memory://, sqlite://"):
+    with pytest.raises(ConfigurationError, match="known schemes: memory://, redis://, rediss://, sqlite://"):
         async with Runtime([], store="postgres://db"):
             pass

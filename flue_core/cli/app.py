@@ -87,6 +87,11 @@ def app_runtime(spec: str | None, store: str | None) -> Runtime:
                 details={"app": spec},
             )
         return obj
+    return _tool_runtime(workflows_of(obj, spec), store)
+
+
+def workflows_of(obj: Any, spec: str) -> list[Any]:
+    """The workflows ``obj`` (imported from ``spec``) holds; none, or not workflows, is an error."""
     try:
         workflows = discover(obj)
     except (ConfigurationError, TypeError) as exc:
@@ -96,7 +101,7 @@ def app_runtime(spec: str | None, store: str | None) -> Runtime:
         ) from exc
     if not workflows:
         raise AppNotLoaded(f"{spec!r} holds no workflows.", details={"app": spec})
-    return _tool_runtime(workflows, store)
+    return workflows
 
 
 def reader_runtime(store: str | None) -> Runtime:

@@ -24,6 +24,7 @@ from flue_core.cli.app import APP_ENV, AppNotLoaded, app_runtime, import_object,
 from flue_core.cli.backends import Runs, open_runs
 from flue_core.cli.exits import OUTCOMES, Exit, reworded
 from flue_core.cli.view import EventView, Output, records_table
+from flue_core.cli.worker import worker
 from flue_core.errors import FlueError, RunFinished, RunNotFound
 from flue_core.models import Event
 
@@ -264,6 +265,7 @@ COMMANDS: dict[str, Command] = {
     "signal": manage.signal,
     "schedules": manage.schedules,
     "dashboard": dashboard,
+    "worker": worker,
 }
 
 

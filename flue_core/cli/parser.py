@@ -113,6 +113,13 @@ def build_parser() -> Parser:
         _output(action)
         _where(action, app=True)
 
+    worker = commands.add_parser("worker", help="execute runs (from the store's ready pool) until stopped; no HTTP")
+    worker.add_argument("app", metavar="APP", help="module[:attribute]: the workflows, or a Runtime that executes them")
+    worker.add_argument("--concurrency", type=_positive, help="runs executed at a time (default 16)")
+    worker.add_argument("--grace", type=float, help="seconds running runs get to finish when stopped (default 10)")
+    worker.add_argument("--store", help="store URL (default $FLUE_STORE, else sqlite:///.flue/flue.db)")
+    worker.set_defaults(format=None)
+
     dashboard = commands.add_parser("dashboard", help="serve a web dashboard of the runs, reached by a secret link")
     dashboard.add_argument(
         "app",
@@ -129,6 +136,16 @@ def build_parser() -> Parser:
     dashboard.add_argument("--open", action="store_true", help="open the link in the default web browser")
     dashboard.set_defaults(format=None)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return value
 
 
 def _output(parser: argparse.ArgumentParser) -> None:
@@ -168,7 +185,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if ":" not in args.app:
             raise UsageError(f"APP must be an import string module:attribute, not {args.app!r}.")
         return args
-    if args.command == "dashboard":
+    if args.command in ("dashboard", "worker"):
         return args
     args.headers = parse_headers(args.header)
     if args.url is None:

@@ -1,0 +1,185 @@
+--[[ The Redis run store (flue_node_like/redis_store.py): every operation is one call of one script, so
+each is atomic. The rules are those of flue_core/store.py (RunStore), which states them; this is the
+same logic over Redis keys, which docs/redis.md lists.
+
+This file is the prelude every script starts with; the operations are the chunks of runs_*.lua, each
+headed "-- op: <name>" and defining the local function <name>. The script of an operation is this
+prelude, its chunk, and "return respond(<name>(unpack(ARGV, 4)))" (flue_node_like/redis_scripts.py):
+a script per operation, because Lua creates every function a script defines on every call.
+
+  EVALSHA <sha> 1 <base>layout <base> <origin> <opid> <operation's arguments...>
+
+<base> is "<prefix>:". <origin> names the calling store instance: it is the message published on the
+change channel <base>ch:<key> of every key an operation changed (a run id, or :ready, :cancels,
+:schedules), so that instance skips its own. A write replies {changed keys, result...}.
+
+<opid> is unique per call of a writing operation (empty for reads). The client sends an unanswered
+call again after its connection broke, so a call may arrive twice; an operation that is not a no-op
+the second time recognises its <opid>: admit, claim and suspend keep it in the run's hash,
+the rarer ones keep their answer under <base>op:<opid> for OP_TTL ms. Appends carry their index,
+finish ends a run once: they are repeatable as they are.
+
+The clock: times of the record (created, started, ended, due) are the caller's, as in every store;
+worker heartbeats are judged by the server's TIME, so hosts' clocks need not agree on leases.
+
+Events a script writes itself are given as frames built by the caller from event_json (the single
+place of the wire shape): head .. index .. mid .. data .. '}'.
+]]
+
+local base, origin, opid = ARGV[1], ARGV[2], ARGV[3]
+local OP_TTL = 120000
+local READY, CANCELS, SCHEDULES = ':ready', ':cancels', ':schedules'
+local FINISHED = {completed = true, failed = true, cancelled = true}
+
+local changed, seen = {}, {}
+local function mark(key)
+  if not seen[key] then
+    seen[key] = true
+    changed[#changed + 1] = key
+  end
+end
+
+local function fail(code, ...)
+  return redis.error_reply(table.concat({'FLUE', code, ...}, ' '))
+end
+
+-- keys ------------------------------------------------------------------------------------------------
+
+local function run_key(id) return base .. 'run:' .. id end
+local function events_key(id) return base .. 'ev:' .. id end
+local function steps_key(id) return base .. 'steps:' .. id end
+local function mailbox_key(id) return base .. 'sig:' .. id end
+local function ready_key(wf) return base .. 'ready:' .. wf end
+local function held_key(wf) return base .. 'held:' .. wf end
+local function keys_key(wf) return base .. 'keys:' .. wf end
+local DUE, ENDED = base .. 'due', base .. 'ended'
+local WORKERS, BEATS = base .. 'workers', base .. 'beats'
+
+local function load(id)
+  local flat = redis.call('HGETALL', run_key(id))
+  if #flat == 0 then return nil end
+  local row = {}
+  for i = 1, #flat, 2 do row[flat[i]] = flat[i + 1] end
+  return row
+end
+
+local function record(id) return redis.call('HGETALL', run_key(id)) end
+
+-- The list indexes: every run, by workflow, by status, by workflow and status, by parent. Sorted sets
+-- of run ids scored by their creation time in ms ("cams"): with ties ordered by id, that is list order.
+local function index(row, status)
+  redis.call('ZADD', base .. 'runs:st:' .. status, row.cams, row.id)
+  redis.call('ZADD', base .. 'runs:wfst:' .. row.wf .. ':' .. status, row.cams, row.id)
+end
+
+local function unindex(row)
+  redis.call('ZREM', base .. 'runs:st:' .. row.st, row.id)
+  redis.call('ZREM', base .. 'runs:wfst:' .. row.wf .. ':' .. row.st, row.id)
+end
+
+local function set_status(row, status, ...)
+  unindex(row)
+  index(row, status)
+  row.st = status
+  redis.call('HSET', run_key(row.id), 'st', status, ...)
+end
+
+-- remembered answers of rare operations, for a call sent twice
+local function remembered()
+  if opid == '' then return nil end
+  return redis.call('GET', base .. 'op:' .. opid)
+end
+
+local function remember(value)
+  if opid ~= '' then redis.call('SET', base .. 'op:' .. opid, value, 'PX', OP_TTL) end
+end
+
+-- events ----------------------------------------------------------------------------------------------
+
+-- The event at index i is the stream entry "<i+1>-0" (stream ids start above 0-0), field e: its JSON.
+local function write_event(row, head, mid, data)
+  local n = tonumber(row.n)
+  redis.call('XADD', events_key(row.id), (n + 1) .. '-0', 'e', head .. n .. mid .. data .. '}')
+  row.n = n + 1
+  redis.call('HSET', run_key(row.id), 'n', row.n)
+  mark(row.id)
+end
+
+-- Redis 7 gives a new stream a 4 KB node (stream-node-max-bytes): rewritten, a stream takes what its
+-- entries take, and later entries grow it as needed. Done at admission and at the run's end.
+local function compact(key)
+  redis.call('RESTORE', key, 0, redis.call('DUMP', key), 'REPLACE')
+end
+
+-- A signal_received event for each signal received and not announced yet (mid: that event's frame).
+local function announce(row, head, mid)
+  local received, announced = tonumber(row.sn or '0'), tonumber(row.sann or '0')
+  if announced >= received then return end
+  local box = mailbox_key(row.id)
+  for seq = announced + 1, received do
+    write_event(row, head, mid, redis.call('HGET', box, seq .. ':ann'))
+  end
+  row.sann = received
+  redis.call('HSET', run_key(row.id), 'sann', received)
+end
+
+-- the ready pool and the due-time index -----------------------------------------------------------------
+
+local function to_pool(row, ready_ms)
+  redis.call('HSET', run_key(row.id), 'ra', ready_ms)
+  redis.call('HDEL', run_key(row.id), 'own')
+  redis.call('SREM', held_key(row.wf), row.id)
+  redis.call('ZADD', ready_key(row.wf), ready_ms, row.id)
+  row.own = nil
+  mark(row.id)
+  mark(READY)
+end
+
+-- A scheduled or waiting run becomes queued in the ready pool.
+local function awaken(row, ready_ms)
+  redis.call('HDEL', run_key(row.id), 'wa', 'wams', 'wfor', 'wk', 'wn', 'wids')
+  redis.call('ZREM', DUE, row.id)
+  set_status(row, 'queued')
+  to_pool(row, ready_ms)
+end
+
+local function children_done(ids)
+  for id in string.gmatch(ids or '', '%S+') do
+    local status = redis.call('HGET', run_key(id), 'st')
+    if status and not FINISHED[status] then return false end
+  end
+  return true
+end
+
+local function undelivered(row, name)
+  local box = mailbox_key(row.id)
+  for seq = 1, tonumber(row.sn or '0') do
+    local fields = redis.call('HMGET', box, seq .. ':name', seq .. ':done')
+    if fields[1] == name and not fields[2] then return seq end
+  end
+  return nil
+end
+
+-- schedules: <base>sched:def (name -> definition JSON), :created and :tick (name -> timestamp) --------
+
+local SCHED_DEF, SCHED_CREATED, SCHED_TICK = base .. 'sched:def', base .. 'sched:created', base .. 'sched:tick'
+
+local function schedule(name)
+  local def = redis.call('HGET', SCHED_DEF, name)
+  if not def then return false end
+  return {name, def, redis.call('HGET', SCHED_CREATED, name), redis.call('HGET', SCHED_TICK, name) or ''}
+end
+
+-- workers: <base>workers (id -> JSON of host, pid, pid_started), <base>beats (id by the server's time
+-- of its last heartbeat, in ms) ---------------------------------------------------------------------
+
+local function server_ms()
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
+
+-- The reply of an operation, once every key it changed is announced on its channel.
+local function respond(reply)
+  for _, key in ipairs(changed) do redis.call('PUBLISH', base .. 'ch:' .. key, origin) end
+  return reply
+end

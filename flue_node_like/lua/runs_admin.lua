@@ -1,0 +1,182 @@
+-- The run store's operations on lists, retention, schedules and workers (see runs.lua).
+
+-- op: list
+-- Up to count ids of key strictly before (score, id) in list order (newest first), and the last one's score.
+local function before(key, score, id, count)
+  local out, last = {}, score
+  if id ~= '' then
+    local same = redis.call('ZRANGEBYSCORE', key, score, score)
+    for i = #same, 1, -1 do
+      if same[i] < id and #out < count then out[#out + 1] = same[i] end
+    end
+  end
+  if #out < count then
+    local upper = id == '' and score or '(' .. score
+    local lower = redis.call('ZREVRANGEBYSCORE', key, upper, '-inf', 'WITHSCORES', 'LIMIT', 0, count - #out)
+    for i = 1, #lower, 2 do
+      out[#out + 1] = lower[i]
+      last = lower[i + 1]
+    end
+  end
+  return out, last
+end
+
+-- Newest first, strictly after the cursor (after_ms, after_id), through the narrowest index the filters allow.
+local function list(limit, after_ms, after_id, wf, status, parent)
+  limit = tonumber(limit)
+  local key
+  if parent ~= '' then key = base .. 'runs:par:' .. parent
+  elseif wf ~= '' and status ~= '' then key = base .. 'runs:wfst:' .. wf .. ':' .. status
+  elseif wf ~= '' then key = base .. 'runs:wf:' .. wf
+  elseif status ~= '' then key = base .. 'runs:st:' .. status
+  else key = base .. 'runs' end
+  local check = parent ~= '' and (wf ~= '' or status ~= '')
+  local out = {}
+  local score, id = after_ms == '' and '+inf' or after_ms, after_id
+  while #out < limit do
+    local chunk, last = before(key, score, id, math.max(limit - #out, 64))
+    if #chunk == 0 then break end
+    for _, each in ipairs(chunk) do
+      local keep = true
+      if check then
+        local fields = redis.call('HMGET', run_key(each), 'wf', 'st')
+        keep = (wf == '' or fields[1] == wf) and (status == '' or fields[2] == status)
+      end
+      if keep then
+        local flat = record(each)
+        if #flat > 0 then out[#out + 1] = flat end
+        if #out >= limit then break end
+      end
+    end
+    score, id = last, chunk[#chunk]
+  end
+  return out
+end
+
+-- op: prune
+local function delete_run(id, row)
+  redis.call('DEL', run_key(id), events_key(id), steps_key(id), mailbox_key(id))
+  redis.call('ZREM', base .. 'runs', id)
+  redis.call('ZREM', base .. 'runs:wf:' .. row.wf, id)
+  unindex(row)
+  if row.par then redis.call('ZREM', base .. 'runs:par:' .. row.par, id) end
+  if row.key and redis.call('HGET', keys_key(row.wf), row.key) == id then redis.call('HDEL', keys_key(row.wf), row.key) end
+  redis.call('ZREM', ENDED, id)
+end
+
+local function prune(cutoff_ms, limit)
+  local doomed = redis.call('ZRANGEBYSCORE', ENDED, '-inf', '(' .. cutoff_ms, 'LIMIT', 0, tonumber(limit))
+  local count = 0
+  for _, id in ipairs(doomed) do
+    local row = load(id)
+    if row and FINISHED[row.st] then
+      delete_run(id, row)
+      count = count + 1
+    elseif not row then
+      redis.call('ZREM', ENDED, id)
+    end
+  end
+  return {changed, count}
+end
+
+-- op: put_schedule
+local function put_schedule(name, def, created, tick, replace)
+  local existing = schedule(name)
+  if existing and replace ~= '1' then return {changed, 0, existing} end
+  redis.call('HSET', SCHED_DEF, name, def)
+  if not existing then
+    redis.call('HSET', SCHED_CREATED, name, created)
+    if tick ~= '' then redis.call('HSET', SCHED_TICK, name, tick) end
+  end
+  mark(SCHEDULES)
+  return {changed, existing and 0 or 1, schedule(name)}
+end
+
+-- op: schedules
+local function schedules(name)
+  if name ~= '' then return {schedule(name)} end
+  local out = {}
+  for _, each in ipairs(redis.call('HKEYS', SCHED_DEF)) do out[#out + 1] = schedule(each) end
+  return out
+end
+
+-- op: delete_schedule
+local function delete_schedule(name)
+  local found = redis.call('HDEL', SCHED_DEF, name)
+  redis.call('HDEL', SCHED_CREATED, name)
+  redis.call('HDEL', SCHED_TICK, name)
+  if found > 0 then mark(SCHEDULES) end
+  return {changed, found}
+end
+
+-- op: advance
+local function advance(name, previous, tick)
+  if remembered() then return {changed, 1} end
+  if redis.call('HEXISTS', SCHED_DEF, name) == 0 or (redis.call('HGET', SCHED_TICK, name) or '') ~= previous then
+    return {changed, 0}
+  end
+  redis.call('HSET', SCHED_TICK, name, tick)
+  remember('1')
+  return {changed, 1}
+end
+
+-- op: beat
+-- age_ms: how old the caller says its heartbeat is, by its own clock (0 for a fresh one).
+local function beat(worker, info, age_ms, ...)
+  redis.call('HSET', WORKERS, worker, info)
+  redis.call('ZADD', BEATS, server_ms() - tonumber(age_ms), worker)
+  local stop = {}
+  for _, id in ipairs({...}) do
+    local fields = redis.call('HMGET', run_key(id), 'own', 'cr', 'st')
+    if fields[3] and (fields[1] ~= worker or fields[2] == '1' or FINISHED[fields[3]]) then stop[#stop + 1] = id end
+  end
+  return {changed, stop}
+end
+
+-- op: workers
+local function workers()
+  local out = {server_ms()}
+  local flat = redis.call('HGETALL', WORKERS)
+  for i = 1, #flat, 2 do
+    out[#out + 1] = flat[i]
+    out[#out + 1] = flat[i + 1]
+    out[#out + 1] = redis.call('ZSCORE', BEATS, flat[i]) or '0'
+  end
+  return out
+end
+
+-- op: retire
+local function retire(worker)
+  redis.call('HDEL', WORKERS, worker)
+  redis.call('ZREM', BEATS, worker)
+  return {changed}
+end
+
+-- op: adopt
+local function adopt(owner, count, ...)
+  local rest = {...}
+  local kept = remembered()
+  local out = {}
+  if kept then
+    for id in string.gmatch(kept, '%S+') do out[#out + 1] = record(id) end
+    return {changed, out}
+  end
+  for i = 1, tonumber(count) do
+    redis.call('HDEL', WORKERS, rest[i])
+    redis.call('ZREM', BEATS, rest[i])
+  end
+  local adopted = {}
+  for i = tonumber(count) + 1, #rest do
+    for _, id in ipairs(redis.call('SMEMBERS', held_key(rest[i]))) do
+      local fields = redis.call('HMGET', run_key(id), 'own', 'st')
+      if fields[1] and (fields[2] == 'queued' or fields[2] == 'running') and redis.call('HEXISTS', WORKERS, fields[1]) == 0 then
+        redis.call('HSET', run_key(id), 'own', owner)
+        adopted[#adopted + 1] = id
+        out[#out + 1] = record(id)
+        mark(id)
+      end
+    end
+  end
+  if #adopted > 0 then remember(table.concat(adopted, ' ')) end
+  return {changed, out}
+end

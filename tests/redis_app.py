@@ -1,0 +1,89 @@
+"""Workflows of the multi-process Redis tests, run by ``flue worker redis_app`` processes, and an admitter.
+
+Every execution of a workflow body (and of a step's function) appends a line ``<what> <run_id>`` to
+``$FLUE_TEST_CALLS/<pid>.calls``, so a test can count executions across processes.
+
+As a script: ``python redis_app.py STORE_URL COUNT KEY_MODULO OUT`` admits COUNT runs of ``mp-noop``
+from an admit-only runtime (16 concurrent callers), run ``i`` with the key ``k<i % KEY_MODULO>``
+(none when KEY_MODULO is 0), and writes one ``[i, key, run_id]`` JSON line per admission to OUT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import anyio
+
+from flue_core import RunContext, Runtime, workflow, workflows
+
+
+def record(what: str, run_id: str) -> str:
+    folder = os.environ.get("FLUE_TEST_CALLS")
+    if folder:
+        with open(Path(folder) / f"{os.getpid()}.calls", "a", encoding="utf-8") as calls:
+            calls.write(f"{what} {run_id}\n")
+    return what
+
+
+@workflow(name="mp-noop")
+async def noop(ctx: RunContext, input: dict) -> int:
+    record("noop", ctx.run_id)
+    return input["n"]
+
+
+@workflow(name="mp-parent")
+async def parent(ctx: RunContext, input: dict) -> int:
+    await ctx.step("mark", record, "parent", ctx.run_id)  # a step: the body runs again after the wait
+    child = await ctx.start_child(noop, input={"n": input["n"]}, key="child")
+    return await ctx.wait_for(child)
+
+
+@workflow(name="mp-steps", retries=1)
+async def steps(ctx: RunContext, input: dict) -> dict:
+    first = await ctx.step("first", record, "first", ctx.run_id)
+    if ctx.attempt == 1:
+        await anyio.sleep_forever()  # the test kills the process executing this attempt
+    return {"first": first, "attempt": ctx.attempt}
+
+
+@workflow(name="mp-ticker")
+async def ticker(ctx: RunContext, input: dict) -> int:
+    record("ticker", ctx.run_id)
+    for n in range(input["ticks"]):
+        ctx.emit("tick", {"n": n})
+        await anyio.sleep(input.get("pause", 0.02))
+    return input["ticks"]
+
+
+@workflow(name="mp-sleepy")
+async def sleepy(ctx: RunContext, input: dict) -> str:
+    record("sleepy", ctx.run_id)
+    await anyio.sleep(input["seconds"])
+    return "slept"
+
+
+WORKFLOWS = [noop, parent, steps, ticker, sleepy]
+
+
+async def admit_many(url: str, count: int, modulo: int, out: str) -> None:
+    lines: list[str] = []
+    next_index = iter(range(count))
+
+    async def caller() -> None:
+        for i in next_index:
+            key = f"k{i % modulo}" if modulo else None
+            receipt = await workflows.start(noop, input={"n": i % modulo if modulo else i}, key=key)
+            lines.append(json.dumps([i, key, receipt.run_id]))
+
+    async with Runtime(WORKFLOWS, store=url, execute=False):
+        async with anyio.create_task_group() as tasks:
+            for _ in range(16):
+                tasks.start_soon(caller)
+    Path(out).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    anyio.run(admit_many, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
