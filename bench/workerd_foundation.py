@@ -145,6 +145,14 @@ def measure(count: int, starts: int) -> dict[str, Any]:
     return results
 
 
+def write_results(name: str, results: dict[str, Any]) -> None:
+    """Write ``results`` to ``bench/results/<name>-<time>.json`` and say where."""
+    out = BENCH / "results" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"written to {out.relative_to(ROOT)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300, help="sequential requests per measure (default 300)")
@@ -163,10 +171,7 @@ def main() -> None:
     print(f"{'request from the host (sequential)':<40} {'p50':>8} {'p95':>8} {'p99':>8}")
     for name, figures in results["requests"].items():
         print(f"  {name:<38} {figures['p50_ms']:6.2f}ms {figures['p95_ms']:6.2f}ms {figures['p99_ms']:6.2f}ms")
-    out = BENCH / "results" / f"workerd-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"written to {out.relative_to(ROOT)}")
+    write_results("workerd", results)
 
 
 if __name__ == "__main__":

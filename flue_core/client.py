@@ -30,7 +30,7 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from pydantic import ValidationError
 
 import flue_core.http.errors  # noqa: F401  (its classes are among those an envelope's code names)
-from flue_core.errors import ConfigurationError, FlueError, InputNotSerializable
+from flue_core.errors import ConfigurationError, FlueError, InputNotSerializable, error_classes, make_error
 from flue_core.models import Event, RunPage, RunReceipt, RunRecord, RunStatus, Schedule, SignalReceipt
 from flue_core.snapshot import NotJSON, dumps, snapshot
 
@@ -460,18 +460,6 @@ def _ends(batch: _Batch) -> bool:
     return bool(batch.events) and batch.events[-1].type == "run_end"
 
 
-def _error_classes() -> dict[str, type[FlueError]]:
-    """Every ``FlueError`` class imported so far, by ``code`` (``flue_core.errors`` and the HTTP errors
-    are imported above, so the classes of the server's own envelopes do not depend on import order)."""
-    found: dict[str, type[FlueError]] = {}
-    pending: list[type[FlueError]] = [FlueError]
-    while pending:
-        cls = pending.pop()
-        found.setdefault(cls.code, cls)
-        pending.extend(cls.__subclasses__())
-    return found
-
-
 def error_from_response(response: httpx.Response) -> FlueError:
     """The :class:`FlueError` a non-2xx answer stands for: the class its envelope's ``code`` names
     (a plain ``FlueError`` carrying that code when it is not one of ours), with the response's status."""
@@ -483,26 +471,4 @@ def error_from_response(response: httpx.Response) -> FlueError:
         details = body.get("details") if isinstance(body.get("details"), dict) else None
     except (ValueError, KeyError, TypeError):
         pass
-    return make_error(_error_classes().get(code, FlueError), message, details=details, code=code, status=status)
-
-
-def make_error(
-    cls: type[FlueError],
-    message: str,
-    *,
-    details: dict[str, Any] | None = None,
-    code: str | None = None,
-    status: int | None = None,
-) -> FlueError:
-    """An instance of ``cls`` carrying ``message`` and ``details`` (and ``code`` / ``status`` when
-    given), made without calling ``cls.__init__``: subclasses may take other arguments (the HTTP
-    errors' ``MethodNotAllowed(method, allowed)``, ``InternalError()``), and an error received or
-    reworded here is rebuilt from what it says, not from what its constructor wants. Attributes a
-    subclass's own ``__init__`` would set (``HttpError.headers``) are therefore absent."""
-    error = cls.__new__(cls)
-    FlueError.__init__(error, message, details=details)
-    if code is not None:
-        error.code = code
-    if status is not None:
-        error.status = status
-    return error
+    return make_error(error_classes().get(code, FlueError), message, details=details, code=code, status=status)

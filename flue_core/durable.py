@@ -166,7 +166,7 @@ class Calls:
         while True:
             control = self._control
             delivery = await control.exclusive(
-                lambda: self._store.take_signal(self.run_id, control.owner, name, key),
+                lambda: self._store.take_signal(self.run_id, control.owner, name, key, sent_by=deadline),
                 lambda answer: None if answer is None else answer.next_index,
             )
             if delivery is None:

@@ -359,3 +359,40 @@ class StaleProducerEpoch(FlueError):
 
     code = "producer_epoch_stale"
     status = 403
+
+
+# -- errors rebuilt from what they say (an HTTP envelope, an answer from another process) -------------
+
+
+def error_classes() -> dict[str, type[FlueError]]:
+    """Every ``FlueError`` class imported so far, by ``code`` (import the modules of the errors you
+    expect, such as ``flue_core.http.errors``, before asking)."""
+    found: dict[str, type[FlueError]] = {}
+    pending: list[type[FlueError]] = [FlueError]
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def make_error(
+    cls: type[FlueError],
+    message: str,
+    *,
+    details: dict[str, Any] | None = None,
+    code: str | None = None,
+    status: int | None = None,
+) -> FlueError:
+    """An instance of ``cls`` carrying ``message`` and ``details`` (and ``code`` / ``status`` when
+    given), made without calling ``cls.__init__``: subclasses may take other arguments (the HTTP
+    errors' ``MethodNotAllowed(method, allowed)``, ``InternalError()``), and an error received or
+    reworded here is rebuilt from what it says, not from what its constructor wants. Attributes a
+    subclass's own ``__init__`` would set (``HttpError.headers``) are therefore absent."""
+    error = cls.__new__(cls)
+    FlueError.__init__(error, message, details=details)
+    if code is not None:
+        error.code = code
+    if status is not None:
+        error.status = status
+    return error

@@ -202,8 +202,9 @@ async def signal(
 
     The signal is kept in the run's mailbox until a wait for ``name`` takes it; a run waiting for it
     resumes at once. With ``key``, sending again returns the first signal's receipt (``duplicate``)
-    and stores nothing. Raises :class:`~flue_core.errors.RunNotFound`,
-    :class:`~flue_core.errors.RunFinished` for an ended run, :class:`~flue_core.errors.InvalidSignal`
+    and stores nothing, also once the run has ended (a retry learns its signal was received). Raises
+    :class:`~flue_core.errors.RunNotFound`, :class:`~flue_core.errors.RunFinished` for an ended run
+    (unless ``key`` names a signal it received), :class:`~flue_core.errors.InvalidSignal`
     for a bad name or data (checked against the model the workflow declares for ``name``).
     """
     return await signals.send(current_runtime(runtime), run_id, name, data, key)

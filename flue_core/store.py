@@ -75,6 +75,22 @@ class NewRun:
     def scheduled(self) -> bool:
         return self.start_at is not None and self.start_at > self.created_at
 
+    def record(self) -> RunRecord:
+        """The record :meth:`RunStore.admit` stores for this run."""
+        scheduled = self.scheduled
+        return RunRecord(
+            run_id=self.run_id,
+            workflow=self.workflow,
+            status=RunStatus.SCHEDULED if scheduled else RunStatus.QUEUED,
+            input=self.input,
+            key=self.key,
+            created_at=self.created_at,
+            parent_run_id=self.parent_run_id,
+            wake_at=self.start_at if scheduled else None,
+            waiting_for=WaitingFor(kind="start") if scheduled else None,
+            carrier=self.carrier,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Admission:
@@ -474,12 +490,16 @@ class RunStore(ABC):
         """
 
     @abstractmethod
-    async def take_signal(self, run_id: str, owner: str, name: str, step: str) -> Delivery | None:
+    async def take_signal(
+        self, run_id: str, owner: str, name: str, step: str, *, sent_by: datetime | None = None
+    ) -> Delivery | None:
         """Deliver to a ``running`` run owned by ``owner`` the oldest undelivered signal called
-        ``name``: mark it delivered, store :func:`delivered_step_value` as the result of ``step``, and store a ``signal_delivered`` event (``{"signalId", "name"}``) after
-        the announcements of signals received meanwhile. ``Delivery.signal`` is ``None`` when there is
-        no such signal (only the announcements are written). ``None`` when the run is not running
-        for ``owner``."""
+        ``name`` (with ``sent_by``, only one sent at or before then: a wait's deadline, so that a wait
+        whose time ran out takes no signal sent after it, however late its executor looks):
+        mark it delivered, store :func:`delivered_step_value` as the result of ``step``, and store a
+        ``signal_delivered`` event (``{"signalId", "name"}``) after the announcements of signals
+        received meanwhile. ``Delivery.signal`` is ``None`` when there is no such signal (only the
+        announcements are written). ``None`` when the run is not running for ``owner``."""
 
     # -- schedules ----------------------------------------------------------------------------------
 

@@ -131,20 +131,8 @@ class MemoryStore(RunStore):
                 return Admission(self._runs[existing].record, created=False)
         if run.run_id in self._runs:
             raise RunIdConflict(f"A run with id {run.run_id!r} already exists.", details={"run_id": run.run_id})
-        scheduled = run.scheduled
-        record = RunRecord(
-            run_id=run.run_id,
-            workflow=run.workflow,
-            status=RunStatus.SCHEDULED if scheduled else RunStatus.QUEUED,
-            input=run.input,
-            key=run.key,
-            created_at=run.created_at,
-            parent_run_id=run.parent_run_id,
-            wake_at=run.start_at if scheduled else None,
-            waiting_for=WaitingFor(kind="start") if scheduled else None,
-            carrier=run.carrier,
-        )
-        owner = None if scheduled else run.owner
+        record = run.record()
+        owner = None if run.scheduled else run.owner
         self._runs[run.run_id] = _Run(record, owner, run.created_at, [event_json(run.run_id, run.first_event)])
         self._index(self._runs[run.run_id])
         if run.key is not None:
@@ -449,14 +437,16 @@ class MemoryStore(RunStore):
         self._changed(run_id)
         return SignalSent(signal.signal_id, True, run.record, signal.name, signal.data)
 
-    async def take_signal(self, run_id: str, owner: str, name: str, step: str) -> Delivery | None:
+    async def take_signal(
+        self, run_id: str, owner: str, name: str, step: str, *, sent_by: datetime | None = None
+    ) -> Delivery | None:
         self._check_open()
         run = self._held(run_id, owner)
         if run is None:
             return None
         self._announce(run)
         for kept in run.signals:
-            if not kept.delivered and kept.sent.name == name:
+            if not kept.delivered and kept.sent.name == name and (sent_by is None or kept.sent_at <= sent_by):
                 kept.delivered = True
                 run.steps.setdefault(step, dumps(delivered_step_value(kept.sent, kept.sent_at)))
                 self._write(run, "signal_delivered", {"signalId": kept.sent.signal_id, "name": name})

@@ -392,9 +392,13 @@ class SqliteStore(RunStore):
         touched = {run_id}
         return await self._submit(lambda conn: sqlite_waits.send_signal(conn, run_id, signal, touched), touched=touched)
 
-    async def take_signal(self, run_id: str, owner: str, name: str, step: str) -> Delivery | None:
+    async def take_signal(
+        self, run_id: str, owner: str, name: str, step: str, *, sent_by: datetime | None = None
+    ) -> Delivery | None:
         now = utc_now()
-        return await self._submit(lambda conn: sqlite_waits.take_signal(conn, run_id, owner, name, step, now), run_id)
+        return await self._submit(
+            lambda conn: sqlite_waits.take_signal(conn, run_id, owner, name, step, now, sent_by), run_id
+        )
 
     # -- schedules ----------------------------------------------------------------------------------
 

@@ -172,15 +172,18 @@ def send_signal(conn: sqlite3.Connection, run_id: str, signal: NewSignal, touche
     return SignalSent(signal.signal_id, True, current, signal.name, signal.data)
 
 
-def take_signal(conn: sqlite3.Connection, run_id: str, owner: str, name: str, step: str, now: datetime) -> Delivery | None:
+def take_signal(
+    conn: sqlite3.Connection, run_id: str, owner: str, name: str, step: str, now: datetime, sent_by: datetime | None
+) -> Delivery | None:
     row = conn.execute("SELECT status, owner FROM flue_runs WHERE run_id = ?", (run_id,)).fetchone()
     if row is None or row[0] != "running" or row[1] != owner:
         return None
     announce_signals(conn, run_id, now)
+    latest = None if sent_by is None else format_timestamp(sent_by)
     found = conn.execute(
         "SELECT seq, signal_id, data, sent_at FROM flue_signals WHERE run_id = ? AND name = ? AND delivered = 0"
-        " ORDER BY seq LIMIT 1",
-        (run_id, name),
+        " AND (? IS NULL OR sent_at <= ?) ORDER BY seq LIMIT 1",
+        (run_id, name, latest, latest),
     ).fetchone()
     if found is None:
         return Delivery(None, next_index(conn, run_id))

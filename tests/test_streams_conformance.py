@@ -9,9 +9,6 @@ The server is mounted under ``/streams`` of a host app and served by uvicorn on 
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from conformance_support import ENV, check_report, conformance_command
 from flue_core import Runtime
 from flue_core.http import create_app, serve
 from flue_core.streams import ReadOptions
@@ -30,10 +28,6 @@ from flue_node_like.streams_redis import RedisStreamStore
 from flue_node_like.streams_sqlite import SqliteStreamStore
 
 pytestmark = pytest.mark.anyio
-
-ROOT = Path(__file__).resolve().parent.parent
-#: Tests the suite runs only for servers with the reserved subscription APIs, which this one lacks.
-SKIPPED = 6
 
 
 def make_store(kind: str, tmp_path: Path) -> Any:
@@ -63,31 +57,8 @@ async def test_the_official_conformance_suite_passes_on_an_app_whose_runs_and_st
 
 
 async def passes_conformance(kind: str, base_url: str, tmp_path: Path) -> None:
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    assert not missing, f"The conformance suite needs node >= 20 and npm; missing: {', '.join(missing)}."
     report = tmp_path / "report.json"
     result = await anyio.run_process(
-        [str(ROOT / "scripts" / "conformance"), base_url, "--reporter=default", "--reporter=json",
-         f"--outputFile.json={report}"],
-        check=False,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"},
-    )  # fmt: skip
-    output = result.stdout.decode(errors="replace")
-    assert report.exists(), f"vitest wrote no report (exit {result.returncode}):\n{output[-4000:]}"
-    summary = json.loads(report.read_text())
-    failed = [
-        " > ".join([*test["ancestorTitles"], test["title"]])
-        for suite in summary["testResults"]
-        for test in suite["assertionResults"]
-        if test["status"] == "failed"
-    ]
-    print(
-        f"{kind}: {summary['numPassedTests']} passed, {summary['numFailedTests']} failed,"
-        f" {summary['numPendingTests'] + summary['numTodoTests']} skipped of {summary['numTotalTests']}"
+        conformance_command(base_url, report), check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV
     )
-    assert failed == [], "\n".join(failed) + "\n\n" + output[-4000:]
-    assert summary["numPendingTests"] + summary["numTodoTests"] == SKIPPED
-    assert summary["numPassedTests"] == summary["numTotalTests"] - SKIPPED > 300
-    assert result.returncode == 0
+    check_report(kind, report, result.stdout.decode(errors="replace"), result.returncode)

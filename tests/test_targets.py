@@ -70,7 +70,7 @@ def test_two_fallbacks_are_an_error_naming_both():
 
 def test_an_unknown_target_name_lists_the_registered_ones(monkeypatch):
     monkeypatch.setenv("FLUE_TARGET", "mars")
-    with pytest.raises(TargetNotFound, match="registered: local"):
+    with pytest.raises(TargetNotFound, match="registered: cloudflare, local"):
         Runtime([])
 
 

@@ -1,9 +1,10 @@
 """``python -m flue_cloudflare.devtools <command>``: the local workerd tooling on the command line.
 
 Commands: ``fetch`` (every pinned ingredient, the dev bundle and flue's Worker wheels), ``bundle``,
-``vendor`` (lay out an application), ``config`` (write its workerd configuration) and ``serve`` (run
-it on workerd until interrupted). Each prints where its result is; errors are
-``devtools: <code>: <message>`` on stderr with exit status 1 (2 for a usage error).
+``vendor`` (lay out an application), ``config`` (write its workerd configuration), ``serve`` (run
+it on workerd until interrupted) and ``wrangler`` (its ``wrangler.toml``, to deploy it). Each prints
+where its result is; errors are ``devtools: <code>: <message>`` on stderr with exit status 1 (2 for a
+usage error).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from flue_cloudflare.devtools.bundle import BUNDLE_FILE
 from flue_cloudflare.devtools.cache import Cache
 from flue_cloudflare.devtools.harness import LocalWorker, fetch_ingredients
 from flue_cloudflare.devtools.vendor import lay_out
+from flue_cloudflare.devtools.wrangler import render_wrangler
 from flue_core.errors import FlueError
 
 
@@ -37,10 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
         ("vendor", "lay out an application (entry module, python_modules/); print its folder"),
         ("config", "write an application's workerd configuration into --folder; print the workerd command"),
         ("serve", "serve an application on workerd until interrupted"),
+        ("wrangler", "write an application's wrangler.toml, to deploy it with pywrangler"),
     ):
         command = commands.add_parser(name, help=text)
         _app_options(command)
-        if name != "vendor":
+        if name == "wrangler":
+            command.add_argument(
+                "--main-path", help="the entry module's path in the deployed project (default: its name)"
+            )
+            command.add_argument("--output", type=Path, help="the file to write (default: print it)")
+        elif name != "vendor":
             command.add_argument(
                 "--folder", type=Path, default=Path(".cloudflare/local"), help="configuration, log and storage"
             )
@@ -61,6 +69,9 @@ def _app_options(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument(
         "--requirement", action="append", help="a PyPI requirement (default: flue's Worker requirements)"
+    )
+    command.add_argument(
+        "--flue", action="store_true", help="a Flue application: bind the Cloudflare target's Durable Object classes"
     )
     command.add_argument("--durable-object", action="append", default=[], metavar="CLASS:BINDING")
     command.add_argument("--cron", action="append", default=[], metavar="EXPRESSION")
@@ -89,7 +100,8 @@ def app_from(args: argparse.Namespace) -> WorkerApp:
         except ValueError:
             variables[key] = text
     main = args.main.resolve()
-    return WorkerApp(
+    make = WorkerApp.flue if args.flue else WorkerApp
+    return make(
         name=args.name or main.parent.name,
         main=main,
         sources=tuple(path.resolve() for path in args.source),
@@ -117,6 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(fetch_ingredients(cache, wheels=False).bundle_dir)
         elif args.command == "vendor":
             print(lay_out(cache, app_from(args)).folder)
+        elif args.command == "wrangler":
+            text = render_wrangler(app_from(args), main=args.main_path)
+            if args.output is None:
+                print(text, end="")
+            else:
+                args.output.write_text(text)
+                print(args.output)
         else:
             worker = LocalWorker(app_from(args), args.folder.resolve(), cache=cache, port=args.port)
             worker.prepare()

@@ -27,6 +27,17 @@ class DurableObjectClass:
     binding: str
 
 
+#: The Durable Object classes of the Cloudflare target and their bindings (``flue_cloudflare.calls``):
+#: a Flue application's main module exports these classes.
+FLUE_OBJECTS = (
+    DurableObjectClass("RunObject", "FLUE_RUNS"),
+    DurableObjectClass("IndexObject", "FLUE_INDEX"),
+    DurableObjectClass("ScheduleObject", "FLUE_SCHEDULES"),
+    DurableObjectClass("LimitObject", "FLUE_LIMITS"),
+    DurableObjectClass("StreamObject", "FLUE_STREAMS"),
+)
+
+
 @dataclass(frozen=True)
 class Queue:
     """A queue served by workerd's own Queues Worker (``/workerd/queues.js``).
@@ -84,6 +95,13 @@ class WorkerApp:
         for value in self.vars.values():
             if not isinstance(value, str):
                 json.dumps(value)  # a value JSON cannot hold fails here, not inside workerd
+
+    @classmethod
+    def flue(cls, name: str, main: Path, **options: Any) -> WorkerApp:
+        """A Flue application (a :class:`flue_cloudflare.FlueApp` in ``main``): the target's Durable
+        Object classes bound, plus ``durable_objects`` of its own."""
+        own = tuple(options.pop("durable_objects", ()))
+        return cls(name=name, main=main, durable_objects=FLUE_OBJECTS + own, **options)
 
     @property
     def flags(self) -> tuple[str, ...]:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,6 +28,7 @@ from flue_cloudflare.devtools.ingredients import NodePackages, capnp_tool, node_
 from flue_cloudflare.devtools.process import START_TIMEOUT, Workerd, free_port
 from flue_cloudflare.devtools.vendor import LaidOutApp, lay_out
 from flue_cloudflare.devtools.wheels import download_wheels, flue_worker_requirements
+from flue_core.cron import ticks_after
 
 #: How workerd reports a socket it could not bind.
 _PORT_TAKEN = "Address already in use"
@@ -184,13 +186,16 @@ class LocalWorker:
         (epoch milliseconds on cron.js's clock) that ``scheduled()`` will receive as ``scheduledTime``.
 
         cron.js keeps alarms on the real clock and plans on its own, so advancing its clock to just
-        before the next minute arms every schedule for that minute, ``lead_ms`` from now. Assumes
-        expressions that match every minute (``* * * * *``).
+        before the next occurrence of any of the application's expressions (read in UTC, as Cloudflare
+        does) arms that trigger for it, ``lead_ms`` from now.
         """
         now = int(self.advance_cron_clock(0)["now"])
-        occurrence = (now // 60_000 + 1) * 60_000
-        if occurrence - now < lead_ms:
-            occurrence += 60_000
+        after = datetime.fromtimestamp((now + lead_ms) / 1000, UTC)
+        upcoming = [next(ticks_after(cron, "UTC", after), None) for cron in self.app.crons]
+        found = [moment for moment in upcoming if moment is not None]
+        if not found:
+            raise ToolingError(f"The cron triggers of Worker {self.app.name!r} never fire.")
+        occurrence = int(min(found).timestamp() * 1000)
         self.advance_cron_clock(occurrence - lead_ms - now)
         return occurrence
 

@@ -33,12 +33,16 @@ CONSTRAINTS = Path(__file__).resolve().parent / "worker-constraints.txt"
 #: flue's own dependencies that a Worker neither can use nor needs: they run on threads or sockets
 #: (aiosqlite, uvicorn) or serve the host-side client (httpx, httpx-sse, sniffio).
 HOST_ONLY = frozenset({"aiosqlite", "uvicorn", "httpx", "httpx-sse", "sniffio"})
+#: What a Worker needs that a host has anyway: the IANA time zone database (``zoneinfo`` finds none in
+#: Pyodide, so cron schedules, even in UTC, need it).
+WORKER_ONLY = ("tzdata",)
 
 
 def flue_worker_requirements(distribution: str = "flue") -> list[str]:
     """The installed ``distribution``'s run-time requirements that belong in a Worker, plus the Workers
-    SDK: the requirement strings of its metadata without extras and without :data:`HOST_ONLY`."""
-    kept = [SDK_REQUIREMENT]
+    SDK: the requirement strings of its metadata without extras and without :data:`HOST_ONLY`, plus
+    :data:`WORKER_ONLY`."""
+    kept = [SDK_REQUIREMENT, *WORKER_ONLY]
     for text in importlib.metadata.requires(distribution) or []:
         requirement, _, marker = text.partition(";")
         name = re.sub(r"[-_.]+", "-", re.split(r"[^A-Za-z0-9._-]", requirement.strip(), maxsplit=1)[0]).lower()

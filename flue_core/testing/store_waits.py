@@ -90,6 +90,16 @@ class StoreWaitsContract(ContractBase):
             assert again is not None and again.signal is None
             assert "#signal:go" in await store.load_steps("run_w3")
 
+    async def test_a_signal_sent_after_a_waits_deadline_is_left_for_the_next_wait(self, make_target):
+        async with opened(make_target) as store:
+            await running_run(store, "run_w6", "wkr_a")
+            deadline = utc_now()
+            await store.send_signal("run_w6", NewSignal("sig_late", "go", None, None, deadline + timedelta(seconds=1)))
+            missed = await store.take_signal("run_w6", "wkr_a", "go", "#signal:go", sent_by=deadline)
+            assert missed is not None and missed.signal is None
+            taken = await store.take_signal("run_w6", "wkr_a", "go", "#signal:go#2")
+            assert taken is not None and taken.signal is not None and taken.signal.signal_id == "sig_late"
+
     async def test_a_signal_wakes_a_run_waiting_for_its_name_only(self, make_target):
         async with opened(make_target) as store:
             await running_run(store, "run_w4", "wkr_a")

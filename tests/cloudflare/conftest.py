@@ -7,13 +7,17 @@ that needs it with the tooling's message; nothing here skips.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from flue_cloudflare.devtools import Cache, LocalWorker, WorkerApp
-from workerd_support import ROOT, smoke_app
+from workerd_support import ROOT, WORKERS, runs_app, smoke_app, store_app
+
+# The workflows a test Worker serves are imported by host-side tests too (to serve them locally).
+sys.path.insert(0, str(WORKERS))
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +49,19 @@ def local_worker(
 def smoke(local_worker: Callable[..., LocalWorker]) -> LocalWorker:
     """The smoke Worker, one workerd per test module."""
     return local_worker(smoke_app())
+
+
+@pytest.fixture(scope="session")
+def runs_worker(tmp_path_factory: pytest.TempPathFactory, cloudflare_cache: Cache) -> Iterator[LocalWorker]:
+    """The runs Worker (runs executed by their objects, a cron trigger, a queue), one workerd for
+    every test module that uses it. Tests that kill workerd use their own (``local_worker``)."""
+    worker = LocalWorker(runs_app(), tmp_path_factory.mktemp("runs"), cache=cloudflare_cache)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="module")
+def store_worker(local_worker: Callable[..., LocalWorker]) -> LocalWorker:
+    """The store Worker: the target's objects as the store of processes on the host."""
+    return local_worker(store_app())

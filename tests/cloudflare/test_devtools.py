@@ -3,14 +3,17 @@ command line, and the errors it gives when an ingredient is missing or a Worker 
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from workerd_support import ROOT, WORKERS, smoke_app
 
 from flue_cloudflare.devtools import (
     BundleBuildFailed,
@@ -20,6 +23,7 @@ from flue_cloudflare.devtools import (
     WorkerApp,
     WorkerdFailed,
 )
+from flue_cloudflare.devtools.app import FLUE_OBJECTS
 from flue_cloudflare.devtools.bundle import BUNDLE_FILE, build_bundle
 from flue_cloudflare.devtools.config import Ports, render
 from flue_cloudflare.devtools.ingredients import capnp_tool, node_packages
@@ -27,7 +31,6 @@ from flue_cloudflare.devtools.pyodide_patch import EDITS, PRELUDE, patch
 from flue_cloudflare.devtools.vendor import PYTHON_MODULES, lay_out
 from flue_cloudflare.devtools.wheels import HOST_ONLY, flue_worker_requirements
 from flue_core.errors import ConfigurationError
-from workerd_support import ROOT, WORKERS, smoke_app
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +84,7 @@ def test_worker_requirements_hold_the_sdk_and_none_of_the_thread_or_socket_packa
     requirements = flue_worker_requirements()
     names = {r.split("=")[0].split(">")[0].split("<")[0].lower() for r in requirements}
     assert "workers-runtime-sdk==1.9.5" in requirements
-    assert {"pydantic", "anyio", "pluggy", "python-ulid"} <= names
+    assert {"pydantic", "anyio", "pluggy", "python-ulid", "tzdata"} <= names
     assert not names & HOST_ONLY
 
 
@@ -154,3 +157,36 @@ def test_the_command_line_fetches_and_prints_where_the_ingredients_are(cloudflar
     bundle = next(line for line in result.stdout.splitlines() if line.startswith("bundle: ")).removeprefix("bundle: ")
     assert Path(bundle).is_file()
     assert zipfile.is_zipfile(next((cloudflare_cache.root / "wheels").glob("*/pydantic_core-*.whl")))
+
+
+def test_the_command_line_writes_a_flue_applications_wrangler_toml(tmp_path: Path) -> None:
+    output = tmp_path / "wrangler.toml"
+    arguments = [
+        "wrangler", str(WORKERS / "runs_worker.py"), "--flue", "--name", "runs", "--cron", "0 * * * *",
+        "--queue", "jobs:JOBS", "--var", "LIMIT=3", "--main-path", "src/runs_worker.py", "--output", str(output),
+    ]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "flue_cloudflare.devtools", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    config = tomllib.loads(output.read_text())
+    assert config["name"] == "runs" and config["main"] == "src/runs_worker.py"
+    assert config["compatibility_flags"] == ["python_workers"]
+    assert {b["name"] for b in config["durable_objects"]["bindings"]} >= {"FLUE_RUNS", "FLUE_INDEX"}
+    assert config["triggers"]["crons"] == ["0 * * * *"]
+    assert config["queues"]["producers"] == [{"binding": "JOBS", "queue": "jobs"}]
+    assert config["vars"] == {"LIMIT": 3}
+
+
+def test_the_classes_a_worker_exports_are_the_ones_the_tooling_binds() -> None:
+    source = (ROOT / "flue_cloudflare" / "exports.py").read_text()
+    exported = next(
+        ast.literal_eval(node.value)
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "__all__"
+    )
+    assert sorted(exported) == sorted(durable.class_name for durable in FLUE_OBJECTS)

@@ -44,3 +44,14 @@ def loaded_after(statement: str) -> list[str]:
 )
 def test_the_worker_import_path_loads_no_host_only_library(statement: str) -> None:
     assert loaded_after(statement) == []
+
+
+def test_the_cloudflare_target_is_registered_everywhere_and_selected_only_inside_a_worker() -> None:
+    from flue_core import Runtime
+    from flue_core.target import TargetRegistry
+
+    runtime = Runtime([])
+    registry = TargetRegistry()
+    runtime.pm.hook.flue_register_targets(register=registry)
+    assert {"cloudflare", "local"} <= set(registry.factories)
+    assert runtime.target.name == "local"  # detection answers only inside a Python Worker

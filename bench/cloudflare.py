@@ -1,0 +1,214 @@
+"""The Cloudflare target on a local workerd beside the local target on SQLite, in the same run.
+
+    python -m bench.cloudflare            # or: bench/run cloudflare
+
+Both serve the same HTTP surface to the same client (httpx, on this host): the Worker
+(``bench/workers/flue_bench.py``: runs executed by their own Durable Objects) and the local target
+(``bench/http_server.py sqlite``: uvicorn, SQLite). For each:
+
+* admission latency: sequential ``POST /workflows/noop``;
+* admission rate: concurrent clients posting ``noop``;
+* end to end: sequential ``POST /workflows/noop?wait=result`` (admitted, executed, answered);
+* event latency: a run emits ``tick`` events carrying ``time.time()``; an SSE reader on this host
+  (``GET /runs/<id>?live=sse``) subtracts it from the time it parsed each;
+
+and, for scale, the latency of one request that writes to a Durable Object (by RPC and by fetch;
+to an existing object and to a new one) or reaches none, from ``bench/workers/do_latency.py``, and of
+a request answered by Flue's HTTP app in the Worker without reaching an object (a 404). The
+sequential requests of all of them are interleaved, so they are measured under the same load of the
+machine. Results go to ``bench/results/cloudflare-<time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from httpx_sse import connect_sse
+
+from bench.http_process import server
+from bench.workerd_foundation import app as do_latency_app
+from bench.workerd_foundation import summary, write_results
+from flue_cloudflare.devtools import Cache, LocalWorker, WorkerApp
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+
+
+def flue_app() -> WorkerApp:
+    return WorkerApp.flue("flue-bench", BENCH / "workers" / "flue_bench.py")
+
+
+@contextmanager
+def servers(cache: Cache) -> Iterator[tuple[dict[str, str], dict[str, int]]]:
+    """Base URLs, all warm: the Worker on workerd, the local target on SQLite, and the reference Worker
+    whose requests each write once to a Durable Object; and the process ids of the first two."""
+    with (
+        tempfile.TemporaryDirectory(prefix="flue-bench-cf-") as scratch,
+        server("sqlite", pin=False) as local,
+    ):
+        flue = LocalWorker(flue_app(), Path(scratch) / "flue", cache=cache)
+        reference = LocalWorker(do_latency_app(), Path(scratch) / "reference", cache=cache, ready_path="/noop")
+        flue.start()
+        reference.start()
+        try:
+            assert flue.workerd.pid is not None
+            urls = {"workerd": flue.url, "sqlite": local.url, "reference": reference.url}
+            yield urls, {"workerd": flue.workerd.pid, "sqlite": local.process.pid}
+        finally:
+            flue.stop()
+            reference.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def interleaved(requests: dict[str, Callable[[int], httpx.Response]], count: int, warm_up: int = 20) -> dict[str, Any]:
+    """Each request in turn, ``count`` rounds (after ``warm_up``): the figures of all of them are taken
+    under the same load of this machine, so they compare even when that load varies."""
+    samples: dict[str, list[float]] = {name: [] for name in requests}
+    for round_ in range(-warm_up, count):
+        for name, request in requests.items():
+            began = time.perf_counter()
+            response = request(round_)
+            elapsed = time.perf_counter() - began
+            assert response.status_code < 300 or response.status_code == 404, response.text
+            if round_ >= 0:
+                samples[name].append(elapsed)
+    return {name: summary(found) for name, found in samples.items()}
+
+
+async def rate(url: str, clients: int, total: int) -> dict[str, float]:
+    """``total`` admissions by ``clients`` concurrent callers (one connection each)."""
+    samples: list[float] = []
+    remaining = total
+
+    async def caller() -> None:
+        nonlocal remaining
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            while remaining > 0:
+                remaining -= 1
+                began = time.perf_counter()
+                response = await client.post("/workflows/noop")
+                samples.append(time.perf_counter() - began)
+                assert response.status_code == 202, response.text
+
+    began = time.perf_counter()
+    async with anyio.create_task_group() as tasks:
+        for _ in range(clients):
+            tasks.start_soon(caller)
+    elapsed = time.perf_counter() - began
+    return {"per_second": total / elapsed, **summary(samples)}
+
+
+def event_latency(client: httpx.Client, kind: str, count: int, per_second: float) -> dict[str, float]:
+    """Latency from ``ctx.emit`` in the run to an SSE reader on this host."""
+    gate = None
+    if kind == "workerd":
+        run_id = client.post("/workflows/ticker", json={"count": count, "rate": per_second}).json()["runId"]
+    else:
+        gate = Path(tempfile.mkdtemp(prefix="flue-bench-gate-")) / "go"
+        body = {"count": count, "rate": per_second, "gate": str(gate)}
+        run_id = client.post("/workflows/ticker", json=body).json()["runId"]
+    lags: list[float] = []
+    with connect_sse(client, "GET", f"/runs/{run_id}", params={"offset": "-1", "live": "sse"}) as source:
+        if kind == "workerd":
+            assert client.post(f"/bench/go/{run_id}").status_code == 202
+        else:
+            assert gate is not None
+            gate.touch()
+        for message in source.iter_sse():
+            if message.event != "data":
+                continue
+            now = time.time()
+            for event in json.loads(message.data):
+                if event["type"] == "tick":
+                    lags.append(now - event["data"]["t"])
+            if len(lags) >= count:
+                break
+    return summary(lags)
+
+
+def measure(count: int, clients: int, ticks: int) -> dict[str, Any]:
+    with servers(Cache.default(ROOT)) as (urls, pids), ExitStack() as stack:
+        client = {kind: stack.enter_context(httpx.Client(base_url=url, timeout=60)) for kind, url in urls.items()}
+        reference, workerd, sqlite = client["reference"], client["workerd"], client["sqlite"]
+        results: dict[str, Any] = {}
+        results["sequential requests"] = interleaved(
+            {
+                # The Worker's own requests come last in a round, well after the run its admission
+                # started last round has executed (the isolate has one thread for everything).
+                "reference: Worker only, no object": lambda n: reference.get("/noop"),
+                "reference: DO RPC, one SQL write": lambda n: reference.post("/rpc/run_warm/write", content="x"),
+                "reference: DO fetch, one SQL write": lambda n: reference.post("/fetch/run_warm/write", content="x"),
+                "reference: DO RPC, first write to a new object": lambda n: reference.post(
+                    f"/rpc/run_new_{uuid.uuid4().hex}/write", content="x"
+                ),
+                "sqlite: admission": lambda n: sqlite.post("/workflows/noop"),
+                "workerd: Flue's HTTP app only (a 404, no object)": lambda n: workerd.get("/runs"),
+                "workerd: admission": lambda n: workerd.post("/workflows/noop"),
+            },
+            count,
+        )
+        time.sleep(2)  # the runs just admitted finish executing
+        used = {kind: cpu_seconds(pid) for kind, pid in pids.items()}
+        results["end to end"] = interleaved(
+            {
+                "workerd: POST ?wait=result": lambda n: workerd.post("/workflows/noop", params={"wait": "result"}),
+                "sqlite: POST ?wait=result": lambda n: sqlite.post("/workflows/noop", params={"wait": "result"}),
+            },
+            count // 2,
+            warm_up=0,
+        )
+        time.sleep(1)
+        # Everything a run costs its server: admission, execution, the index, the answer (and, for
+        # workerd, the isolate every object and the Worker share: one thread).
+        results["CPU per run (end to end)"] = {
+            kind: {"cpu_ms": (cpu_seconds(pid) - used[kind]) / (count // 2) * 1000} for kind, pid in pids.items()
+        }
+        results["admission rate"] = {
+            kind: anyio.run(rate, urls[kind], clients, count * 2) for kind in ("workerd", "sqlite")
+        }
+        time.sleep(2)
+        results["event to SSE reader"] = {
+            kind: event_latency(client[kind], kind, ticks, 20.0) for kind in ("workerd", "sqlite")
+        }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=300, help="rounds of sequential requests (default 300)")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the rate measure (default 16)")
+    parser.add_argument("--ticks", type=int, default=200, help="events of the SSE measure, 20 a second (default 200)")
+    args = parser.parse_args()
+    results = measure(args.count, args.clients, args.ticks)
+    print(f"{'':52} {'p50':>9} {'p95':>9} {'p99':>9}")
+    for section, rows in results.items():
+        print(section)
+        for name, figures in rows.items():
+            if "cpu_ms" in figures:
+                print(f"  {name:50} {figures['cpu_ms']:7.2f}ms of CPU")
+                continue
+            extra = f"  {figures['per_second']:6.0f} runs/s" if "per_second" in figures else ""
+            print(
+                f"  {name:50} {figures['p50_ms']:7.2f}ms {figures['p95_ms']:7.2f}ms {figures['p99_ms']:7.2f}ms{extra}"
+            )
+    write_results("cloudflare", results)
+
+
+if __name__ == "__main__":
+    main()

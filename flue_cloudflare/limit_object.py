@@ -1,0 +1,87 @@
+"""``LimitObject``: the concurrency limit of one workflow (named after it), for runs executed in their
+own objects.
+
+It counts the runs holding a slot and keeps the others in line, oldest first. A run's object asks for
+a slot before taking its run (``acquire``); a slot comes back when the run waits, goes back to the
+pool or ends (``release``, from the run's outbox: at least once). A released slot goes to the run
+first in line, whose object is poked to take its run at once; a poke that is lost is repeated by this
+object's alarm until the run takes the slot or says it no longer needs it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from flue_core.models import utc_now
+from flue_cloudflare import calls
+from flue_cloudflare.objects import FlueObject
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS holders (run_id TEXT PRIMARY KEY, confirmed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS waiters (run_id TEXT PRIMARY KEY, ready_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+#: Seconds after which a slot given to a run that has not taken it is offered to it again.
+REPOKE = 30.0
+
+
+class LimitObject(FlueObject):
+    binding: ClassVar[str] = calls.LIMITS
+
+    def __init__(self, ctx: Any, env: Any) -> None:
+        super().__init__(ctx, env)
+        self.sql.script(SCHEMA)
+
+    def _holders(self) -> int:
+        return int(self.sql.value("SELECT count(*) AS n FROM holders"))
+
+    def _set_cap(self, cap: int) -> None:
+        self.sql.run("INSERT OR REPLACE INTO settings (name, value) VALUES ('cap', ?)", cap)
+
+    def _op_acquire(self, wire: dict[str, Any]) -> bool:
+        run_id, cap = wire["runId"], wire["cap"]
+        self._set_cap(cap)
+        if self.sql.one("SELECT 1 AS found FROM holders WHERE run_id = ?", run_id) is not None:
+            self.sql.run("UPDATE holders SET confirmed = 1 WHERE run_id = ?", run_id)
+            return True
+        first = self.sql.value("SELECT run_id FROM waiters ORDER BY ready_at, run_id LIMIT 1")
+        if self._holders() < cap and first in (None, run_id):
+            self.sql.run("DELETE FROM waiters WHERE run_id = ?", run_id)
+            self.sql.run("INSERT INTO holders (run_id, confirmed) VALUES (?, 1)", run_id)
+            return True
+        self.sql.run("INSERT OR IGNORE INTO waiters (run_id, ready_at) VALUES (?, ?)", run_id, wire["readyAt"] or "")
+        return False
+
+    async def _op_release(self, wire: dict[str, Any]) -> None:
+        if wire.get("cap") is not None:
+            self._set_cap(wire["cap"])
+        self.sql.run("DELETE FROM holders WHERE run_id = ?", wire["runId"])
+        self.sql.run("DELETE FROM waiters WHERE run_id = ?", wire["runId"])
+        await self._promote()
+
+    async def _promote(self) -> None:
+        """Give free slots to the runs first in line, and tell their objects."""
+        cap = self.sql.value("SELECT value FROM settings WHERE name = 'cap'") or 1
+        while self._holders() < cap:
+            first = self.sql.value("SELECT run_id FROM waiters ORDER BY ready_at, run_id LIMIT 1")
+            if first is None:
+                break
+            self.sql.run("DELETE FROM waiters WHERE run_id = ?", first)
+            self.sql.run("INSERT OR REPLACE INTO holders (run_id, confirmed) VALUES (?, 0)", first)
+            await self._offer(first)
+        unconfirmed = self.sql.value("SELECT count(*) AS n FROM holders WHERE confirmed = 0")
+        await self._set_alarm((utc_now().timestamp() + REPOKE) * 1000 if unconfirmed else None)
+
+    async def _offer(self, run_id: str) -> None:
+        try:
+            answer = await calls.call(self.stub(calls.RUNS, run_id), "slot_granted", None)
+        except Exception:
+            return  # offered again by the alarm
+        if not answer["r"]:  # it ended or was taken meanwhile: the slot is free again
+            self.sql.run("DELETE FROM holders WHERE run_id = ? AND confirmed = 0", run_id)
+
+    async def alarm(self, *args: Any) -> None:
+        with calls.serving(self):
+            for row in self.sql.rows("SELECT run_id FROM holders WHERE confirmed = 0"):
+                await self._offer(row["run_id"])
+            await self._promote()

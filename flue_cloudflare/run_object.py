@@ -1,0 +1,212 @@
+"""``RunObject``: the Durable Object of one run (named by its run id).
+
+It stores the run (:class:`~flue_cloudflare.run_ledger.RunLedger`), answers the store's operations
+on it, delivers its outbox, serves reads of the run over HTTP (so live readers wake on its own
+writes), and is the run's only executor: its alarm drives the run (:mod:`flue_cloudflare.driver`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from flue_core.models import RunStatus, utc_now
+from flue_core.store import NewEvent
+from flue_cloudflare import calls, codec, driver
+from flue_cloudflare.changes import polled
+from flue_cloudflare.objects import FlueObject
+from flue_cloudflare.run_ledger import INDEX, PARENT, RELEASE, RunLedger
+
+log = logging.getLogger("flue.cloudflare")
+
+#: Seconds before an undelivered outbox message is tried again.
+REDELIVERY = 2.0
+_UNKNOWN: Any = object()
+
+
+class RunObject(FlueObject):
+    binding: ClassVar[str] = calls.RUNS
+
+    def __init__(self, ctx: Any, env: Any) -> None:
+        super().__init__(ctx, env)
+        self.run_id = self.name
+        self.ledger = RunLedger(self.sql, self.run_id, pool_in_index=not self.app.execute)
+        self.alarm_at: float | None = _UNKNOWN  # epoch ms of the armed alarm, as far as this object knows
+        self.in_alarm = False  # the alarm handler is running: the alarm is re-armed when it ends
+        self.waiting_for_slot = False  # its workflow's concurrency limit is full; the limit object pokes it
+        self._deliver_now = True
+
+    # -- operations ---------------------------------------------------------------------------------
+
+    async def _answer(self, result: Any) -> dict[str, Any]:
+        changed, self.ledger.changed = self.ledger.changed, set()
+        deliver, self._deliver_now = self._deliver_now, True
+        await self.settle(changed, deliver=deliver)
+        return {"r": result, "c": sorted(changed), "s": self.ledger.seq}
+
+    async def settle(self, changed: set[str], *, deliver: bool = True) -> None:
+        """After a change: tell this isolate's readers, deliver the outbox (or leave it to the alarm),
+        arm the alarm."""
+        if changed:
+            self.app.notify(changed)
+        if deliver:
+            await self.deliver()
+        await self.arm()
+
+    def _op_admit(self, wire: dict[str, Any]) -> Any:
+        # ``indexed``: the caller gave the index this admission itself, at the same time; the copy in
+        # the outbox is delivered by the alarm (at once, when the object executes the run).
+        self._deliver_now = not wire.get("indexed", False)
+        return codec.admission_wire(self.ledger.admit(codec.new_run_of(wire["run"]), keyed=wire["keyed"]))
+
+    def _op_reindex(self, wire: Any) -> bool:
+        """Send the index the run's row again (it holds a provisional copy of an admission)."""
+        state = self.ledger.state()
+        if state is None:
+            return False
+        self.ledger.resend_index()
+        return True
+
+    def _op_claim(self, wire: dict[str, Any]) -> Any:
+        return codec.attempt_wire(self.ledger.claim(wire["owner"], over_limit=wire["over"]))
+
+    def _op_requeue(self, wire: dict[str, Any]) -> Any:
+        return _record(self.ledger.requeue(wire["owner"], wire["heldBy"]))
+
+    def _op_suspend(self, wire: dict[str, Any]) -> Any:
+        return codec.suspended_wire(self.ledger.suspend(wire["owner"], codec.suspension_of(wire["suspension"])))
+
+    def _op_finish(self, wire: dict[str, Any]) -> Any:
+        only = wire["onlyFrom"]
+        outcome = codec.outcome_of(wire["outcome"])
+        record = self.ledger.finish(outcome, None if only is None else {RunStatus(s) for s in only}, wire["heldBy"])
+        return _record(record)
+
+    def _op_cancel(self, wire: Any) -> Any:
+        # An execution in progress here sees the request and stops (driver: it must not be cancelled
+        # from this event, which it would then go on running for).
+        return _record(self.ledger.request_cancel())
+
+    def _op_take(self, wire: dict[str, Any]) -> Any:
+        return _record(self.ledger.take(wire["owner"]))
+
+    def _op_wake(self, wire: dict[str, Any]) -> Any:
+        return self.ledger.wake(codec.moment(wire["now"]))
+
+    def _op_adopt(self, wire: dict[str, Any]) -> Any:
+        return _record(self.ledger.adopt(wire["owner"], wire["previous"]))
+
+    def _op_child_ended(self, wire: dict[str, Any]) -> Any:
+        return self.ledger.child_ended(wire["child"])
+
+    def _op_append(self, wire: list[dict[str, Any]]) -> None:
+        self.ledger.append([codec.event_of(event) for event in wire])
+
+    def _op_read(self, wire: dict[str, Any]) -> Any:
+        return codec.page_wire(self.ledger.read(wire["after"], wire["limit"]))
+
+    def _op_get(self, wire: Any) -> Any:
+        return _record(self.ledger.get())
+
+    def _op_save_step(self, wire: dict[str, Any]) -> None:
+        self.ledger.save_step(wire["name"], wire["value"])
+
+    def _op_load_steps(self, wire: Any) -> dict[str, str]:
+        return self.ledger.load_steps()
+
+    def _op_signal(self, wire: dict[str, Any]) -> Any:
+        return codec.sent_wire(self.ledger.send_signal(codec.signal_of(wire)))
+
+    def _op_take_signal(self, wire: dict[str, Any]) -> Any:
+        delivery = self.ledger.take_signal(wire["owner"], wire["name"], wire["step"], codec.moment(wire.get("sentBy")))
+        return codec.delivery_wire(delivery)
+
+    async def _op_wait(self, wire: dict[str, Any]) -> int:
+        """Answer once the run changed after change ``since``, or after ``timeout`` seconds (looking
+        on timers of its own: see :mod:`flue_cloudflare.changes`)."""
+        await polled(lambda: self.ledger.seq > wire["since"], wire["timeout"])
+        return self.ledger.seq
+
+    async def _op_prune(self, wire: dict[str, Any]) -> bool:
+        if not self.ledger.prunable(codec.moment(wire["before"])):
+            return False
+        await self.sql.storage.deleteAll()
+        await self.sql.storage.deleteAlarm()
+        self.ledger.forget()
+        self.alarm_at = None
+        return True
+
+    def _op_slot_granted(self, wire: Any) -> bool:
+        """The concurrency limit of the run's workflow gave it a slot: take it if still waiting."""
+        state = self.ledger.state()
+        wanted = state is not None and state.in_pool
+        if wanted:
+            self.waiting_for_slot = False  # settle() arms the alarm: the run is taken at once
+        return wanted
+
+    def append(self, events: Sequence[NewEvent]) -> None:
+        """Store events of the run executing here, at once (``RunStore.append`` from inside)."""
+        self.ledger.append(events)
+        changed, self.ledger.changed = self.ledger.changed, set()
+        if changed:
+            self.app.notify(changed)
+
+    # -- the outbox and the alarm -------------------------------------------------------------------
+
+    async def deliver(self) -> bool:
+        """Send every message of the outbox; ``True`` when none is left."""
+        for kind, target, payload in self.ledger.outbox():
+            try:
+                if kind == INDEX:
+                    await calls.call(self.stub(calls.INDEX, calls.INDEX_NAME), "upsert", codec.loads(payload))
+                elif kind == PARENT:
+                    await calls.call(self.stub(calls.RUNS, target), "child_ended", codec.loads(payload))
+                elif kind == RELEASE:
+                    cap = driver.concurrency(self.app.runtime, target)
+                    message = {**codec.loads(payload), "cap": cap}
+                    await calls.call(self.stub(calls.LIMITS, target), "release", message)
+            except Exception:
+                log.exception("flue: run %s could not deliver its %s message; it is retried", self.run_id, kind)
+                continue
+            self.ledger.delivered(kind, target, payload)
+        return not self.ledger.outbox()
+
+    async def arm(self) -> None:
+        """Set the alarm to when the object must act next (or clear it); left alone while the alarm
+        handler runs, which arms it when it ends."""
+        if self.in_alarm:
+            return
+        wanted = driver.next_alarm(self)
+        if self.ledger.outbox():
+            retry = (utc_now().timestamp() + REDELIVERY) * 1000
+            wanted = retry if wanted is None else min(wanted, retry)
+        if wanted != self.alarm_at:
+            await self._set_alarm(wanted)
+            self.alarm_at = wanted
+
+    async def alarm(self, *args: Any) -> None:
+        self.alarm_at = None  # this alarm is spent unless set again
+        self.in_alarm = True
+        try:
+            with calls.serving(self):
+                runtime = await self.app.open(self.env)
+                await self.deliver()
+                if self.app.execute:
+                    await driver.drive(self, runtime)
+        finally:
+            self.in_alarm = False
+            with calls.serving(self):
+                await self.deliver()
+                await self.arm()
+
+    # -- HTTP ---------------------------------------------------------------------------------------
+
+    async def fetch(self, request: Any) -> Any:
+        """``GET|HEAD /runs/<id>`` (record, catch-up, long-poll, SSE), forwarded by the Worker."""
+        with calls.serving(self):
+            return await self.app.serve_here(request, self.env)
+
+
+def _record(record: Any) -> Any:
+    return None if record is None else codec.record_json(record)
