@@ -336,9 +336,12 @@ class RedisStore(RunStore):
     def append(self, run_id: str, events: Sequence[NewEvent]) -> None:
         if self._link is None or not events:
             return
+        written = [(event.index, text) for event in events if _encodable(text := event_json(run_id, event))]
+        if not written:
+            return
         if not self._appends:
             asyncio.get_running_loop().call_soon(self._send_appends)
-        self._appends.append((run_id, [(event.index, event_json(run_id, event)) for event in events]))
+        self._appends.append((run_id, written))
 
     def _send_appends(self) -> None:
         """Send the events appended so far (the next operation, or this turn's end, sends them)."""
@@ -449,11 +452,13 @@ class RedisStore(RunStore):
         _, created, signal_id, name, data, flat = reply
         return SignalSent(signal_id, created == 1, record_of(flat), name, json.loads(data))
 
-    async def take_signal(self, run_id: str, owner: str, name: str, step: str) -> Delivery | None:
+    async def take_signal(
+        self, run_id: str, owner: str, name: str, step: str, *, sent_by: datetime | None = None
+    ) -> Delivery | None:
         when = format_timestamp(utc_now())
         reply = await self._write(
             "take_signal", run_id, owner, name, step, event_head(run_id), event_mid("signal_received", when),
-            event_mid("signal_delivered", when),
+            event_mid("signal_delivered", when), "" if sent_by is None else ms(sent_by),
         )  # fmt: skip
         if reply[1] is None:
             return None
@@ -517,3 +522,14 @@ class RedisStore(RunStore):
 
     async def retire(self, worker_id: str) -> None:
         await self._write("retire", worker_id)
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can go to Redis as UTF-8: an event that cannot (a lone surrogate slipped
+    under ``ctx.emit``'s checks) is dropped alone, never failing the batch it would share."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        log.warning("flue: dropped an event that is not valid Unicode")
+        return False
+    return True

@@ -151,11 +151,13 @@ local function children_done(ids)
   return true
 end
 
-local function undelivered(row, name)
+local function undelivered(row, name, latest_ms)
   local box = mailbox_key(row.id)
   for seq = 1, tonumber(row.sn or '0') do
-    local fields = redis.call('HMGET', box, seq .. ':name', seq .. ':done')
-    if fields[1] == name and not fields[2] then return seq end
+    local fields = redis.call('HMGET', box, seq .. ':name', seq .. ':done', seq .. ':at')
+    if fields[1] == name and not fields[2] and (not latest_ms or tonumber(fields[3] or '0') <= latest_ms) then
+      return seq
+    end
   end
   return nil
 end

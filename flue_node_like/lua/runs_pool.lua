@@ -88,16 +88,16 @@ local function signal(id, sid, name, key, data, ann, step, dlv, sent_ms, head, m
   if not row then return fail('run_not_found', id) end
   local kept = remembered()
   if kept then return signal_reply(id, kept, 1) end
-  if FINISHED[row.st] then return fail('run_finished', id, row.st) end
   row.id = id
   local box = mailbox_key(id)
-  if key ~= '' then
+  if key ~= '' then  -- before the run's end: a retried send gets the first answer, ended or not
     local seq = redis.call('HGET', box, 'k:' .. key)
     if seq then return signal_reply(id, seq, 0) end
   end
+  if FINISHED[row.st] then return fail('run_finished', id, row.st) end
   local seq = tonumber(row.sn or '0') + 1
   redis.call('HSET', box, seq .. ':id', sid, seq .. ':name', name, seq .. ':data', data, seq .. ':ann', ann,
-    seq .. ':step', step, seq .. ':dlv', dlv)
+    seq .. ':step', step, seq .. ':dlv', dlv, seq .. ':at', sent_ms)
   if key ~= '' then redis.call('HSET', box, 'k:' .. key, seq) end
   row.sn = seq
   redis.call('HSET', run_key(id), 'sn', seq)
@@ -109,7 +109,8 @@ local function signal(id, sid, name, key, data, ann, step, dlv, sent_ms, head, m
 end
 
 -- op: take_signal
-local function take_signal(id, owner, name, step, head, mid_received, mid_delivered)
+-- latest_ms: '' or the wait's deadline, so that a wait whose time ran out takes no later signal.
+local function take_signal(id, owner, name, step, head, mid_received, mid_delivered, latest_ms)
   local row = load(id)
   local kept = remembered()
   if kept then
@@ -124,7 +125,7 @@ local function take_signal(id, owner, name, step, head, mid_received, mid_delive
   row.id = id
   announce(row, head, mid_received)
   mark(id)
-  local seq = undelivered(row, name)
+  local seq = undelivered(row, name, tonumber(latest_ms))
   if not seq then
     remember('0')
     return {changed, row.n, '', ''}
