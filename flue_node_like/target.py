@@ -81,6 +81,7 @@ class LocalTarget(Target):
         self._tasks: anyio.abc.TaskGroup | None = None
         self._closing = False
         self._inflight = 0
+        self._pool_unseen = False  # the pull loop left ready runs in the pool for want of room
         self._admitted: set[str] = set()  # with adopt=False: the runs this target may take from the pool
 
     async def open(self, runtime: Runtime) -> None:
@@ -204,11 +205,14 @@ class LocalTarget(Target):
                         except Exception:
                             log.exception("flue: could not end run %s", run_id)
                 finally:
-                    saturated = self._inflight >= self.concurrency
                     self._inflight -= 1
                     wf = self._runtime.registry.get(workflow)
-                    if saturated or (wf is not None and wf.concurrency is not None):
-                        self._runtime.changes.notify((READY,))  # room for a run of the ready pool
+                    # Room for a run of the ready pool: worth a look when the pull loop last left runs
+                    # there for want of room (not after every run: a look costs store reads), or when
+                    # a run of a limited workflow may now go.
+                    if (self._pool_unseen and self._inflight < self.concurrency) or (wf is not None and wf.concurrency is not None):
+                        self._pool_unseen = False
+                        self._runtime.changes.notify((READY,))
 
     async def _pull(self) -> None:
         """Take runs from the ready pool and wake due runs, when told to and when the next one is due."""
@@ -223,11 +227,15 @@ class LocalTarget(Target):
                         await store.wake_due(utc_now())
                         due = await store.next_wake()
                     room = self.concurrency - self._inflight
-                    if room > 0 and (self.adopt or self._admitted):
-                        limits = {wf.name: wf.concurrency for wf in runtime.registry}
-                        only = None if self.adopt else self._admitted
-                        for record in await store.take_ready(self.worker_id, limits, room, only=only):
-                            self._enqueue(record)
+                    if self.adopt or self._admitted:
+                        self._pool_unseen = room <= 0
+                        if room > 0:
+                            limits = {wf.name: wf.concurrency for wf in runtime.registry}
+                            only = None if self.adopt else self._admitted
+                            taken = await store.take_ready(self.worker_id, limits, room, only=only)
+                            self._pool_unseen = len(taken) >= room  # full again: more may be waiting
+                            for record in taken:
+                                self._enqueue(record)
                     if due is not None:
                         wait = min(wait, max((due - utc_now()).total_seconds(), 0.001))
                 except Exception:
