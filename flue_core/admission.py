@@ -190,16 +190,19 @@ def _timestamp_of(run_id: str) -> datetime | None:
     """The creation time carried by a default ``run_<ULID>`` id, so id order and time order agree."""
     if len(run_id) != 30 or not run_id.startswith("run_"):
         return None
-    try:
-        ms = 0
-        for char in run_id[4:14]:
-            ms = ms * 32 + _CROCKFORD.index(char)
-    except ValueError:
+    digits = run_id[4:14]
+    if digits.strip(_CROCKFORD):  # a character outside Crockford's alphabet (upper case only)
         return None
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    # The same digits as int() spells base 32, so it does the arithmetic.
+    ms = int(digits.translate(_CROCKFORD_TO_INT), 32)
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):  # a custom id that only looks like a ULID
+        return None
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CROCKFORD_TO_INT = str.maketrans(_CROCKFORD, "0123456789ABCDEFGHIJKLMNOPQRSTUV")
 
 
 def _qualname(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -122,7 +123,9 @@ class Executor:
         if record.cancel_requested:
             scope.cancel()
         try:
-            with scope, anyio.move_on_after(wf.timeout) as deadline:
+            # No deadline scope for the common workflow without a timeout: each scope costs the run.
+            deadline = anyio.move_on_after(wf.timeout) if wf.timeout is not None else nullcontext()
+            with scope, deadline:
                 if wf.takes_input:
                     value = await wf.fn(ctx, ctx.input)
                 else:
@@ -131,7 +134,7 @@ class Executor:
                 return await self._suspended(control)
             if scope.cancel_called:
                 return Outcome(RunStatus.CANCELLED, utc_now())
-            if deadline.cancelled_caught:
+            if isinstance(deadline, anyio.CancelScope) and deadline.cancelled_caught:
                 error = RunError(code="run_timeout", message=f"The execution exceeded its {wf.timeout} s timeout.")
                 return self._failed_or_retry(control, record, wf, error)
             try:

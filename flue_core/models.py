@@ -20,9 +20,11 @@ def utc_now() -> datetime:
 
 def format_timestamp(value: datetime) -> str:
     """ISO 8601 with milliseconds and a ``Z``: sorts lexically in time order."""
-    if value.utcoffset():
+    offset = value.utcoffset()
+    if offset:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    text = value.isoformat(timespec="milliseconds")
+    return (text if offset is None else text[:-6]) + "Z"  # an aware time ends in "+00:00" here
 
 
 def parse_timestamp(value: str) -> datetime:
