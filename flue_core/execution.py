@@ -71,16 +71,18 @@ class Executor:
         scope.cancel()
         return True
 
-    async def execute(self, run_id: str, workflow: str) -> None:
-        """Execute a queued run owned by this executor until it ends, is suspended or is handed back."""
-        store = self.runtime.target.store
-        wf = self.runtime.registry.get(workflow)
-        # State transitions are shielded: a shutdown arriving mid-write must not leave the record
-        # half-way; the shutdown is seen at the next unshielded await instead.
-        with anyio.CancelScope(shield=True):
-            attempt = await store.claim(run_id, self.owner, limit=None if wf is None else wf.concurrency)
+    async def execute(self, run_id: str, workflow: str, attempt: Attempt | None = None) -> None:
+        """Execute a queued run owned by this executor until it ends, is suspended or is handed back;
+        with ``attempt``, the run claimed for it at admission (:meth:`RunStore.admit_claimed`)."""
         if attempt is None:
-            return  # cancelled while queued, adopted by another worker, or over its workflow's limit
+            store = self.runtime.target.store
+            wf = self.runtime.registry.get(workflow)
+            # State transitions are shielded: a shutdown arriving mid-write must not leave the record
+            # half-way; the shutdown is seen at the next unshielded await instead.
+            with anyio.CancelScope(shield=True):
+                attempt = await store.claim(run_id, self.owner, limit=None if wf is None else wf.concurrency)
+            if attempt is None:
+                return  # cancelled while queued, adopted by another worker, or over its workflow's limit
         with scope(self.runtime.pm.hook.flue_execution_scope, run=attempt.record, resumed=attempt.resumed):
             await self._attempt(attempt)
 

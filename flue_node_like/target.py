@@ -16,8 +16,8 @@ from flue_core.errors import ConfigurationError
 from flue_core.execution import Executor, finish_run, resume_adopted
 from flue_core.models import RunError, RunRecord, RunStatus, utc_now
 from flue_core.scheduler import run_schedules, sync_declared_schedules
-from flue_core.store import CANCELS, READY, Outcome, RunStore
-from flue_core.target import Target
+from flue_core.store import CANCELS, READY, Attempt, Outcome, RunStore
+from flue_core.target import AdmissionClaim, Target
 from flue_node_like.liveness import is_dead, this_worker
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class LocalTarget(Target):
         self.worker_id: str | None = None
         self._runtime: Runtime | None = None
         self._executor: Executor | None = None
-        self._send: MemoryObjectSendStream[tuple[str, str]] | None = None
+        self._send: MemoryObjectSendStream[_Work] | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
         self._closing = False
         self._inflight = 0
@@ -100,7 +100,7 @@ class LocalTarget(Target):
             await self.store.heartbeat(worker)
             self.worker_id, self._worker = worker.worker_id, worker
             self._executor = Executor(runtime, worker.worker_id)
-            send, receive = anyio.create_memory_object_stream[tuple[str, str]](math.inf)
+            send, receive = anyio.create_memory_object_stream[_Work](math.inf)
             await tasks.__aenter__()
             entered = True
             self._send, self._tasks = send, tasks
@@ -126,6 +126,16 @@ class LocalTarget(Target):
     def owner_for(self, workflow: Workflow) -> str | None:
         return super().owner_for(workflow) if self.execute else None
 
+    def claim_at_admission(self, workflow: Workflow) -> AdmissionClaim | None:
+        # Only into a free slot, so a run claimed at admission starts at once (never "running" while it
+        # waits for room), and only where the store claims in the admission's own write.
+        if self._send is None or self._closing or self.owner_for(workflow) is None:
+            return None
+        if not self.store.capabilities.claims_on_admit or self._inflight >= self.concurrency:
+            return None
+        self._inflight += 1
+        return _Slot(self)
+
     def schedule(self, run: RunRecord) -> None:
         if self._closing:
             raise RuntimeError("The local target is not accepting runs (it is shutting down).")
@@ -144,7 +154,14 @@ class LocalTarget(Target):
         """Execute a run owned by this worker as soon as an executor task is free."""
         assert self._send is not None
         self._inflight += 1
-        self._send.send_nowait((run.run_id, run.workflow))
+        self._send.send_nowait((run.run_id, run.workflow, None))
+
+    def _freed(self) -> None:
+        """A slot became free: look at the ready pool if runs were left there for want of room."""
+        self._inflight -= 1
+        if self._pool_unseen and self._inflight < self.concurrency and self._runtime is not None:
+            self._pool_unseen = False
+            self._runtime.changes.notify((READY,))
 
     async def cancel(self, run_id: str) -> bool:
         return self._executor is not None and self._executor.cancel(run_id)
@@ -187,14 +204,14 @@ class LocalTarget(Target):
 
     # -- tasks --------------------------------------------------------------------------------------
 
-    async def _work(self, receive: MemoryObjectReceiveStream[tuple[str, str]]) -> None:
+    async def _work(self, receive: MemoryObjectReceiveStream[_Work]) -> None:
         assert self._executor is not None and self._runtime is not None
         async with receive:
-            async for run_id, workflow in receive:
-                if self._closing:
-                    continue  # left queued; adoptable once this worker retires
+            async for run_id, workflow, attempt in receive:
+                if self._closing and attempt is None:
+                    continue  # left queued; adoptable once this worker retires (a claimed one executes)
                 try:
-                    await self._executor.execute(run_id, workflow)
+                    await self._executor.execute(run_id, workflow, attempt)
                 except Exception:
                     log.exception("flue: executing run %s failed inside the runtime", run_id)
                     error = RunError(code="internal_error", message="The runtime failed while executing the run.")
@@ -205,13 +222,12 @@ class LocalTarget(Target):
                         except Exception:
                             log.exception("flue: could not end run %s", run_id)
                 finally:
-                    self._inflight -= 1
-                    wf = self._runtime.registry.get(workflow)
                     # Room for a run of the ready pool: worth a look when the pull loop last left runs
                     # there for want of room (not after every run: a look costs store reads), or when
                     # a run of a limited workflow may now go.
-                    if (self._pool_unseen and self._inflight < self.concurrency) or (wf is not None and wf.concurrency is not None):
-                        self._pool_unseen = False
+                    self._freed()
+                    wf = self._runtime.registry.get(workflow)
+                    if wf is not None and wf.concurrency is not None:
                         self._runtime.changes.notify((READY,))
 
     async def _pull(self) -> None:
@@ -278,3 +294,30 @@ class LocalTarget(Target):
         if adopted:
             log.info("flue: adopted %d unfinished run(s) from stopped workers", len(adopted))
             await resume_adopted(self._runtime, adopted, self._enqueue)
+
+
+#: What the executor tasks receive: a run to claim and execute, or one claimed at admission.
+_Work = tuple[str, str, Attempt | None]
+
+
+class _Slot(AdmissionClaim):
+    """An executor slot of a :class:`LocalTarget`, reserved for a run claimed at admission."""
+
+    __slots__ = ("_target", "owner")
+
+    def __init__(self, target: LocalTarget) -> None:
+        assert target.worker_id is not None
+        self._target = target
+        self.owner = target.worker_id
+
+    def start(self, attempt: Attempt) -> None:
+        target = self._target
+        if target._closing or target._send is None:
+            target._freed()
+            raise RuntimeError("The local target is not accepting runs (it is shutting down).")
+        if not target.adopt:
+            target._admitted.add(attempt.record.run_id)
+        target._send.send_nowait((attempt.record.run_id, attempt.record.workflow, attempt))
+
+    def release(self) -> None:
+        self._target._freed()
