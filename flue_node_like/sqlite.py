@@ -165,7 +165,7 @@ class SqliteStore(RunStore):
         existing = await self._submit(apply, touched=touched)
         if existing is not None:
             return Admission(record(existing), created=False), None
-        created = RunRecord.model_construct(
+        created = RunRecord.trusted(
             run_id=run.run_id,
             workflow=run.workflow,
             status=status,

@@ -35,6 +35,7 @@ from flue_core.http.errors import MethodNotAllowed
 from flue_core.http.query import choice, parse_query
 from flue_core.http.route_middleware import through_middleware
 from flue_core.models import RunReceipt, RunRecord, RunStatus
+from flue_core.snapshot import dumps
 
 WAIT_MODES = ("result",)
 
@@ -77,7 +78,9 @@ async def post_workflow(config: HttpConfig, request: Request) -> Response:
 
 
 def _accepted(receipt: RunReceipt) -> Response:
-    return JSONResponse(receipt.model_dump(mode="json"), status_code=202, headers={"Location": receipt.stream_url})
+    # The bytes JSONResponse would send (compact, UTF-8), from the one encoder built once.
+    body = dumps(receipt.model_dump(mode="json")).encode()
+    return Response(body, status_code=202, media_type="application/json", headers={"Location": receipt.stream_url})
 
 
 async def _wait_for_result(config: HttpConfig, request: Request, receipt: RunReceipt) -> Response:
