@@ -58,6 +58,9 @@ from flue_node_like.sqlite_watch import DataVersionWatch
 from flue_node_like.sqlite_writer import UNFINISHED, BatchWriter
 
 
+_UNFINISHED = [status.value for status in RunStatus if not status.finished]
+
+
 class SqliteStore(RunStore):
     """Runs in a SQLite file shared by every process on this host that opens it."""
 
@@ -256,7 +259,7 @@ class SqliteStore(RunStore):
         result = None if outcome.result is None else dumps(outcome.result)
         error = None if outcome.error is None else outcome.error.model_dump_json(exclude_none=True)
         ended_at = format_timestamp(outcome.ended_at)
-        allowed = [s.value for s in (only_from if only_from is not None else RunStatus) if not s.finished]
+        allowed = _UNFINISHED if only_from is None else [s.value for s in only_from if not s.finished]
         touched = {run_id}
 
         def apply(conn: sqlite3.Connection) -> tuple | None:

@@ -63,7 +63,7 @@ async def post_workflow(config: HttpConfig, request: Request) -> Response:
                 input,
                 key=request.headers.get("idempotency-key"),
                 source="http",
-                principal=getattr(request.state, "principal", None),
+                principal=_principal(request),
                 at=at,
                 delay=delay,
             )
@@ -75,6 +75,13 @@ async def post_workflow(config: HttpConfig, request: Request) -> Response:
             return error_response(exc)
 
     return await through_middleware(wf, request, admit_request)
+
+
+def _principal(request: Request) -> Any:
+    """``request.state.principal``, or ``None``: read from the dict ``request.state`` keeps it in
+    (``scope["state"]``), without the ``AttributeError`` Starlette raises for a name never set."""
+    state = request.scope.get("state")
+    return None if state is None else state.get("principal")
 
 
 def _accepted(receipt: RunReceipt) -> Response:
