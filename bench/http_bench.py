@@ -66,7 +66,7 @@ def measure_post(mode: str, stack: str, args: argparse.Namespace) -> dict[str, A
     """wrk's ``args.connections`` connections posting for ``args.post_seconds`` after a warm-up of
     ``args.post_warmup`` seconds, on a fresh server."""
     cpu = CLIENT_CPU if args.pin else None
-    with server(mode, args.pin, stack) as srv:
+    with server(mode, args.pin, stack, args.concurrency) as srv:
         url = f"{srv.url}/workflows/noop"
         run_wrk(url, body=POST_BODY, connections=args.connections, seconds=args.post_warmup, cpu=cpu)
         name = args.profile and f"profile-post-{mode}-{stack}-{args.stamp}"
@@ -75,7 +75,10 @@ def measure_post(mode: str, stack: str, args: argparse.Namespace) -> dict[str, A
         out.update(window.summary())
         out["server_cpu_per_request_us"] = 1e6 * window.server_cpu / max(1, out["requests"])
         if mode in ("sqlite", "memory") and out["last_run"]:
+            # Runs still queued when the load stops were admitted faster than they executed: the rate
+            # at which runs were admitted *and* executed counts the time it took to drain them.
             out["drain_s"] = _drained(srv.url, out["last_run"])
+            out["executed_per_s"] = out["requests"] / (out["duration_us"] / 1e6 + out["drain_s"])
         return out
 
 
@@ -241,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--post-warmup", type=float, default=2.0, help="seconds of POSTs before measuring")
     parser.add_argument("--connections", type=int, default=32, help="wrk's concurrent connections")
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each POST column (medians shown)")
+    parser.add_argument("--concurrency", type=int, help="the server's runs at a time (the local target's default: 16)")
     parser.add_argument("--stacks", default=",".join(STACKS), help="servers for the POSTs, of: " + ", ".join(STACKS))
     parser.add_argument("--followers", type=int, default=100, help="SSE followers of the run")
     parser.add_argument("--rates", default="200,50", help="events emitted per second, one measurement each")
@@ -271,8 +275,8 @@ def main(argv: list[str] | None = None) -> None:
         "versions": _versions(),
         "settings": {
             key: getattr(args, key)
-            for key in ("post_seconds", "post_warmup", "connections", "rounds", "followers", "rates", "seconds",
-                        "sse_warmup", "pin")
+            for key in ("post_seconds", "post_warmup", "connections", "rounds", "concurrency", "followers", "rates",
+                        "seconds", "sse_warmup", "pin")
         },
         "post": {},
         "sse": {},
@@ -285,8 +289,10 @@ def main(argv: list[str] | None = None) -> None:
                 for mode in (m for m in POST_MODES if m in modes):
                     figures = measure_post(mode, stack, args)
                     results["post"].setdefault(stack, {}).setdefault(mode, []).append(figures)
+                    drained = f", drained in {figures['drain_s']:.2f} s" if "drain_s" in figures else ""
                     print(f"round {round + 1}, {stack}, {mode}: {figures['per_s']:,.0f}/s,"
                           f" p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms,"
+                          f" server CPU {figures['server_cpu_per_request_us']:.0f} µs/request{drained},"
                           f" others' CPU {figures['other_cpu_pct']:.0f} %", flush=True)
     if args.only != "post":
         for mode in (m for m in SSE_MODES if m in modes):

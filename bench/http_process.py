@@ -37,13 +37,16 @@ class Server:
 
 
 @contextmanager
-def server(mode: str, pin: bool, stack: str = "default") -> Iterator[Server]:
+def server(mode: str, pin: bool, stack: str = "default", concurrency: int | None = None) -> Iterator[Server]:
     """``python -m bench.http_server MODE STACK`` in a fresh temporary directory (its working directory,
-    so the default store ``sqlite:///.flue/flue.db`` lands there), stopped by closing its stdin."""
+    so the default store ``sqlite:///.flue/flue.db`` lands there), stopped by closing its stdin;
+    ``concurrency``: the local target's runs at a time (its default otherwise)."""
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=RESULTS) as scratch:
         env = {k: v for k, v in os.environ.items() if k not in ("FLUE_STORE", "FLUE_TARGET")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        if concurrency is not None:
+            env["FLUE_BENCH_CONCURRENCY"] = str(concurrency)
         process = subprocess.Popen(
             [sys.executable, "-m", "bench.http_server", mode, stack],
             cwd=scratch,

@@ -37,7 +37,8 @@ POST_ROWS: list[Row] = [
     ("server CPU (% of one core)", lambda r: r["server_cpu_pct"], "{:.0f} %"),
     ("wrk CPU (% of one core)", lambda r: r["client_cpu_pct"], "{:.0f} %"),
     ("other programs' CPU meanwhile", lambda r: r["other_cpu_pct"], "{:.0f} %"),
-    ("last run completed after the last answer", lambda r: r["drain_s"] * 1000, "{:.0f} ms"),
+    ("last run completed after the last answer", lambda r: r["drain_s"] * 1000, "{:,.0f} ms"),
+    ("runs admitted and executed per second", lambda r: r["executed_per_s"], "{:,.0f}/s"),
 ]
 SSE_ROWS: list[Row] = [
     ("latency p50", lambda r: r["p50_ms"], "{:.2f} ms"),

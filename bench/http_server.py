@@ -22,6 +22,7 @@ granted to everyone (``authorize_run_read``), as an application would grant its 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from flue_core.http import create_app, serve
 from flue_core.http.server import event_loop_options
 
 MODES = ("sqlite", "memory", "starlette", "asgi")
+CONCURRENCY_ENV = "FLUE_BENCH_CONCURRENCY"
 STACKS = ("default", "h11", "uvloop")
 #: The answer of the bare servers: a receipt's size and shape.
 BARE_BODY = {"runId": "run_bare", "workflow": "noop", "streamUrl": "/runs/run_bare", "offset": "-1"}
@@ -99,6 +101,8 @@ async def main(mode: str, stack: str) -> None:
         await _serve_until_stdin_closes(_starlette_app() if mode == "starlette" else _asgi_app, stack)
         return
     options = {"store": "memory://"} if mode == "memory" else {}  # sqlite: the target's default store
+    if CONCURRENCY_ENV in os.environ:  # the local target's runs at a time (default 16)
+        options["concurrency"] = int(os.environ[CONCURRENCY_ENV])
     runtime = Runtime([noop, ticker], **options)
     async with runtime:
         app = create_app(runtime, authorize_run_read=lambda request, run: True)
