@@ -262,13 +262,14 @@ class SqliteStore(RunStore):
         allowed = _UNFINISHED if only_from is None else [s.value for s in only_from if not s.finished]
         touched = {run_id}
 
-        def apply(conn: sqlite3.Connection) -> tuple | None:
+        def apply(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(
                 f"SELECT owner FROM flue_runs WHERE run_id = ? AND status IN ({', '.join('?' * len(allowed))})",
                 (run_id, *allowed),
             ).fetchone()
             if row is None or (held_by is not None and row[0] != held_by):  # unknown, ended, or not ours
-                return select_record(conn, run_id)
+                current = select_record(conn, run_id)
+                return None if current is None else record(current)
             announce_signals(conn, run_id, outcome.ended_at)
             updated = conn.execute(
                 "UPDATE flue_runs SET status = ?, ended_at = ?, result = ?, error = ?, wake_at = NULL, waiting_for = NULL"
@@ -282,10 +283,9 @@ class SqliteStore(RunStore):
                 "INSERT INTO flue_events (run_id, idx, data) VALUES (?, ?, ?)", (run_id, end.index, event_json(run_id, end))
             )
             sqlite_waits.wake_parent(conn, final, ended_at, touched)
-            return tuple(columns)
+            return final  # built once, here, where the run_end event needed it
 
-        row = await self._submit(apply, touched=touched)
-        return None if row is None else record(row)
+        return await self._submit(apply, touched=touched)
 
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         def apply(conn: sqlite3.Connection) -> tuple | None:
