@@ -8,7 +8,8 @@
   route and a bare ASGI callable (the ceilings of the stack), each served by asyncio + h11 (uvicorn
   without its optional dependencies) and by uvloop + httptools; the rounds interleave the columns,
   so that the machine's other load spreads over all of them;
-* with httpx from this process, event latency from ``ctx.emit`` to 100 SSE followers (``GET /runs/{id}?offset=-1&live=sse``) of one
+* with httpx from this process, event latency from ``ctx.emit`` to 100 SSE followers
+  (``GET /runs/{id}?offset=-1&live=sse``) of one
   run that emits ``tick`` events at a steady rate: the time a follower has parsed an event minus the
   ``time.time()`` the workflow put in the event's data just before emitting it; and how many events
   each follower received (every one must receive each tick exactly once).
@@ -283,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.only != "sse":
         ensure_wrk()
-        results["versions"]["wrk"] = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split(" [")[0]
+        version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
+        results["versions"]["wrk"] = version.split(" [")[0]
         for round in range(args.rounds):
             for stack in (s for s in STACKS if s in stacks):
                 for mode in (m for m in POST_MODES if m in modes):

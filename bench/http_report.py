@@ -105,7 +105,8 @@ def table(results: dict[str, Any]) -> str:
     """The Markdown tables of ``bench/README.md``."""
     settings, lines = results["settings"], []
     for stack in STACKS:
-        post = {mode: post_summary(results["post"][stack][mode]) for mode in POST_MODES if mode in results["post"].get(stack, {})}
+        measured = results["post"].get(stack, {})
+        post = {mode: post_summary(measured[mode]) for mode in POST_MODES if mode in measured}
         if post:
             title = (
                 f"`POST /workflows/noop` served by {STACK_LABELS[stack]}: wrk, {settings['connections']} connections,"

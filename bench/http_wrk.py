@@ -25,10 +25,11 @@ def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
         print("bench: installing wrk with apt-get", flush=True)
-        quiet = {"stdout": subprocess.DEVNULL, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
-        if subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], **quiet).returncode != 0:  # type: ignore[call-overload]
-            subprocess.run(["apt-get", "update", "-qq"], **quiet)  # type: ignore[call-overload]
-            subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], **quiet)  # type: ignore[call-overload]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-qq", "wrk"]
+        if subprocess.run(install, stdout=subprocess.DEVNULL, env=env).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL, env=env)
+            subprocess.run(install, stdout=subprocess.DEVNULL, env=env)
         found = shutil.which("wrk")
     if found is None:
         raise SystemExit("The HTTP benchmark needs wrk (apt-get install wrk).")

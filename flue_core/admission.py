@@ -112,8 +112,9 @@ async def _admit(runtime: Runtime, request: AdmissionRequest) -> RunReceipt:
     else:
         owner = None if start_at is not None else target.owner_for(wf)
     new = NewRun(
-        run_id, wf.name, snapshot, stored_key, now, owner, queued, parent_run_id=parent_run_id, start_at=start_at, carrier=carrier
-    )
+        run_id, wf.name, snapshot, stored_key, now, owner, queued,
+        parent_run_id=parent_run_id, start_at=start_at, carrier=carrier,
+    )  # fmt: skip
     # From here on the run may exist: finish admitting it (persist, then schedule or end it) even if
     # the caller is cancelled meanwhile, so no run is ever left queued with nobody to execute it.
     with anyio.CancelScope(shield=True):

@@ -10,7 +10,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from flue_core.models import STATUSES, RunError, RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp, parse_timestamp
+from flue_core.models import STATUSES, RunError, RunRecord, Schedule, WaitingFor, format_timestamp, parse_timestamp
 from flue_core.snapshot import dumps
 from flue_core.store import NewEvent, SignalSent, event_json, signal_received_data
 
