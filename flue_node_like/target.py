@@ -317,7 +317,7 @@ class _BacklogFirst:
 
     def __init__(self, receive: MemoryObjectReceiveStream[_Work]) -> None:
         self._receive = receive
-        self._streak = 0
+        self._streak = BACKLOG_BURST  # the first run is waited for as usual
 
     async def receive(self) -> _Work:
         if self._streak < BACKLOG_BURST:
