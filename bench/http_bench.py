@@ -1,18 +1,22 @@
 """The HTTP benchmark of issue 3: admission over HTTP and event delivery to SSE followers.
 
 ``bench/run http`` (or ``python -m bench.http_bench``) starts the app in a server process of its own
-(``bench/http_server.py``: uvicorn on 127.0.0.1 through :func:`flue_core.http.serve`) and drives it
-with httpx from this process:
+(``bench/http_server.py``: uvicorn on 127.0.0.1 through :func:`flue_core.http.serve`) and drives it:
 
-* ``POST /workflows/noop`` by 32 concurrent clients: rate, p50/p99 latency and status codes, on the
-  default SQLite store, the memory store, and a bare Starlette route (the ceiling of the stack);
-* event latency from ``ctx.emit`` to 100 SSE followers (``GET /runs/{id}?offset=-1&live=sse``) of one
+* ``POST /workflows/noop`` with a JSON body from wrk's 32 connections (:mod:`bench.http_wrk`): rate,
+  p50/p99 latency and status codes, on the default SQLite store, the memory store, a bare Starlette
+  route and a bare ASGI callable (the ceilings of the stack), each served by asyncio + h11 (uvicorn
+  without its optional dependencies) and by uvloop + httptools; the rounds interleave the columns,
+  so that the machine's other load spreads over all of them;
+* with httpx from this process, event latency from ``ctx.emit`` to 100 SSE followers
+  (``GET /runs/{id}?offset=-1&live=sse``) of one
   run that emits ``tick`` events at a steady rate: the time a follower has parsed an event minus the
   ``time.time()`` the workflow put in the event's data just before emitting it; and how many events
   each follower received (every one must receive each tick exactly once).
 
-With two or more CPUs the server is pinned to one and this process to another. Each measurement gets
-a fresh server and a fresh temporary directory; each is preceded by a warm-up on the same server.
+With two or more CPUs the server is pinned to one and the load generator (wrk, or this process) to
+another. Each measurement gets a fresh server and a fresh temporary directory; each is preceded by a
+warm-up on the same server.
 Results go to ``bench/results/http-<time>.json``; a Markdown table is printed
 (:mod:`bench.http_report`). :mod:`bench.http_process` starts and measures the server process.
 """
@@ -24,9 +28,9 @@ import json
 import math
 import os
 import platform
+import subprocess
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -38,41 +42,54 @@ import httpx
 from anyio.abc import ObjectSendStream
 
 from bench.http_process import CLIENT_CPU, RESULTS, SERVER_CPU, Server, Window, profiled, server
-from bench.http_report import POST_MODES, SSE_MODES, check, table
+from bench.http_report import POST_MODES, SSE_MODES, STACKS, check, table
+from bench.http_wrk import children_cpu_seconds, ensure_wrk, run_wrk
 from bench.stats import latency, percentile
 
 # -- POST /workflows/{name} ---------------------------------------------------------------------------
 
+#: The JSON body every POST carries (the no-op workflow takes an object), with its content type.
+POST_BODY = '{"caller": "wrk", "n": 1}'
 
-async def _post_load(clients: list[httpx.AsyncClient], total: int) -> tuple[list[float], Counter[int], str | None]:
-    """``total`` POSTs of the no-op workflow, each client posting in a loop; latencies, status counts
-    and the id of the last run admitted."""
-    samples: list[float] = []
-    statuses: Counter[int] = Counter()
-    last: list[httpx.Response] = []
-    remaining = total
 
-    async def caller(client: httpx.AsyncClient) -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            began = time.perf_counter()
-            response = await client.post("/workflows/noop")
-            samples.append(time.perf_counter() - began)
-            statuses[response.status_code] += 1
-            if response.status_code == 202:
-                last[:] = [response]
+def _drained(url: str, run_id: str) -> float:
+    """Seconds until the last admitted run has completed (the server executes what it admits)."""
+    began = time.perf_counter()
+    with httpx.Client(base_url=url, timeout=60) as client:
+        while True:
+            record = client.get(f"/runs/{run_id}", params={"meta": ""}).json()
+            if record["status"] not in ("queued", "running"):
+                return time.perf_counter() - began
+            time.sleep(0.005)
 
-    async with anyio.create_task_group() as tasks:
-        for client in clients:
-            tasks.start_soon(caller, client)
-    return samples, statuses, last[0].json()["runId"] if last else None
+
+def measure_post(mode: str, stack: str, args: argparse.Namespace) -> dict[str, Any]:
+    """wrk's ``args.connections`` connections posting for ``args.post_seconds`` after a warm-up of
+    ``args.post_warmup`` seconds, on a fresh server."""
+    cpu = CLIENT_CPU if args.pin else None
+    with server(mode, args.pin, stack, args.concurrency) as srv:
+        url = f"{srv.url}/workflows/noop"
+        run_wrk(url, body=POST_BODY, connections=args.connections, seconds=args.post_warmup, cpu=cpu)
+        name = args.profile and f"profile-post-{mode}-{stack}-{args.stamp}"
+        with profiled(srv, name), Window(srv, children_cpu_seconds) as window:
+            out = run_wrk(url, body=POST_BODY, connections=args.connections, seconds=args.post_seconds, cpu=cpu)
+        out.update(window.summary())
+        out["server_cpu_per_request_us"] = 1e6 * window.server_cpu / max(1, out["requests"])
+        if mode in ("sqlite", "memory") and out["last_run"]:
+            # Runs still queued when the load stops were admitted faster than they executed: the rate
+            # at which runs were admitted *and* executed counts the time it took to drain them.
+            out["drain_s"] = _drained(srv.url, out["last_run"])
+            out["executed_per_s"] = out["requests"] / (out["duration_us"] / 1e6 + out["drain_s"])
+        return out
+
+
+# -- emit → SSE followers -----------------------------------------------------------------------------
 
 
 @asynccontextmanager
 async def _clients(url: str, count: int) -> AsyncIterator[list[httpx.AsyncClient]]:
-    """``count`` clients of one connection each, as many separate callers would be. (One client with a
-    pool of ``count`` connections costs far more CPU here: httpcore scans its whole pool on every
+    """``count`` clients of one connection each, as many separate followers would be. (One client with
+    a pool of ``count`` connections costs far more CPU here: httpcore scans its whole pool on every
     request, which made this process, not the server, the bottleneck.)"""
     async with AsyncExitStack() as stack:
         yield [
@@ -81,38 +98,6 @@ async def _clients(url: str, count: int) -> AsyncIterator[list[httpx.AsyncClient
             )
             for _ in range(count)
         ]
-
-
-async def _drained(client: httpx.AsyncClient, run_id: str) -> float:
-    """Seconds until the last admitted run has completed (the server executes what it admits)."""
-    began = time.perf_counter()
-    while True:
-        record = (await client.get(f"/runs/{run_id}", params={"meta": ""})).json()
-        if record["status"] not in ("queued", "running"):
-            return time.perf_counter() - began
-        await anyio.sleep(0.005)
-
-
-async def measure_post(mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    """``args.requests`` POSTs by ``args.clients`` clients after a warm-up, on a fresh server."""
-    with server(mode, args.pin) as srv:
-        async with _clients(srv.url, args.clients) as clients:
-            await _post_load(clients, args.post_warmup)
-            with profiled(srv, args.profile and f"profile-post-{mode}-{args.stamp}"), Window(srv) as window:
-                samples, statuses, last = await _post_load(clients, args.requests)
-            out: dict[str, Any] = {
-                "requests": len(samples),
-                "per_s": len(samples) / window.seconds,
-                **latency(samples),
-                "statuses": {str(code): n for code, n in sorted(statuses.items())},
-                **window.summary(),
-            }
-            if mode != "bare" and last is not None:
-                out["drain_s"] = await _drained(clients[0], last)
-            return out
-
-
-# -- emit → SSE followers -----------------------------------------------------------------------------
 
 
 @dataclass
@@ -256,9 +241,12 @@ def _versions() -> dict[str, str | None]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.http_bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=10_000, help="POSTs measured per column")
-    parser.add_argument("--post-warmup", type=int, default=2_000, help="POSTs before measuring")
-    parser.add_argument("--clients", type=int, default=32, help="concurrent POST clients")
+    parser.add_argument("--post-seconds", type=float, default=10.0, help="seconds of POSTs measured per column")
+    parser.add_argument("--post-warmup", type=float, default=2.0, help="seconds of POSTs before measuring")
+    parser.add_argument("--connections", type=int, default=32, help="wrk's concurrent connections")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each POST column (medians shown)")
+    parser.add_argument("--concurrency", type=int, help="the server's runs at a time (the local target's default: 16)")
+    parser.add_argument("--stacks", default=",".join(STACKS), help="servers for the POSTs, of: " + ", ".join(STACKS))
     parser.add_argument("--followers", type=int, default=100, help="SSE followers of the run")
     parser.add_argument("--rates", default="200,50", help="events emitted per second, one measurement each")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds of emitting measured at each rate")
@@ -276,6 +264,9 @@ def main(argv: list[str] | None = None) -> None:
     modes = [m.strip() for m in args.stores.split(",") if m.strip()]
     if unknown := set(modes) - set(POST_MODES):
         parser.error(f"unknown --stores {sorted(unknown)}")
+    stacks = [m.strip() for m in args.stacks.split(",") if m.strip()]
+    if unknown := set(stacks) - set(STACKS):
+        parser.error(f"unknown --stacks {sorted(unknown)}")
     args.pin = args.pin and {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0)
     if args.pin:
         os.sched_setaffinity(0, {CLIENT_CPU})
@@ -285,14 +276,26 @@ def main(argv: list[str] | None = None) -> None:
         "versions": _versions(),
         "settings": {
             key: getattr(args, key)
-            for key in ("requests", "post_warmup", "clients", "followers", "rates", "seconds", "sse_warmup", "pin")
+            for key in ("post_seconds", "post_warmup", "connections", "rounds", "concurrency", "followers", "rates",
+                        "seconds", "sse_warmup", "pin")
         },
         "post": {},
         "sse": {},
     }
     if args.only != "sse":
-        for mode in (m for m in POST_MODES if m in modes):
-            results["post"][mode] = anyio.run(measure_post, mode, args)
+        ensure_wrk()
+        version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
+        results["versions"]["wrk"] = version.split(" [")[0]
+        for round in range(args.rounds):
+            for stack in (s for s in STACKS if s in stacks):
+                for mode in (m for m in POST_MODES if m in modes):
+                    figures = measure_post(mode, stack, args)
+                    results["post"].setdefault(stack, {}).setdefault(mode, []).append(figures)
+                    drained = f", drained in {figures['drain_s']:.2f} s" if "drain_s" in figures else ""
+                    print(f"round {round + 1}, {stack}, {mode}: {figures['per_s']:,.0f}/s,"
+                          f" p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms,"
+                          f" server CPU {figures['server_cpu_per_request_us']:.0f} µs/request{drained},"
+                          f" others' CPU {figures['other_cpu_pct']:.0f} %", flush=True)
     if args.only != "post":
         for mode in (m for m in SSE_MODES if m in modes):
             results["sse"][mode] = anyio.run(measure_sse, mode, args)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,15 +37,18 @@ class Server:
 
 
 @contextmanager
-def server(mode: str, pin: bool) -> Iterator[Server]:
-    """``python -m bench.http_server MODE`` in a fresh temporary directory (its working directory, so
-    the default store ``sqlite:///.flue/flue.db`` lands there), stopped by closing its stdin."""
+def server(mode: str, pin: bool, stack: str = "default", concurrency: int | None = None) -> Iterator[Server]:
+    """``python -m bench.http_server MODE STACK`` in a fresh temporary directory (its working directory,
+    so the default store ``sqlite:///.flue/flue.db`` lands there), stopped by closing its stdin;
+    ``concurrency``: the local target's runs at a time (its default otherwise)."""
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=RESULTS) as scratch:
         env = {k: v for k, v in os.environ.items() if k not in ("FLUE_STORE", "FLUE_TARGET")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        if concurrency is not None:
+            env["FLUE_BENCH_CONCURRENCY"] = str(concurrency)
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.http_server", mode],
+            [sys.executable, "-m", "bench.http_server", mode, stack],
             cwd=scratch,
             env=env,
             stdin=subprocess.PIPE,
@@ -95,9 +98,11 @@ def profiled(srv: Server, name: str | bool) -> Iterator[None]:
 
 @dataclass
 class Window:
-    """Wall time and CPU of both processes over one measured stretch."""
+    """Wall time and CPU of both processes over one measured stretch. The load generator's CPU is
+    ``client_cpu_seconds()``: this process's by default, or wrk's (its finished children's)."""
 
     server: Server
+    client_cpu_seconds: Callable[[], float] = time.process_time
     began: float = 0.0
     seconds: float = 0.0
     server_cpu: float = 0.0
@@ -106,13 +111,13 @@ class Window:
 
     def start(self) -> Window:
         self.began, self.server_cpu = time.perf_counter(), self.server.cpu_seconds()
-        self.client_cpu, self.machine_cpu = time.process_time(), _machine_cpu_seconds()
+        self.client_cpu, self.machine_cpu = self.client_cpu_seconds(), _machine_cpu_seconds()
         return self
 
     def stop(self) -> None:
         self.seconds = time.perf_counter() - self.began
         self.server_cpu = self.server.cpu_seconds() - self.server_cpu
-        self.client_cpu = time.process_time() - self.client_cpu
+        self.client_cpu = self.client_cpu_seconds() - self.client_cpu
         self.machine_cpu = _machine_cpu_seconds() - self.machine_cpu
 
     __enter__ = start

@@ -6,10 +6,11 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
+from flue_core import defaults
 from flue_core.definition import Workflow
 from flue_core.errors import (
     ConfigurationError,
@@ -22,10 +23,11 @@ from flue_core.limits import MAX_KEY_LENGTH
 from flue_core.models import RunError, RunReceipt, RunRecord, RunStatus, format_timestamp, utc_now
 from flue_core.plugins import call_each, first_answer, has_implementations, notify, scope
 from flue_core.snapshot import is_text
-from flue_core.store import NewEvent, NewRun, Outcome
+from flue_core.store import Admission, NewEvent, NewRun, Outcome
 
 if TYPE_CHECKING:
     from flue_core.runtime import Runtime
+    from flue_core.target import AdmissionClaim
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 #: The furthest a delayed start may lie ahead: about ten years.
@@ -102,26 +104,28 @@ async def _admit(runtime: Runtime, request: AdmissionRequest) -> RunReceipt:
     else:
         start_at = None
     queued = NewEvent(0, "run_queued", data, now)
-    store = runtime.target.store
+    target = runtime.target
+    # A run that starts now, on a target that schedules it itself, may be claimed by its admission.
+    claim = target.claim_at_admission(wf) if start_at is None and _target_schedules(runtime) else None
+    if claim is not None:
+        owner: str | None = claim.owner
+    else:
+        owner = None if start_at is not None else target.owner_for(wf)
     new = NewRun(
-        run_id,
-        wf.name,
-        snapshot,
-        stored_key,
-        now,
-        None if start_at is not None else runtime.target.owner_for(wf),
-        queued,
-        parent_run_id=parent_run_id,
-        start_at=start_at,
-        carrier=carrier,
-    )
+        run_id, wf.name, snapshot, stored_key, now, owner, queued,
+        parent_run_id=parent_run_id, start_at=start_at, carrier=carrier,
+    )  # fmt: skip
     # From here on the run may exist: finish admitting it (persist, then schedule or end it) even if
     # the caller is cancelled meanwhile, so no run is ever left queued with nobody to execute it.
     with anyio.CancelScope(shield=True):
-        admission = await store.admit(new)
-        record = admission.record
-        if admission.created:
-            await _schedule(runtime, record)
+        if claim is not None:
+            admission = await _admit_claimed(runtime, new, claim)
+            record = admission.record
+        else:
+            admission = await target.store.admit(new)
+            record = admission.record
+            if admission.created:
+                await _schedule(runtime, record)
     if not admission.created:
         if record.input != snapshot:
             raise IdempotencyKeyConflict(
@@ -164,6 +168,29 @@ def _carrier(runtime: Runtime, request: AdmissionRequest) -> dict[str, str] | No
     return carrier or None
 
 
+def _target_schedules(runtime: Runtime) -> bool:
+    """Whether the default ``flue_schedule_run`` (hand the run to the target) is the only one."""
+    implementations = runtime.pm.hook.flue_schedule_run.get_hookimpls()
+    return len(implementations) == 1 and implementations[0].function is defaults.flue_schedule_run
+
+
+async def _admit_claimed(runtime: Runtime, new: NewRun, claim: AdmissionClaim) -> Admission:
+    """Persist the run claimed for the target's slot in one store call, and start it there."""
+    try:
+        admission, attempt = await runtime.target.store.admit_claimed(new)
+    except BaseException:
+        claim.release()
+        raise
+    if attempt is None:  # an existing run's key, or (two-call stores) a run ended before its claim
+        claim.release()
+        return admission
+    try:
+        claim.start(attempt)
+    except Exception as exc:
+        await _unschedulable(runtime, admission.record, exc)
+    return admission
+
+
 async def _schedule(runtime: Runtime, record: RunRecord) -> None:
     """Hand a stored run to whoever executes it; if that fails, end the run (the failure rule)."""
     try:
@@ -171,12 +198,17 @@ async def _schedule(runtime: Runtime, record: RunRecord) -> None:
         if not scheduled:
             raise ConfigurationError("No flue_schedule_run implementation accepted the run.")
     except Exception as exc:
-        error = RunError(code="scheduling_failed", message=str(exc) or type(exc).__name__, type=_qualname(exc))
-        await runtime.target.store.finish(record.run_id, Outcome(RunStatus.FAILED, utc_now(), error=error))
-        raise SchedulingFailed(
-            f"Run {record.run_id} was stored but could not be scheduled: {error.message}",
-            details={"run_id": record.run_id, "workflow": record.workflow},
-        ) from exc
+        await _unschedulable(runtime, record, exc)
+
+
+async def _unschedulable(runtime: Runtime, record: RunRecord, exc: Exception) -> NoReturn:
+    """End a stored run nobody will execute as ``failed`` and raise :class:`SchedulingFailed`."""
+    error = RunError(code="scheduling_failed", message=str(exc) or type(exc).__name__, type=_qualname(exc))
+    await runtime.target.store.finish(record.run_id, Outcome(RunStatus.FAILED, utc_now(), error=error))
+    raise SchedulingFailed(
+        f"Run {record.run_id} was stored but could not be scheduled: {error.message}",
+        details={"run_id": record.run_id, "workflow": record.workflow},
+    ) from exc
 
 
 def _new_run_id(runtime: Runtime, workflow: str) -> str:
@@ -190,16 +222,19 @@ def _timestamp_of(run_id: str) -> datetime | None:
     """The creation time carried by a default ``run_<ULID>`` id, so id order and time order agree."""
     if len(run_id) != 30 or not run_id.startswith("run_"):
         return None
-    try:
-        ms = 0
-        for char in run_id[4:14]:
-            ms = ms * 32 + _CROCKFORD.index(char)
-    except ValueError:
+    digits = run_id[4:14]
+    if digits.strip(_CROCKFORD):  # a character outside Crockford's alphabet (upper case only)
         return None
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    # The same digits as int() spells base 32, so it does the arithmetic.
+    ms = int(digits.translate(_CROCKFORD_TO_INT), 32)
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):  # a custom id that only looks like a ULID
+        return None
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CROCKFORD_TO_INT = str.maketrans(_CROCKFORD, "0123456789ABCDEFGHIJKLMNOPQRSTUV")
 
 
 def _qualname(exc: BaseException) -> str:

@@ -63,7 +63,7 @@ class AttemptControl:
         self._store = runtime.target.store
         self._next_index = next_index
         self._held: list[tuple[str, dict[str, Any]]] | None = None
-        self._lock = anyio.Lock()
+        self._lock: anyio.Lock | None = None  # made on first use: most executions never need it
         self._open = True
 
     @property
@@ -91,6 +91,8 @@ class AttemptControl:
         what the operation stored, from the index ``next_index(result)`` gives (``None``: the run
         was lost, and they are dropped).
         """
+        if self._lock is None:
+            self._lock = anyio.Lock()
         async with self._lock:
             self._held = []
             try:

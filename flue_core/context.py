@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from flue_core.runtime import Runtime
 
 log = logging.getLogger("flue")
+_RUN_LOGGER = logging.getLogger("flue.run")
 
 #: Event types Flue itself writes; ``ctx.emit`` refuses them (``progress`` has its own method).
 RESERVED_TYPES = frozenset(
@@ -49,7 +50,7 @@ class RunLog:
 
     def __init__(self, ctx: RunContext) -> None:
         self._ctx = ctx
-        self._logger = logging.getLogger("flue.run")
+        self._logger = _RUN_LOGGER
 
     def _write(self, level: str, message: str, attributes: dict[str, Any]) -> None:
         self._logger.log(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -70,16 +71,18 @@ class Executor:
         scope.cancel()
         return True
 
-    async def execute(self, run_id: str, workflow: str) -> None:
-        """Execute a queued run owned by this executor until it ends, is suspended or is handed back."""
-        store = self.runtime.target.store
-        wf = self.runtime.registry.get(workflow)
-        # State transitions are shielded: a shutdown arriving mid-write must not leave the record
-        # half-way; the shutdown is seen at the next unshielded await instead.
-        with anyio.CancelScope(shield=True):
-            attempt = await store.claim(run_id, self.owner, limit=None if wf is None else wf.concurrency)
+    async def execute(self, run_id: str, workflow: str, attempt: Attempt | None = None) -> None:
+        """Execute a queued run owned by this executor until it ends, is suspended or is handed back;
+        with ``attempt``, the run claimed for it at admission (:meth:`RunStore.admit_claimed`)."""
         if attempt is None:
-            return  # cancelled while queued, adopted by another worker, or over its workflow's limit
+            store = self.runtime.target.store
+            wf = self.runtime.registry.get(workflow)
+            # State transitions are shielded: a shutdown arriving mid-write must not leave the record
+            # half-way; the shutdown is seen at the next unshielded await instead.
+            with anyio.CancelScope(shield=True):
+                attempt = await store.claim(run_id, self.owner, limit=None if wf is None else wf.concurrency)
+            if attempt is None:
+                return  # cancelled while queued, adopted by another worker, or over its workflow's limit
         with scope(self.runtime.pm.hook.flue_execution_scope, run=attempt.record, resumed=attempt.resumed):
             await self._attempt(attempt)
 
@@ -122,7 +125,9 @@ class Executor:
         if record.cancel_requested:
             scope.cancel()
         try:
-            with scope, anyio.move_on_after(wf.timeout) as deadline:
+            # No deadline scope for the common workflow without a timeout: each scope costs the run.
+            deadline = anyio.move_on_after(wf.timeout) if wf.timeout is not None else nullcontext()
+            with scope, deadline:
                 if wf.takes_input:
                     value = await wf.fn(ctx, ctx.input)
                 else:
@@ -131,7 +136,7 @@ class Executor:
                 return await self._suspended(control)
             if scope.cancel_called:
                 return Outcome(RunStatus.CANCELLED, utc_now())
-            if deadline.cancelled_caught:
+            if isinstance(deadline, anyio.CancelScope) and deadline.cancelled_caught:
                 error = RunError(code="run_timeout", message=f"The execution exceeded its {wf.timeout} s timeout.")
                 return self._failed_or_retry(control, record, wf, error)
             try:

@@ -145,7 +145,7 @@ class Runtime:
         return self.receipt_for(record.run_id, record.workflow)
 
     def receipt_for(self, run_id: str, workflow: str) -> RunReceipt:
-        return RunReceipt.model_construct(
+        return RunReceipt.trusted(
             run_id=run_id,
             workflow=workflow,
             stream_url=run_url(self.public_url, run_id),

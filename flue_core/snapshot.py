@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -190,11 +191,24 @@ def loads(text: str) -> Any:
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# The C encoder ``_ENCODER.encode`` builds anew on every call, built once (it is half the cost of
+# encoding a small event). Without the cycle check: snapshots have no cycles; should a value with one
+# get here, the recursion it causes sends it to ``_ENCODER``, which reports the cycle.
+_ENCODE = (
+    c_make_encoder(None, _ENCODER.default, encode_basestring, None, ":", ",", False, False, False)
+    if c_make_encoder is not None
+    else None
+)
 
 
 def dumps(value: Any) -> str:
     """Compact JSON text of an already snapshotted value (one shared encoder: this is on hot paths)."""
-    return _ENCODER.encode(value)
+    if _ENCODE is None:
+        return _ENCODER.encode(value)
+    try:
+        return "".join(_ENCODE(value, 0))
+    except RecursionError:
+        return _ENCODER.encode(value)
 
 
 def encoded_size(value: Any) -> int:

@@ -254,6 +254,9 @@ class Capabilities:
     #: Changes made by other processes reach this process's change listener promptly (for the keys
     #: it watches, see :meth:`RunStore.interest`), so waiting readers need not re-read on a timer.
     feed: bool = False
+    # admit_claimed is one unit (one transaction), not admit() then claim(): a target may then have the
+    # runs it executes at once claimed at admission, saving a write per run.
+    claims_on_admit: bool = False
 
 
 def signal_received_data(signal: SignalSent, key: str | None, sent_at: datetime) -> dict[str, Any]:
@@ -350,6 +353,21 @@ class RunStore(ABC):
         written and the existing record is returned with ``created=False`` — also when both calls race.
         A run with the same id (and no such key) raises :class:`~flue_core.errors.RunIdConflict`.
         """
+
+    async def admit_claimed(self, run: NewRun) -> tuple[Admission, Attempt | None]:
+        """:meth:`admit`, then, when that created the run and ``run`` has an ``owner`` and is not
+        ``scheduled``, :meth:`claim` of it for ``run.owner`` (no ``limit``): the run's execution begins
+        with its admission. ``Admission.record`` is the run as admitted (``queued``), the attempt as
+        :meth:`claim` returns it (``None`` when nothing was claimed).
+
+        The default makes the two calls. A store that makes them one unit, so that no other operation
+        comes between them and one write (one commit) does both, overrides this and declares
+        ``Capabilities.claims_on_admit``.
+        """
+        admission = await self.admit(run)
+        if not admission.created or run.owner is None or run.scheduled:
+            return admission, None
+        return admission, await self.claim(run.run_id, run.owner)
 
     @abstractmethod
     async def claim(self, run_id: str, owner: str, *, limit: int | None = None) -> Attempt | None:

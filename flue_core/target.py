@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from flue_core.definition import Workflow
     from flue_core.models import RunRecord
     from flue_core.runtime import Runtime
-    from flue_core.store import RunStore
+    from flue_core.store import Attempt, RunStore
 
 TARGET_ENV = "FLUE_TARGET"
 
@@ -53,9 +53,33 @@ class Target(ABC):
         ``concurrency`` limit always goes through so that the limit holds across processes."""
         return self.worker_id if workflow.concurrency is None else None
 
+    def claim_at_admission(self, workflow: Workflow) -> AdmissionClaim | None:
+        """A slot to execute a fresh run of ``workflow`` at once, its claim made by admission itself
+        (:meth:`RunStore.admit_claimed`), or ``None`` (the default): the run is admitted ``queued``
+        and handed over by :meth:`schedule`. Admission asks only for a run that starts now and when
+        this target alone schedules runs (no other ``flue_schedule_run`` implementation)."""
+        return None
+
     @abstractmethod
     async def cancel(self, run_id: str) -> bool:
         """Interrupt the run if this target is executing it; ``True`` if it was."""
+
+
+class AdmissionClaim(ABC):
+    """A target's slot for a run claimed at admission (:meth:`Target.claim_at_admission`). Admission
+    ends it exactly once: :meth:`start` with the claimed attempt, or :meth:`release` when it claimed
+    nothing (the key named an existing run, or the store refused the run)."""
+
+    owner: str  # the worker the run is claimed for
+
+    @abstractmethod
+    def start(self, attempt: Attempt) -> None:
+        """Execute the claimed run without waiting for it. Raise if impossible (the target is closing):
+        admission then ends the run as it ends a run that cannot be scheduled."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Give the slot back unused."""
 
 
 TargetFactory = Callable[..., Target]

@@ -58,10 +58,13 @@ from flue_node_like.sqlite_watch import DataVersionWatch
 from flue_node_like.sqlite_writer import UNFINISHED, BatchWriter
 
 
+_UNFINISHED = [status.value for status in RunStatus if not status.finished]
+
+
 class SqliteStore(RunStore):
     """Runs in a SQLite file shared by every process on this host that opens it."""
 
-    capabilities = Capabilities(durable=True, shared=True, feed=True)  # other processes: data_version
+    capabilities = Capabilities(durable=True, shared=True, feed=True, claims_on_admit=True)  # feed: data_version
 
     def __init__(self, url: str | Path = "sqlite:///.flue/flue.db", *, synchronous: str = "FULL") -> None:
         self.path = database_path(url)
@@ -105,6 +108,14 @@ class SqliteStore(RunStore):
     # -- admission and lifecycle --------------------------------------------------------------------
 
     async def admit(self, run: NewRun) -> Admission:
+        admission, _ = await self._admit(run, claim=False)
+        return admission
+
+    async def admit_claimed(self, run: NewRun) -> tuple[Admission, Attempt | None]:
+        # One INSERT of the run as claim() would leave it, in the admission's own transaction.
+        return await self._admit(run, claim=run.owner is not None and not run.scheduled)
+
+    async def _admit(self, run: NewRun, *, claim: bool) -> tuple[Admission, Attempt | None]:
         input_json = None if run.input is None else dumps(run.input)
         created_at = format_timestamp(run.created_at)
         first = event_json(run.run_id, run.first_event)
@@ -115,6 +126,8 @@ class SqliteStore(RunStore):
         waiting_for = WaitingFor(kind="start") if scheduled else None
         carrier = None if run.carrier is None else dumps(run.carrier)
         touched = {run.run_id, READY} if owner is None else {run.run_id}
+        started_at = utc_now() if claim else None
+        stored_status = RunStatus.RUNNING if claim else status
 
         def apply(conn: sqlite3.Connection) -> tuple | None:
             if run.key is not None:
@@ -126,11 +139,12 @@ class SqliteStore(RunStore):
             try:
                 conn.execute(
                     "INSERT INTO flue_runs (run_id, workflow, status, input, key, created_at, owner, parent_run_id,"
-                    " wake_at, waiting_for, carrier, ready_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " wake_at, waiting_for, carrier, ready_at, attempt, started_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run.run_id,
                         run.workflow,
-                        status.value,
+                        stored_status.value,
                         input_json,
                         run.key,
                         created_at,
@@ -140,6 +154,8 @@ class SqliteStore(RunStore):
                         None if waiting_for is None else waiting_for.model_dump_json(exclude_none=True),
                         carrier,
                         created_at,
+                        1 if claim else 0,
+                        None if started_at is None else format_timestamp(started_at),
                     ),
                 )
             except sqlite3.IntegrityError:  # the key was checked above: only the id can collide
@@ -151,8 +167,8 @@ class SqliteStore(RunStore):
 
         existing = await self._submit(apply, touched=touched)
         if existing is not None:
-            return Admission(record(existing), created=False)
-        created = RunRecord.model_construct(
+            return Admission(record(existing), created=False), None
+        created = RunRecord.trusted(
             run_id=run.run_id,
             workflow=run.workflow,
             status=status,
@@ -170,7 +186,10 @@ class SqliteStore(RunStore):
             waiting_for=waiting_for,
             carrier=run.carrier,
         )
-        return Admission(created, created=True)
+        if not claim:
+            return Admission(created, created=True), None
+        running = created.model_copy(update={"status": RunStatus.RUNNING, "attempt": 1, "started_at": started_at})
+        return Admission(created, created=True), Attempt(running, 1)
 
     async def claim(self, run_id: str, owner: str, *, limit: int | None = None) -> Attempt | None:
         now = format_timestamp(utc_now())
@@ -240,16 +259,17 @@ class SqliteStore(RunStore):
         result = None if outcome.result is None else dumps(outcome.result)
         error = None if outcome.error is None else outcome.error.model_dump_json(exclude_none=True)
         ended_at = format_timestamp(outcome.ended_at)
-        allowed = [s.value for s in (only_from if only_from is not None else RunStatus) if not s.finished]
+        allowed = _UNFINISHED if only_from is None else [s.value for s in only_from if not s.finished]
         touched = {run_id}
 
-        def apply(conn: sqlite3.Connection) -> tuple | None:
+        def apply(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(
                 f"SELECT owner FROM flue_runs WHERE run_id = ? AND status IN ({', '.join('?' * len(allowed))})",
                 (run_id, *allowed),
             ).fetchone()
             if row is None or (held_by is not None and row[0] != held_by):  # unknown, ended, or not ours
-                return select_record(conn, run_id)
+                current = select_record(conn, run_id)
+                return None if current is None else record(current)
             announce_signals(conn, run_id, outcome.ended_at)
             updated = conn.execute(
                 "UPDATE flue_runs SET status = ?, ended_at = ?, result = ?, error = ?, wake_at = NULL, waiting_for = NULL"
@@ -263,10 +283,9 @@ class SqliteStore(RunStore):
                 "INSERT INTO flue_events (run_id, idx, data) VALUES (?, ?, ?)", (run_id, end.index, event_json(run_id, end))
             )
             sqlite_waits.wake_parent(conn, final, ended_at, touched)
-            return tuple(columns)
+            return final  # built once, here, where the run_end event needed it
 
-        row = await self._submit(apply, touched=touched)
-        return None if row is None else record(row)
+        return await self._submit(apply, touched=touched)
 
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         def apply(conn: sqlite3.Connection) -> tuple | None:

@@ -10,7 +10,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from flue_core.models import RunError, RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp, parse_timestamp
+from flue_core.models import STATUSES, RunError, RunRecord, Schedule, WaitingFor, format_timestamp, parse_timestamp
 from flue_core.snapshot import dumps
 from flue_core.store import NewEvent, SignalSent, event_json, signal_received_data
 
@@ -25,10 +25,10 @@ def record(row: tuple) -> RunRecord:
     """A record from a row this store wrote (trusted: built without re-validation)."""
     (run_id, workflow, status, input_, key, attempt, created, started, ended, result, error, cancel, parent, wake_at,
      waiting_for, carrier) = row  # fmt: skip
-    return RunRecord.model_construct(
+    return RunRecord.trusted(
         run_id=run_id,
         workflow=workflow,
-        status=RunStatus(status),
+        status=STATUSES[status],
         input=None if input_ is None else json.loads(input_),
         key=key,
         attempt=attempt,

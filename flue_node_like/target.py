@@ -16,8 +16,8 @@ from flue_core.errors import ConfigurationError, StoreUnavailable
 from flue_core.execution import Executor, finish_run, resume_adopted
 from flue_core.models import RunError, RunRecord, RunStatus, utc_now
 from flue_core.scheduler import run_schedules, sync_declared_schedules
-from flue_core.store import CANCELS, READY, Outcome, RunStore
-from flue_core.target import Target
+from flue_core.store import CANCELS, READY, Attempt, Outcome, RunStore
+from flue_core.target import AdmissionClaim, Target
 from flue_node_like.liveness import is_dead, this_worker
 
 if TYPE_CHECKING:
@@ -77,13 +77,13 @@ class LocalTarget(Target):
         self.worker_id: str | None = None
         self._runtime: Runtime | None = None
         self._executor: Executor | None = None
-        self._send: MemoryObjectSendStream[tuple[str, str]] | None = None
+        self._send: MemoryObjectSendStream[_Work] | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
         self._closing = False
         self._inflight = 0
+        self._pool_unseen = False  # the pull loop left ready runs in the pool for want of room
         self._admitted: set[str] = set()  # with adopt=False: the runs this target may take from the pool
         self._local: set[str] = set()  # runs queued for or executing in this process
-        self._more = False  # the last take from the ready pool got all it asked for: it may hold more
         self._unsettled: set[str] = set()  # runs whose execution the store failed: see _settle
 
     async def open(self, runtime: Runtime) -> None:
@@ -103,7 +103,7 @@ class LocalTarget(Target):
             await self.store.heartbeat(worker)
             self.worker_id, self._worker = worker.worker_id, worker
             self._executor = Executor(runtime, worker.worker_id)
-            send, receive = anyio.create_memory_object_stream[tuple[str, str]](math.inf)
+            send, receive = anyio.create_memory_object_stream[_Work](math.inf)
             await tasks.__aenter__()
             entered = True
             self._send, self._tasks = send, tasks
@@ -130,6 +130,16 @@ class LocalTarget(Target):
     def owner_for(self, workflow: Workflow) -> str | None:
         return super().owner_for(workflow) if self.execute else None
 
+    def claim_at_admission(self, workflow: Workflow) -> AdmissionClaim | None:
+        # Only into a free slot, so a run claimed at admission starts at once (never "running" while it
+        # waits for room), and only where the store claims in the admission's own write.
+        if self._send is None or self._closing or self.owner_for(workflow) is None:
+            return None
+        if not self.store.capabilities.claims_on_admit or self._inflight >= self.concurrency:
+            return None
+        self._inflight += 1
+        return _Slot(self)
+
     def schedule(self, run: RunRecord) -> None:
         if self._closing:
             raise RuntimeError("The local target is not accepting runs (it is shutting down).")
@@ -149,7 +159,16 @@ class LocalTarget(Target):
         assert self._send is not None
         self._inflight += 1
         self._local.add(run.run_id)
-        self._send.send_nowait((run.run_id, run.workflow))
+        self._send.send_nowait((run.run_id, run.workflow, None))
+
+    def _freed(self, run_id: str | None = None) -> None:
+        """A slot became free: look at the ready pool if runs were left there for want of room."""
+        self._inflight -= 1
+        if run_id is not None:
+            self._local.discard(run_id)
+        if self._pool_unseen and self._inflight < self.concurrency and self._runtime is not None:
+            self._pool_unseen = False
+            self._runtime.changes.notify((READY,))
 
     async def cancel(self, run_id: str) -> bool:
         return self._executor is not None and self._executor.cancel(run_id)
@@ -197,14 +216,19 @@ class LocalTarget(Target):
 
     # -- tasks --------------------------------------------------------------------------------------
 
-    async def _work(self, receive: MemoryObjectReceiveStream[tuple[str, str]]) -> None:
+    async def _work(self, receive: MemoryObjectReceiveStream[_Work]) -> None:
         assert self._executor is not None and self._runtime is not None
         async with receive:
-            async for run_id, workflow in receive:
-                if self._closing:
-                    continue  # left queued; adoptable once this worker retires
+            backlog = _BacklogFirst(receive)
+            while True:
                 try:
-                    await self._executor.execute(run_id, workflow)
+                    run_id, workflow, attempt = await backlog.receive()
+                except anyio.EndOfStream:
+                    return
+                if self._closing and attempt is None:
+                    continue  # left queued; adoptable once this worker retires (a claimed one executes)
+                try:
+                    await self._executor.execute(run_id, workflow, attempt)
                 except StoreUnavailable as exc:  # the run is settled once the store answers again
                     log.warning("flue: the store failed while executing run %s (%s); it is taken up again later", run_id, exc)
                     self._unsettled.add(run_id)
@@ -218,12 +242,12 @@ class LocalTarget(Target):
                         except Exception:
                             log.exception("flue: could not end run %s", run_id)
                 finally:
-                    saturated = self._inflight >= self.concurrency
-                    self._inflight -= 1
-                    self._local.discard(run_id)
+                    # Room for a run of the ready pool: worth a look when the pull loop last left runs
+                    # there for want of room (not after every run: a look costs store reads), or when
+                    # a run of a limited workflow may now go.
+                    self._freed(run_id)
                     wf = self._runtime.registry.get(workflow)
-                    # Room for a run of the pool, which may hold one: no take found it short since.
-                    if saturated or self._more or (wf is not None and wf.concurrency is not None):
+                    if wf is not None and wf.concurrency is not None:
                         self._runtime.changes.notify((READY,))
 
     async def _pull(self) -> None:
@@ -237,19 +261,25 @@ class LocalTarget(Target):
                     # The pool first: a run that became ready is on its way before due runs are woken
                     # (waking one makes the store say READY again, so it is taken at the next turn).
                     room = self.concurrency - self._inflight
-                    if room > 0 and (self.adopt or self._admitted):
-                        limits = {wf.name: wf.concurrency for wf in runtime.registry}
-                        only = None if self.adopt else self._admitted
-                        taken = await store.take_ready(self.worker_id, limits, room, only=only)
-                        self._more = len(taken) >= room
-                        for record in taken:
-                            self._enqueue(record)
+                    if self.adopt or self._admitted:
+                        self._pool_unseen = room <= 0
+                        if room > 0:
+                            limits = {wf.name: wf.concurrency for wf in runtime.registry}
+                            only = None if self.adopt else self._admitted
+                            taken = await store.take_ready(self.worker_id, limits, room, only=only)
+                            self._pool_unseen = len(taken) >= room  # full again: more may be waiting
+                            for record in taken:
+                                self._enqueue(record)
                     due = await store.next_wake()
                     if due is not None and due <= utc_now():
                         await store.wake_due(utc_now())
                         due = await store.next_wake()
                     if due is not None:
                         wait = min(wait, max((due - utc_now()).total_seconds(), 0.001))
+                    if self._pool_unseen and self._inflight < self.concurrency:
+                        # Runs ended while the take was on its way, and nobody else will say so: look again.
+                        self._pool_unseen = False
+                        wait = 0
                 except Exception:
                     log.exception("flue: taking runs from the ready pool failed; retrying")
                 await watch.wait(wait)
@@ -306,3 +336,58 @@ class LocalTarget(Target):
         if adopted:
             log.info("flue: adopted %d unfinished run(s) from stopped workers", len(adopted))
             await resume_adopted(self._runtime, adopted, self._enqueue)
+
+
+#: What the executor tasks receive: a run to claim and execute, or one claimed at admission.
+_Work = tuple[str, str, Attempt | None]
+#: Runs an executor task takes from a backlog without a turn of the event loop in between.
+BACKLOG_BURST = 8
+
+
+class _BacklogFirst:
+    """Receives from ``receive``, waiting only when it is empty: a run waiting in a backlog is taken
+    at once instead of after a turn of a busy event loop (``receive()`` yields first, and under load a
+    turn is every other task's step), so execution keeps pace with admission. At most
+    :data:`BACKLOG_BURST` in a row, since a run that never waits would otherwise hold the loop."""
+
+    __slots__ = ("_receive", "_streak")
+
+    def __init__(self, receive: MemoryObjectReceiveStream[_Work]) -> None:
+        self._receive = receive
+        self._streak = BACKLOG_BURST  # the first run is waited for as usual
+
+    async def receive(self) -> _Work:
+        if self._streak < BACKLOG_BURST:
+            try:
+                item = self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+            else:
+                self._streak += 1
+                return item
+        self._streak = 0
+        return await self._receive.receive()
+
+
+class _Slot(AdmissionClaim):
+    """An executor slot of a :class:`LocalTarget`, reserved for a run claimed at admission."""
+
+    __slots__ = ("_target", "owner")
+
+    def __init__(self, target: LocalTarget) -> None:
+        assert target.worker_id is not None
+        self._target = target
+        self.owner = target.worker_id
+
+    def start(self, attempt: Attempt) -> None:
+        target = self._target
+        if target._closing or target._send is None:
+            target._freed(attempt.record.run_id)
+            raise RuntimeError("The local target is not accepting runs (it is shutting down).")
+        if not target.adopt:
+            target._admitted.add(attempt.record.run_id)
+        target._local.add(attempt.record.run_id)
+        target._send.send_nowait((attempt.record.run_id, attempt.record.workflow, attempt))
+
+    def release(self) -> None:
+        self._target._freed()

@@ -38,6 +38,38 @@ async def test_no_more_runs_execute_at_once_than_the_concurrency_limit():
     assert running_now["peak"] == 2
 
 
+async def test_no_more_runs_execute_at_once_than_the_limit_when_admission_claims_them(tmp_path):
+    running_now.update(count=0, peak=0)
+    async with Runtime([busy], store=f"sqlite:///{tmp_path}/claims.db", concurrency=2):
+        receipts = [await workflows.start(busy) for _ in range(6)]
+        for receipt in receipts:
+            await runs.wait(receipt.run_id, timeout=5)
+    assert running_now["peak"] == 2
+
+
+gate_open = anyio.Event()
+
+
+@workflow(name="local-gated")
+async def gated_run(ctx: RunContext) -> None:
+    await gate_open.wait()
+
+
+async def test_a_run_admitted_while_every_slot_is_busy_stays_queued(tmp_path):
+    global gate_open
+    gate_open = anyio.Event()
+    async with Runtime([gated_run], store=f"sqlite:///{tmp_path}/full.db", concurrency=1):
+        first = await workflows.start(gated_run)  # claimed by its admission: the slot was free
+        assert (await runs.get(first.run_id)).status == RunStatus.RUNNING
+        second = await workflows.start(gated_run)
+        await anyio.sleep(0.05)
+        record = await runs.get(second.run_id)
+        assert record.status == RunStatus.QUEUED and record.attempt == 0 and record.started_at is None
+        gate_open.set()
+        for receipt in (first, second):
+            assert (await runs.wait(receipt.run_id, timeout=5)).status == RunStatus.COMPLETED
+
+
 async def test_the_default_store_is_a_sqlite_file_under_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FLUE_STORE", raising=False)

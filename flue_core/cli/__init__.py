@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "serve":
                 return serve(args)
             _quiet_run_logs()
-            return anyio.run(run, COMMANDS[args.command], args, Output(sys.stdout, args.format))
+            return anyio.run(run, COMMANDS[args.command], args, Output(sys.stdout, args.format), **_loop(args.command))
         except BaseExceptionGroup as group:
             raise _sole(group) from None
     except SystemExit as exc:  # --help and --version
@@ -67,6 +68,15 @@ def _quiet_run_logs() -> None:
     run_logger = logging.getLogger("flue.run")
     if not logging.getLogger().handlers and not run_logger.handlers:
         run_logger.addHandler(logging.NullHandler())
+
+
+def _loop(command: str) -> dict[str, Any]:
+    """The dashboard is a server: on uvloop where installed, as `flue serve` (uvicorn picks it itself)."""
+    if command != "dashboard":
+        return {}
+    from flue_core.http.server import event_loop_options  # loads uvicorn: only for the server
+
+    return event_loop_options()
 
 
 def _sole(group: BaseExceptionGroup) -> BaseException:

@@ -11,6 +11,8 @@ from flue_core.errors import InvalidQuery
 
 def parse_query(request: Request, allowed: Collection[str]) -> dict[str, str]:
     """The query parameters as a dict; raises :class:`InvalidQuery` for unknown or repeated names."""
+    if not request.scope.get("query_string"):
+        return {}  # the common case, without parsing anything
     items = request.query_params.multi_items()
     unknown = sorted({name for name, _ in items if name not in allowed})
     if unknown:

@@ -36,6 +36,8 @@ def check_route_middleware(workflows: Sequence[Workflow]) -> None:
 
 async def through_middleware(wf: Workflow, request: Request, handler: Handler) -> Response:
     """``handler(request)`` wrapped in ``wf.middleware``, first outermost."""
+    if not wf.middleware:
+        return await handler(request)
     return await _layer(wf, 0, request, handler)
 
 

@@ -35,6 +35,7 @@ from flue_core.http.errors import MethodNotAllowed
 from flue_core.http.query import choice, parse_query
 from flue_core.http.route_middleware import through_middleware
 from flue_core.models import RunReceipt, RunRecord, RunStatus
+from flue_core.snapshot import dumps
 
 WAIT_MODES = ("result",)
 
@@ -62,7 +63,7 @@ async def post_workflow(config: HttpConfig, request: Request) -> Response:
                 input,
                 key=request.headers.get("idempotency-key"),
                 source="http",
-                principal=getattr(request.state, "principal", None),
+                principal=_principal(request),
                 at=at,
                 delay=delay,
             )
@@ -76,8 +77,17 @@ async def post_workflow(config: HttpConfig, request: Request) -> Response:
     return await through_middleware(wf, request, admit_request)
 
 
+def _principal(request: Request) -> Any:
+    """``request.state.principal``, or ``None``: read from the dict ``request.state`` keeps it in
+    (``scope["state"]``), without the ``AttributeError`` Starlette raises for a name never set."""
+    state = request.scope.get("state")
+    return None if state is None else state.get("principal")
+
+
 def _accepted(receipt: RunReceipt) -> Response:
-    return JSONResponse(receipt.model_dump(mode="json"), status_code=202, headers={"Location": receipt.stream_url})
+    # The bytes JSONResponse would send (compact, UTF-8), from the one encoder built once.
+    body = dumps(receipt.model_dump(mode="json")).encode()
+    return Response(body, status_code=202, media_type="application/json", headers={"Location": receipt.stream_url})
 
 
 async def _wait_for_result(config: HttpConfig, request: Request, receipt: RunReceipt) -> Response:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 import pytest
 from pydantic import BaseModel
 
@@ -109,9 +108,9 @@ class SignalsContract(ContractBase):
             assert "signal_timeout" in types and "signal_delivered" not in types
 
     async def test_a_signal_after_a_timeout_waits_for_the_next_wait(self, open_runtime):
-        async with open_runtime(workflows=SIGNAL_WORKFLOWS):
+        async with open_runtime(workflows=SIGNAL_WORKFLOWS) as rt:
             receipt = await workflows.start(inbox, input={"count": 2, "timeout": 0.3})
-            await anyio.sleep(0.45)  # the first wait has timed out; the second is waiting
+            await wait_for_event(rt, receipt.run_id, "signal_timeout", timeout=10)  # the second wait is next
             await runs.signal(receipt.run_id, "note", "late")
             assert await runs.result(receipt.run_id, timeout=10) == ["timeout", "late"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from flue_core.models import RunStatus, utc_now
 from flue_core.store import NewEvent, NewRun, Outcome, RunStore, WorkerInfo
@@ -95,3 +96,45 @@ class StoreContract(ContractBase):
             second = await store.finish("run_s7", Outcome(RunStatus.FAILED, utc_now()))
             assert first == second and second.result == {"n": 1}
             assert [t for _, t in await stored_types(store, "run_s7")].count("run_end") == 1
+
+    async def test_a_run_admitted_claimed_is_running_for_its_owner(self, make_target):
+        async with opened(make_target) as store:
+            await store.heartbeat(worker("wkr_a"))
+            now = utc_now()
+            first = NewEvent(0, "run_queued", {"workflow": "w", "input": {"n": 1}, "key": None}, now)
+            admission, attempt = await store.admit_claimed(NewRun("run_s8", "w", {"n": 1}, None, now, "wkr_a", first))
+            assert admission.created and admission.record.status == RunStatus.QUEUED
+            assert attempt is not None and attempt.next_index == 1 and not attempt.resumed
+            assert attempt.record.status == RunStatus.RUNNING and attempt.record.attempt == 1
+            stored = await store.get("run_s8")
+            assert stored is not None and stored.status == RunStatus.RUNNING and stored.attempt == 1
+            assert stored.started_at == attempt.record.started_at and stored.input == {"n": 1}
+            assert await store.heartbeat(worker("wkr_a"), ["run_s8"]) == []  # owned by wkr_a
+            assert await store.claim("run_s8", "wkr_a") is None  # claimed once
+            store.append("run_s8", [event(1, "run_start")])
+            await store.finish("run_s8", Outcome(RunStatus.COMPLETED, utc_now()), held_by="wkr_a")
+            assert await stored_types(store, "run_s8") == [(0, "run_queued"), (1, "run_start"), (2, "run_end")]
+
+    async def test_admitting_claimed_with_a_bound_key_claims_nothing(self, make_target):
+        async with opened(make_target) as store:
+            await running_run(store, "run_s9", "wkr_a")  # no key: admit a keyed one next
+            now = utc_now()
+            first = NewEvent(0, "run_queued", {"workflow": "w", "input": None, "key": "k"}, now)
+            await store.admit(NewRun("run_s10", "w", None, "k", now, "wkr_a", first))
+            again = NewRun("run_s11", "w", None, "k", now, "wkr_a", NewEvent(0, "run_queued", {}, now))
+            admission, attempt = await store.admit_claimed(again)
+            assert not admission.created and admission.record.run_id == "run_s10" and attempt is None
+            assert await store.get("run_s11") is None
+            record = await store.get("run_s10")
+            assert record is not None and record.status == RunStatus.QUEUED
+
+    async def test_a_delayed_run_admitted_claimed_stays_scheduled(self, make_target):
+        async with opened(make_target) as store:
+            now = utc_now()
+            later = now + timedelta(hours=1)
+            first = NewEvent(0, "run_queued", {"workflow": "w", "input": None, "key": None}, now)
+            new = NewRun("run_s12", "w", None, None, now, "wkr_a", first, start_at=later)
+            admission, attempt = await store.admit_claimed(new)
+            assert admission.created and attempt is None
+            record = await store.get("run_s12")
+            assert record is not None and record.status == RunStatus.SCHEDULED and record.attempt == 0
