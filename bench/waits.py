@@ -2,12 +2,14 @@
 
 ``python -m bench.waits`` (or ``bench/run waits``) measures, in one process:
 
-* timer lateness: 1,000 runs sleep concurrently until moments spread over one second; lateness is
-  how long after its ``wake_at`` each run continued (p50/p99/max);
+* timer lateness: 1,000 runs sleep concurrently until moments spread over one second, all started
+  before the first; lateness is how long after its ``wake_at`` each run continued (p50/p99/max);
 * signal round trip: ``runs.signal()`` called → the waiting run continues after ``wait_for_signal``
   (p50/p99 over sequential trials);
 * 10,000 suspended runs: what they cost (resident memory, asyncio tasks) and sequential admission of
-  no-op runs before and after they are parked.
+  no-op runs before and after they are parked;
+* then the first three for DBOS 3.4 on its SQLite system database, in a child process
+  (:mod:`bench.dbos_waits`; ``--no-dbos`` leaves it out).
 
 Prints a Markdown table and writes ``bench/results/waits-<time>.json``.
 """
@@ -16,9 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import os
 import platform
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import timedelta
@@ -57,7 +63,7 @@ async def noop(ctx: RunContext) -> None:
 WORKFLOWS = [sleep_until, wait_signal, noop]
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
             if line.startswith("VmRSS:"):
@@ -66,11 +72,19 @@ def _rss_mb() -> float:
 
 
 async def _timers(count: int) -> dict[str, Any]:
-    base = utc_now() + timedelta(seconds=2)
+    began = time.time()
+    base = utc_now() + timedelta(seconds=timer_margin(count))
     moments = [base + timedelta(seconds=random.random()) for _ in range(count)]
     receipts = [await workflows.start(sleep_until, input={"until": moment.isoformat()}) for moment in moments]
+    started_s = time.time() - began
     lateness = [await runs.result(r.run_id, timeout=60) for r in receipts]
-    return {"count": count, **latency(lateness), "max_ms": max(lateness) * 1000}
+    return {"count": count, **latency(lateness), "max_ms": max(lateness) * 1000, "started_s": started_s}
+
+
+def timer_margin(count: int) -> float:
+    """Seconds from now to the first wake: room to start every sleeper first, so lateness is the
+    timers' own and not the admissions'."""
+    return 2 + count / 50
 
 
 async def _signals(trials: int) -> dict[str, Any]:
@@ -102,19 +116,21 @@ async def _admissions(count: int) -> dict[str, Any]:
 
 async def _parked(count: int, admissions: int) -> dict[str, Any]:
     before = await _admissions(admissions)
-    rss, tasks = _rss_mb(), len(asyncio.all_tasks())
-    receipts = [await workflows.start(wait_signal) for _ in range(count)]
+    rss, tasks = rss_mb(), len(asyncio.all_tasks())
+    last_run_id = ""
+    for _ in range(count):  # only the last id is kept: the figure is what the runtime holds, not the bench
+        last_run_id = (await workflows.start(wait_signal)).run_id
     with anyio.fail_after(300):
         while True:
-            page = await runs.list(workflow="bench-wait-signal", status="waiting", limit=1000)
-            waiting = len(page.runs)
-            if waiting >= min(count, 1000) and (await runs.get(receipts[-1].run_id)).status == "waiting":  # type: ignore[union-attr]
+            last = await runs.get(last_run_id)
+            if last is not None and last.status == "waiting":  # runs start in admission order
                 break
             await anyio.sleep(0.2)
+    gc.collect()
     after = await _admissions(admissions)
     return {
         "count": count,
-        "rss_mb_added": _rss_mb() - rss,
+        "rss_mb_added": rss_mb() - rss,
         "tasks_added": len(asyncio.all_tasks()) - tasks,
         "admission_before": before,
         "admission_after": after,
@@ -132,17 +148,47 @@ async def measure(store_url: str, args: argparse.Namespace) -> dict[str, Any]:
         }
 
 
+def _dbos(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
+    counts = [str(n) for n in (args.timers, args.dbos_signals, args.parked)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.dbos_waits", directory, *counts],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DBOS__APPVERSION": "bench"},
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"The DBOS measurement failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def _table(result: dict[str, Any]) -> str:
-    timers, signals, parked = result["timers"], result["signals"], result["parked"]
-    before, after = parked["admission_before"], parked["admission_after"]
-    rows = [
-        ("timer lateness, 1,000 concurrent sleeps: p50 / p99 / max", f"{timers['p50_ms']:.1f} / {timers['p99_ms']:.1f} / {timers['max_ms']:.1f} ms"),
-        ("signal round trip: p50 / p99", f"{signals['p50_ms']:.2f} / {signals['p99_ms']:.2f} ms"),
-        (f"{parked['count']:,} suspended runs: memory / tasks added", f"{parked['rss_mb_added']:.1f} MB / {parked['tasks_added']}"),
-        ("sequential admission before them: p50 / rate", f"{before['p50_ms']:.2f} ms / {before['rate_per_s']:,.0f}/s"),
-        ("sequential admission with them: p50 / rate", f"{after['p50_ms']:.2f} ms / {after['rate_per_s']:,.0f}/s"),
+    flue, dbos = result["flue"], result.get("dbos")
+    timers = flue["timers"]
+    before, after = flue["parked"]["admission_before"], flue["parked"]["admission_after"]
+
+    def cells(source: dict[str, Any]) -> list[str]:
+        t, s, p = source["timers"], source["signals"], source["parked"]
+        return [
+            f"{t['p50_ms']:.1f} / {t['p99_ms']:.1f} / {t['max_ms']:.1f} ms",
+            f"{t['started_s']:.1f} s",
+            f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f} ms",
+            f"{p['rss_mb_added']:.1f} MB / {p['tasks_added']:,}",
+        ]
+
+    labels = [
+        f"timer lateness, {timers['count']:,} concurrent sleeps: p50 / p99 / max",
+        f"time to start the sleepers (first wake after {timer_margin(timers['count']):.0f} s)",
+        "signal round trip: p50 / p99",
+        f"{flue['parked']['count']:,} suspended runs: memory / tasks added",
     ]
-    return "\n".join(["| measure | figure |", "|---|---:|", *(f"| {a} | {b} |" for a, b in rows)])
+    columns = [cells(flue)] + ([cells(dbos)] if dbos else [])
+    rows = [[label, *(column[i] for column in columns)] for i, label in enumerate(labels)]
+    rows.append(["sequential admission before them: p50 / rate", f"{before['p50_ms']:.2f} ms / {before['rate_per_s']:,.0f}/s"])
+    rows.append(["sequential admission with them: p50 / rate", f"{after['p50_ms']:.2f} ms / {after['rate_per_s']:,.0f}/s"])
+    head = ["measure", "Flue, SQLite" if result["machine"]["store"] == "sqlite" else "Flue, memory"] + (["DBOS 3.4, SQLite"] if dbos else [])
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    lines += ["| " + " | ".join(row + [""] * (len(head) - len(row))) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -153,9 +199,13 @@ def main() -> None:
     parser.add_argument("--parked", type=int, default=10_000)
     parser.add_argument("--admissions", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--dbos-signals", type=int, default=20, help="DBOS's trials (each waits for its poll)")
+    parser.add_argument("--no-dbos", dest="dbos", action="store_false", help="measure Flue only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
-        result = anyio.run(measure, str(Path(directory) / "waits.db"), args)
+        result: dict[str, Any] = {"flue": anyio.run(measure, str(Path(directory) / "waits.db"), args)}
+        if args.dbos:
+            result["dbos"] = _dbos(directory, args)
     result["machine"] = {"python": platform.python_version(), "store": args.store}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"waits-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(result, indent=2))
