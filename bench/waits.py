@@ -183,9 +183,11 @@ def _table(result: dict[str, Any]) -> str:
     ]
     columns = [cells(flue)] + ([cells(dbos)] if dbos else [])
     rows = [[label, *(column[i] for column in columns)] for i, label in enumerate(labels)]
-    rows.append(["sequential admission before them: p50 / rate", f"{before['p50_ms']:.2f} ms / {before['rate_per_s']:,.0f}/s"])
-    rows.append(["sequential admission with them: p50 / rate", f"{after['p50_ms']:.2f} ms / {after['rate_per_s']:,.0f}/s"])
-    head = ["measure", "Flue, SQLite" if result["machine"]["store"] == "sqlite" else "Flue, memory"] + (["DBOS 3.4, SQLite"] if dbos else [])
+    for when, admission in (("before", before), ("with", after)):
+        figure = f"{admission['p50_ms']:.2f} ms / {admission['rate_per_s']:,.0f}/s"
+        rows.append([f"sequential admission {when} them: p50 / rate", figure])
+    flue_head = "Flue, SQLite" if result["machine"]["store"] == "sqlite" else "Flue, memory"
+    head = ["measure", flue_head] + (["DBOS 3.4, SQLite"] if dbos else [])
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     lines += ["| " + " | ".join(row + [""] * (len(head) - len(row))) + " |" for row in rows]
     return "\n".join(lines)
