@@ -30,7 +30,7 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from pydantic import ValidationError
 
 import flue_core.http.errors  # noqa: F401  (its classes are among those an envelope's code names)
-from flue_core.errors import ConfigurationError, FlueError, InputNotSerializable, error_classes, make_error
+from flue_core.errors import ConfigurationError, FlueError, InputNotSerializable, InvalidKey, error_classes, make_error
 from flue_core.models import Event, RunPage, RunReceipt, RunRecord, RunStatus, Schedule, SignalReceipt
 from flue_core.snapshot import NotJSON, dumps, snapshot
 
@@ -135,7 +135,7 @@ class FlueClient:
         ``input`` is sent as the JSON body (no body for ``None``); ``key`` as ``Idempotency-Key``;
         ``delay`` (seconds) or ``at`` (an aware datetime) as ``?delay=`` / ``?at=`` for a delayed start.
         """
-        headers = {"idempotency-key": key} if key is not None else {}
+        headers = _key_headers(key)
         content = self._body(input, f"Input of workflow {workflow!r}", {"workflow": workflow})
         if content is not None:
             headers["content-type"] = "application/json"
@@ -153,7 +153,7 @@ class FlueClient:
         """``POST /runs/{run_id}/signals/{name}``: send a signal into the run (``data`` as the JSON
         body, ``key`` as ``Idempotency-Key``, which makes retrying it safe). Raises ``RunNotFound``
         (also when unreadable), ``SignalDenied``, ``RunFinished``, ``InvalidSignal``."""
-        headers = {"idempotency-key": key} if key is not None else {}
+        headers = _key_headers(key)
         content = self._body(data, f"Data of signal {name!r}", {"run_id": run_id, "name": name})
         if content is not None:
             headers["content-type"] = "application/json"
@@ -472,3 +472,17 @@ def error_from_response(response: httpx.Response) -> FlueError:
     except (ValueError, KeyError, TypeError):
         pass
     return make_error(error_classes().get(code, FlueError), message, details=details, code=code, status=status)
+
+
+def _key_headers(key: str | None) -> dict[str, Any]:
+    """``key`` as the ``Idempotency-Key`` header, in UTF-8 (the server reads it so), or no header.
+    A key a header cannot carry (not text, a lone surrogate, a line break or NUL) is :class:`InvalidKey`
+    here, before anything is sent."""
+    if key is None:
+        return {}
+    if not isinstance(key, str) or any(c in key for c in "\r\n\0"):
+        raise InvalidKey(f"An Idempotency-Key must be text without line breaks or NUL, not {key!r}.")
+    try:
+        return {"idempotency-key": key.encode("utf-8")}
+    except UnicodeEncodeError:
+        raise InvalidKey("An Idempotency-Key must be valid Unicode text (it holds a lone surrogate).") from None

@@ -166,6 +166,20 @@ async def test_query_parameters_are_400(make_target):
         assert (await runs.get(run_id, runtime=runtime)).status == RunStatus.RUNNING
 
 
+@pytest.mark.parametrize(
+    "body, headers",
+    [('{"reason": "x"}', {"content-type": "application/json"}), ("garbage", {}), (" ", {"content-type": "text/plain"})],
+)
+async def test_a_body_is_400_unexpected_body_and_cancels_nothing(make_target, body, headers):
+    async with served(WORKFLOWS, make_target, **GRANTED) as (runtime, client):
+        for run_id in (await running(runtime), await finished(runtime, quick)):
+            response = await client.post(f"/runs/{run_id}/cancel", content=body, headers={**OPERATOR, **headers})
+            assert response.status_code == 400 and error_of(response)["code"] == "unexpected_body"
+        assert (await runs.get(run_id, runtime=runtime)).status == RunStatus.COMPLETED
+        running_ids = [r.run_id for r in (await runs.list(status="running", runtime=runtime)).runs]
+        assert len(running_ids) == 1
+
+
 class Operators:
     @hookimpl
     def flue_authorize_run_read(self, request, run):

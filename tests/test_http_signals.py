@@ -93,6 +93,13 @@ async def test_a_reader_not_granted_signalling_gets_403_and_nothing_is_sent(make
         assert "signal_received" not in events
 
 
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("name", "body", "status", "code"),
     [
@@ -100,6 +107,8 @@ async def test_a_reader_not_granted_signalling_gets_403_and_nothing_is_sent(make
         ("decision", None, 422, "invalid_signal"),
         ("other", {"approved": True, "by": "x"}, 422, "invalid_signal"),
         ("9-bad", {}, 422, "invalid_signal"),
+        ("note", _nested(150), 422, "invalid_signal"),
+        ("note", _nested(900), 422, "invalid_signal"),
     ],
 )
 async def test_a_bad_signal_gets_a_typed_4xx_and_changes_nothing(make_target, name, body, status, code):
@@ -116,7 +125,17 @@ async def test_a_body_that_is_not_json_is_refused(make_target):
         bad = await client.post(f"/runs/{run_id}/signals/note", content=b"{", headers={**APPROVER, "content-type": "application/json"})
         text = await client.post(f"/runs/{run_id}/signals/note", content=b"hi", headers={**APPROVER, "content-type": "text/plain"})
         assert bad.status_code == 400 and error_of(bad)["code"] == "invalid_json"
-        assert text.status_code == 415
+        assert text.status_code == 415 and "the signal's data" in error_of(text)["message"]
+
+
+async def test_a_non_ascii_key_over_http_is_the_same_key_as_from_python(make_target):
+    async with served(WORKFLOWS, make_target, **OPEN) as (rt, client):
+        run_id = await waiting_run(rt, note_taker)
+        headers = {**APPROVER, "idempotency-key": "заметка-1".encode()}
+        first = await client.post(f"/runs/{run_id}/signals/note", json="hello", headers=headers)
+        assert first.status_code == 202
+        again = await runs.signal(run_id, "note", "hello", key="заметка-1", runtime=rt)
+        assert again.duplicate is True and again.signal_id == first.json()["signalId"]
 
 
 async def test_a_signal_to_an_ended_run_is_409(make_target):

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flue_core import RunContext, Runtime, hookimpl, runs, workflow
+from flue_core import RunContext, Runtime, hookimpl, runs, workflow, workflows
 from flue_core.errors import AdmissionDenied, FlueError, RateLimited
 from flue_core.http import create_app, error_response, serve
 from flue_node_like import LocalTarget
@@ -193,6 +193,17 @@ async def test_idempotency_key_header_returns_the_same_run(served):
         assert await run_count(runtime) == 1
 
 
+async def test_a_non_ascii_key_is_read_as_utf8_the_same_key_as_from_python(served):
+    async with served() as (runtime, client):
+        over_http = await client.post(
+            "/workflows/place-order", json={"item": "tea"}, headers={"Idempotency-Key": "заказ-42".encode()}
+        )
+        assert over_http.status_code == 202
+        assert (await runs.get(over_http.json()["runId"], runtime=runtime)).key == "заказ-42"
+        from_python = await workflows.start("place-order", input={"item": "tea"}, key="заказ-42", runtime=runtime)
+        assert from_python.run_id == over_http.json()["runId"]
+
+
 async def test_idempotency_key_reused_with_other_input_is_409(served):
     async with served() as (runtime, client):
         headers = {"Idempotency-Key": "order-42"}
@@ -213,6 +224,9 @@ REJECTED = [
     pytest.param("/workflows/place-order?mode=sync", {"json": {"item": "tea"}}, 400, "invalid_query", id="unknown-parameter"),
     pytest.param("/workflows/place-order?wait=result&wait=result", {"json": {"item": "tea"}}, 400, "invalid_query", id="repeated-parameter"),
     pytest.param("/workflows/place-order", {"json": {"item": "tea"}, "headers": {"Idempotency-Key": ""}}, 400, "invalid_key", id="empty-key"),
+    pytest.param("/workflows/place-order", {"json": {"item": "tea"}, "headers": {"Idempotency-Key": b"\xff\xfe"}}, 400, "invalid_key", id="key-not-utf8"),
+    pytest.param("/workflows/place-order", {"json": {"item": "tea"}, "headers": [("Idempotency-Key", "a"), ("Idempotency-Key", "b")]}, 400, "invalid_key", id="two-keys"),
+    pytest.param("/workflows/place-order", {"content": b'{"item": "tea"}', "headers": {**JSON, "content-encoding": "gzip"}}, 415, "unsupported_media_type", id="compressed"),
     pytest.param("/workflows/place-order", {"json": {"item": "t" * 100}}, 413, "body_too_large", id="over-the-limit"),
     pytest.param("/workflows/place-order", {"content": b"item=tea", "headers": {"content-type": "text/plain"}}, 415, "unsupported_media_type", id="text-plain"),
     pytest.param("/workflows/place-order", {"content": b'{"item": "tea"}'}, 415, "unsupported_media_type", id="no-content-type"),
@@ -361,12 +375,23 @@ async def test_unknown_route_is_404_route_not_found(served):
         assert error_of(response) == {"code": "route_not_found", "message": "No route matches GET /nothing/here."}
 
 
-async def test_requests_while_the_runtime_is_closed_get_503_runtime_not_running():
+@pytest.mark.parametrize("method, path", [("POST", "/workflows/ping/"), ("GET", "/runs/run_x/"), ("GET", "/runs/run_x/?meta")])
+async def test_a_trailing_slash_is_404_route_not_found_not_a_redirect(served, method, path):
+    async with served() as (_, client):
+        response = await client.request(method, path, json={} if method == "POST" else None)
+        assert response.status_code == 404 and "location" not in response.headers
+        assert error_of(response)["code"] == "route_not_found"
+
+
+async def test_requests_while_the_runtime_is_closed_get_503_runtime_not_running(caplog):
     runtime = Runtime(WORKFLOWS, store="memory://")
     async with serve(create_app(runtime)) as url, httpx.AsyncClient(base_url=url) as client:
-        response = await client.post("/workflows/ping")
+        with caplog.at_level(logging.WARNING, logger="flue.http"):
+            response = await client.post("/workflows/ping")
         assert response.status_code == 503
         assert error_of(response)["code"] == "runtime_not_running"
+    [record] = [r for r in caplog.records if r.name == "flue.http"]
+    assert record.levelno == logging.WARNING and record.exc_info is None  # one line, no traceback
 
 
 # -- middleware --------------------------------------------------------------------------------------

@@ -146,6 +146,7 @@ def create_app(
         exception_handlers={HTTPException: http_exception},
         lifespan=_opening(runtime, server) if open_runtime else None,
     )
+    app.router.redirect_slashes = False  # ``/runs/x/`` is an unknown route (404 envelope), not a 307
     app.state.runtime = runtime
     app.state.streams = server
     app.state.dashboard = dashboard_prefix if dashboard else None

@@ -18,17 +18,24 @@ def is_json_media_type(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-async def read_json(request: Request, max_size: int) -> Any:
-    """The body as a JSON value, or ``None`` for an empty (or all-whitespace) body.
+async def read_json(request: Request, max_size: int, what: str = "the input") -> Any:
+    """The body as a JSON value, or ``None`` for an empty (or all-whitespace) body. ``what`` names
+    the body in messages ("the input", "the signal's data"...).
 
     Raises :class:`UnsupportedMediaType` when a ``Content-Type`` other than JSON is sent, or a body
     comes without one; :class:`BodyTooLarge` as soon as the announced or the received size passes
     ``max_size`` (the rest is never read); :class:`InvalidJson` when the body is not UTF-8 JSON.
     """
     content_type = request.headers.get("content-type")
+    encoding = request.headers.get("content-encoding")
+    if encoding is not None and encoding.strip().lower() != "identity":
+        raise UnsupportedMediaType(
+            f"Send {what} uncompressed: Content-Encoding {encoding!r} is not supported.",
+            details={"content_encoding": encoding},
+        )
     if content_type is not None and not is_json_media_type(content_type):
         raise UnsupportedMediaType(
-            f"Send the input as Content-Type: application/json, not {content_type!r}.",
+            f"Send {what} as Content-Type: application/json, not {content_type!r}.",
             details={"content_type": content_type},
         )
     body = await read_limited(request, max_size)
@@ -42,7 +49,7 @@ async def read_json(request: Request, max_size: int) -> Any:
         return loads(body.decode("utf-8"))
     except NotJSON as exc:  # nested past what can be parsed: past MAX_DEPTH too, like any deep input
         raise InputNotSerializable(
-            f"The input is not JSON Flue can carry: {exc}", details={"path": exc.path, "reason": exc.reason}
+            f"{what[0].upper()}{what[1:]} is not JSON Flue can carry: {exc}", details={"path": exc.path, "reason": exc.reason}
         ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidJson(f"The body is not valid JSON: {exc}", details={"reason": str(exc)}) from None

@@ -3,7 +3,8 @@
 Checks run in this order, so each answer discloses no more than the one before it:
 
 1. method: anything but ``POST`` is 405 with ``Allow: POST``;
-2. query: no parameter is understood; any is 400 ``invalid_query``;
+2. query and body: no parameter is understood, any is 400 ``invalid_query``; nor is a body, any
+   is 400 ``unexpected_body``;
 3. reading: an unknown run and a run the caller may not read get the same 404 ``run_not_found``;
 4. cancelling: a reader not granted cancelling gets 403 ``run_cancel_denied`` (closed by default:
    ``authorize_run_cancel=`` of :func:`~flue_core.http.create_app`, or ``flue_authorize_run_cancel``);
@@ -27,7 +28,8 @@ from flue_core.errors import CancelDenied
 from flue_core.http.authorization import may_cancel_run, readable_run
 from flue_core.http.config import HttpConfig
 from flue_core.http.envelope import PRIVATE_HEADERS
-from flue_core.http.errors import MethodNotAllowed
+from flue_core.http.body import read_limited
+from flue_core.http.errors import MethodNotAllowed, UnexpectedBody
 from flue_core.http.query import parse_query
 from flue_core.http.workflow_route import cancel_on_disconnect
 from flue_core.models import RunRecord
@@ -40,6 +42,8 @@ async def cancel_run(config: HttpConfig, request: Request) -> Response:
     if request.method != "POST":  # before any lookup: says nothing about the run
         raise MethodNotAllowed(request.method, ["POST"])
     parse_query(request, ())
+    if await read_limited(request, config.max_body_size):
+        raise UnexpectedBody("POST /runs/{run_id}/cancel takes no body: send the request without one.")
     record = await readable_run(config, request)
     runtime, run_id = config.runtime, record.run_id
     if not await may_cancel_run(config.authorize_run_cancel, runtime.pm.hook.flue_authorize_run_cancel, request, record):

@@ -53,6 +53,13 @@ class UnsupportedMediaType(HttpError):
     status = 415
 
 
+class UnexpectedBody(HttpError):
+    """A body sent to a route that takes none (``POST /runs/{id}/cancel``): refused, not ignored, so a
+    caller who meant something by it (a reason, say) learns it was not read."""
+
+    code = "unexpected_body"
+
+
 class MethodNotAllowed(HttpError):
     code = "method_not_allowed"
     status = 405

@@ -1,4 +1,5 @@
-"""Strict query strings: an unknown or repeated parameter is an error, never silently ignored."""
+"""Strict query strings (an unknown or repeated parameter is an error, never silently ignored) and
+the one header that is an argument too, ``Idempotency-Key``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Collection
 
 from starlette.requests import Request
 
-from flue_core.errors import InvalidQuery
+from flue_core.errors import InvalidKey, InvalidQuery
 
 
 def parse_query(request: Request, allowed: Collection[str]) -> dict[str, str]:
@@ -37,3 +38,18 @@ def choice(params: dict[str, str], name: str, allowed: Collection[str]) -> str |
             details={"parameter": name, "value": value, "allowed": sorted(allowed)},
         )
     return value
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header as text, or ``None``. Header bytes are read as UTF-8 — what
+    :class:`~flue_core.client.FlueClient` and ``curl`` send — so a key means the same over HTTP as
+    from Python; bytes that are not UTF-8 are :class:`InvalidKey`."""
+    raw = [value for name, value in request.scope["headers"] if name == b"idempotency-key"]
+    if not raw:
+        return None
+    if len(raw) > 1:
+        raise InvalidKey("Send one Idempotency-Key header, not several.", details={"count": len(raw)})
+    try:
+        return raw[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidKey("The Idempotency-Key header is not UTF-8 text.") from None

@@ -59,7 +59,7 @@ async def schedules_collection(config: HttpConfig, request: Request) -> Response
         return _json({"schedules": [schedule.model_dump(mode="json") for schedule in found]})
     if request.method != "POST":
         raise MethodNotAllowed(request.method, ["GET", "POST"])
-    body = await read_json(request, config.max_body_size)
+    body = await read_json(request, config.max_body_size, "the schedule")
     try:
         wanted = ScheduleRequest.model_validate(body)
     except ValidationError as exc:

@@ -32,7 +32,7 @@ from flue_core.http.body import read_json
 from flue_core.http.config import HttpConfig, stream_path
 from flue_core.http.envelope import error_response
 from flue_core.http.errors import MethodNotAllowed
-from flue_core.http.query import choice, parse_query
+from flue_core.http.query import choice, idempotency_key, parse_query
 from flue_core.http.route_middleware import through_middleware
 from flue_core.models import RunReceipt, RunRecord, RunStatus
 from flue_core.snapshot import dumps
@@ -61,7 +61,7 @@ async def post_workflow(config: HttpConfig, request: Request) -> Response:
                 runtime,
                 wf,
                 input,
-                key=request.headers.get("idempotency-key"),
+                key=idempotency_key(request),
                 source="http",
                 principal=_principal(request),
                 at=at,
