@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from flue_core.runtime import Runtime
     from flue_core.target import AdmissionClaim
 
-_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 #: The furthest a delayed start may lie ahead: about ten years.
 MAX_DELAY = 10 * 366 * 24 * 3600.0
 

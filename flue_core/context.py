@@ -41,7 +41,7 @@ RESERVED_TYPES = frozenset(
         "child_started",
     }
 )
-_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$")
+_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}\Z")
 _LEVELS = ("debug", "info", "warning", "error")
 
 

@@ -11,11 +11,13 @@ from cronsim import CronSim, CronSimError
 from flue_core.errors import InvalidSchedule
 
 MAX_CRON_LENGTH = 256
+#: Names the zone database answers for that are not zones but this machine's settings.
+_MACHINE_ZONES = frozenset({"localtime", "posixrules"})
 
 
 def zone(timezone: str) -> ZoneInfo:
     """The IANA time zone ``timezone`` (``UTC``, ``Europe/Berlin``...), or :class:`InvalidSchedule`."""
-    if not isinstance(timezone, str) or not timezone or len(timezone) > 64 or ".." in timezone:
+    if not isinstance(timezone, str) or not timezone or len(timezone) > 64 or ".." in timezone or timezone in _MACHINE_ZONES:
         raise InvalidSchedule(f"Unknown time zone {timezone!r}; use an IANA name such as 'UTC' or 'Europe/Berlin'.")
     try:
         return ZoneInfo(timezone)
@@ -31,6 +33,12 @@ def check_cron(cron: str, timezone: str = "UTC") -> None:
     tz = zone(timezone)
     if not isinstance(cron, str) or not cron.strip() or len(cron) > MAX_CRON_LENGTH:
         raise InvalidSchedule(f"A schedule needs a cron expression such as '*/5 * * * *', not {cron!r}.")
+    if len(cron.split()) != 5:  # cronsim would read a sixth field as seconds
+        raise InvalidSchedule(
+            f"Invalid cron expression {cron!r}: it needs five fields (minute hour day-of-month month "
+            "day-of-week); a field of seconds is not supported.",
+            details={"cron": cron},
+        )
     try:
         next(CronSim(cron, datetime.now(tz)))
     except (CronSimError, StopIteration) as exc:

@@ -24,7 +24,7 @@ from flue_core.errors import (
 from flue_core.signals import check_signal_name
 from flue_core.snapshot import NotJSON, json_form, snapshot
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _NO_INPUT = object()
 
 
@@ -148,6 +148,10 @@ def workflow(
         declared_signals = _signals(wf_name, signals)
         if schedule is not None:
             _check_schedule(wf_name, schedule, schedule_timezone)
+        elif schedule_input is not None or schedule_timezone != "UTC":
+            raise InvalidWorkflowDefinition(
+                f"Workflow {wf_name!r}: schedule_input and schedule_timezone need schedule= (a cron expression)."
+            )
         input_type = input if input is not _NO_INPUT else _input_type(fn, wf_name)
         adapter = None if input_type is _NO_INPUT else TypeAdapter(input_type)
         return Workflow(

@@ -17,7 +17,7 @@ from flue_core.errors import InvalidSchedule, ScheduleExists, ScheduleNotFound
 from flue_core.models import Schedule, utc_now
 from flue_core.runtime import Runtime, current_runtime
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 MAX_CATCHUP = 100
 
 

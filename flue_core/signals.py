@@ -22,7 +22,7 @@ from flue_core.store import NewSignal
 if TYPE_CHECKING:
     from flue_core.runtime import Runtime
 
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}\Z")
 MAX_SIGNAL_KEY = 256
 
 

@@ -10,13 +10,13 @@ from flue_core.cron import check_cron, ticks_after, ticks_until
 from flue_core.errors import InvalidSchedule
 
 
-@pytest.mark.parametrize("cron", ["", " ", "* * *", "61 * * * *", "* * 32 * *", "* * 30 2 *", "bad cron at all", 5, None, "* " * 200])
+@pytest.mark.parametrize("cron", ["", " ", "* * *", "61 * * * *", "* * 32 * *", "* * 30 2 *", "bad cron at all", 5, None, "* " * 200, "* * * * * *", "0 0 * * * * 2026"])
 def test_a_malformed_or_never_firing_expression_is_refused(cron):
     with pytest.raises(InvalidSchedule):
         check_cron(cron)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("zone", ["", "Mars/Olympus", "../etc/passwd", "UTC ", 3])
+@pytest.mark.parametrize("zone", ["", "Mars/Olympus", "../etc/passwd", "UTC ", 3, "localtime", "posixrules"])
 def test_an_unknown_time_zone_is_refused(zone):
     with pytest.raises(InvalidSchedule):
         check_cron("* * * * *", zone)  # type: ignore[arg-type]

@@ -122,8 +122,23 @@ def test_the_input_type_comes_from_the_second_parameter():
         lambda: workflow(retries=-1)(_valid),
         lambda: workflow(timeout=0)(_valid),
         lambda: workflow(_three_parameters),
+        lambda: workflow(name="name\n")(_valid),
+        lambda: workflow(schedule_input={"a": 1})(_valid),
+        lambda: workflow(schedule_timezone="Europe/Berlin")(_valid),
+        lambda: workflow(schedule="* * * * * *")(_valid),
     ],
-    ids=["not-async", "space-in-name", "empty-name", "negative-retries", "zero-timeout", "three-parameters"],
+    ids=[
+        "not-async",
+        "space-in-name",
+        "empty-name",
+        "negative-retries",
+        "zero-timeout",
+        "three-parameters",
+        "newline-after-name",
+        "schedule-input-without-schedule",
+        "schedule-zone-without-schedule",
+        "cron-with-seconds",
+    ],
 )
 def test_malformed_definitions_are_refused(build):
     with pytest.raises(InvalidWorkflowDefinition):

@@ -16,7 +16,7 @@ COMPATIBILITY_DATE = "2026-08-01"
 DEV_BUNDLE_FLAG = "python_workers_development"
 #: Lets another Worker (cron.js, queues.js) call this one's scheduled() and queue() handlers.
 EXTRA_HANDLERS_FLAG = "service_binding_extra_handlers"
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from flue_core.http.errors import CrossSiteRequest
 
 HEADER = "x-flue-csrf"
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 

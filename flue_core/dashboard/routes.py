@@ -28,7 +28,7 @@ from flue_core.http.error_handling import route_not_found
 from flue_core.http.errors import MethodNotAllowed
 from flue_core.models import RunStatus
 
-_PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+_PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+\Z")
 #: First path segments the API answers; a dashboard there would shadow it or be shadowed.
 _TAKEN = frozenset({"workflows", "runs", "streams"})
 

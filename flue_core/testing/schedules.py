@@ -74,8 +74,11 @@ class SchedulesContract(ContractBase):
         [
             (("bad cron", "contract-ticked", "61 * * * *"), InvalidSchedule),
             (("bad-fields", "contract-ticked", "* * *"), InvalidSchedule),
+            (("seconds", "contract-ticked", "* * * * * *"), InvalidSchedule),  # not a run every second
             (("bad-zone", "contract-ticked", "* * * * *", {"timezone": "Mars/Olympus"}), InvalidSchedule),
             (("bad name!", "contract-ticked", "* * * * *"), InvalidSchedule),
+            (("name\n", "contract-ticked", "* * * * *"), InvalidSchedule),
+            (("machine-zone", "contract-ticked", "* * * * *", {"timezone": "localtime"}), InvalidSchedule),
             (("no-workflow", "contract-nothing", "* * * * *"), WorkflowNotFound),
             (("bad-input", "contract-ticked", "* * * * *", {"input": [1, 2]}), InvalidInput),
             (("bad-catchup", "contract-ticked", "* * * * *", {"catchup": -1}), InvalidSchedule),

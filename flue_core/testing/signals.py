@@ -164,6 +164,7 @@ class SignalsContract(ContractBase):
             ("other", {"approved": True, "by": "x"}, InvalidSignal),
             ("9bad", {}, InvalidSignal),
             ("", {}, InvalidSignal),
+            ("approval\n", {"approved": True, "by": "x"}, InvalidSignal),
             ("approval", {"approved": True, "by": float("nan")}, InvalidSignal),
         ],
     )
