@@ -53,6 +53,6 @@ def _invalid(cursor: object) -> InvalidCursor:
     printable = isinstance(cursor, str) and cursor.isascii() and cursor.isprintable()
     shown = cursor if printable else ascii(cursor)  # type: ignore[assignment]
     return InvalidCursor(
-        "The cursor is not one runs.list returned; start from the first page with cursor=None.",
+        "The cursor is not one runs.list returned; start again from the first page, without a cursor.",
         details={"cursor": shown if len(shown) <= 300 else shown[:297] + "..."},
     )

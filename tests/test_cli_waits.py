@@ -31,6 +31,22 @@ async def test_signal_on_the_local_store_resumes_a_run_another_process_waits_in(
         assert await runs.result(receipt.run_id, timeout=10, runtime=runtime) is True
 
 
+async def test_logs_as_text_describe_the_wait_and_the_signal_in_aligned_columns(tmp_path):
+    async with served(tmp_path) as (runtime, _):
+        receipt = await workflows.start("cli-approval", runtime=runtime)
+        await wait_for_status(runtime, receipt.run_id, "waiting")
+        await runs.signal(receipt.run_id, "approve", {"approved": True}, key="k-1", runtime=runtime)
+        await runs.wait(receipt.run_id, timeout=10, runtime=runtime)
+    result = await flue_async(tmp_path, "logs", receipt.run_id, "--format", "text")
+    assert result.code == Exit.COMPLETED, result.stderr
+    lines = [line.split(" ", 1)[1] for line in result.stdout.splitlines()]  # without the time
+    assert "waiting     signal approve" in lines
+    assert 'signal      approve  key=k-1  data={"approved":true}' in lines
+    assert "delivered   approve" in lines
+    assert "resumed     attempt 1" in lines
+    assert len({line.index(line.split()[1]) for line in lines}) == 1  # every text starts in one column
+
+
 async def test_signal_data_the_workflow_refuses_exits_65_and_sends_nothing(tmp_path):
     async with served(tmp_path) as (runtime, _):
         receipt = await workflows.start("cli-approval", runtime=runtime)
@@ -40,11 +56,12 @@ async def test_signal_data_the_workflow_refuses_exits_65_and_sends_nothing(tmp_p
         assert (await runs.get(receipt.run_id, runtime=runtime)).status == RunStatus.WAITING
 
 
-async def test_signal_on_a_server_with_a_key_is_delivered_once(tmp_path):
+@pytest.mark.parametrize("key", ["k1", "ключ"])
+async def test_signal_on_a_server_with_a_key_is_delivered_once(tmp_path, key):
     async with served(tmp_path, authorize_run_signal=grant) as (runtime, url):
         receipt = await workflows.start("cli-approval", runtime=runtime)
         await wait_for_status(runtime, receipt.run_id, "waiting")
-        args = ("signal", receipt.run_id, "approve", "--data", '{"approved": false}', "--key", "k1", "--url", url)
+        args = ("signal", receipt.run_id, "approve", "--data", '{"approved": false}', "--key", key, "--url", url)
         first, again = await flue_async(tmp_path, *args), await flue_async(tmp_path, *args)
         assert first.code == again.code == Exit.COMPLETED, first.stderr + again.stderr
         assert again.json_lines()[0]["duplicate"] is True
@@ -120,7 +137,7 @@ async def test_runs_prune_deletes_only_runs_that_ended_long_enough_ago(tmp_path)
     assert [r["runId"] for r in listed.json_lines()] == [new.run_id]
 
 
-@pytest.mark.parametrize("args", [("prune",), ("prune", "--older-than", "soon"), ("--older-than", "1d"), ("prune", "--older-than", "1d", "--url", "http://127.0.0.1:9")])
+@pytest.mark.parametrize("args", [("prune",), ("prune", "--older-than", "soon"), ("prune", "--older-than", "10000000d"), ("--older-than", "1d"), ("prune", "--older-than", "1d", "--url", "http://127.0.0.1:9")])
 async def test_runs_prune_usage_errors(tmp_path, args):
     assert (await flue_async(tmp_path, "runs", *args)).code == Exit.USAGE
 

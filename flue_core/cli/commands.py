@@ -13,7 +13,7 @@ import signal
 import sys
 import webbrowser
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, contextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, ExitStack, contextmanager
 from typing import Any
 
 import anyio
@@ -75,11 +75,12 @@ class Interrupts:
 
 @contextmanager
 def _signal_receiver() -> Iterator[AsyncIterator[int] | None]:
-    try:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            yield signals
-    except ValueError:  # not the main thread (main() called from a worker thread): default handling
-        yield None
+    with ExitStack() as stack:
+        try:
+            signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        except ValueError:  # not the main thread (main() called from a worker thread): default handling
+            signals = None
+        yield signals  # only opening may be refused: an error of the command itself passes through
 
 
 async def run(command: Command, args: argparse.Namespace, out: Output) -> int:

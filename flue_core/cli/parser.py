@@ -25,7 +25,7 @@ DEFAULT_PORT = 3583
 DEFAULT_DASHBOARD_PORT = 3584
 #: Headers the client sets itself; a user value would break the protocol exchange.
 RESERVED_HEADERS = frozenset({"accept", "content-type", "content-length", "host", "idempotency-key"})
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
 class Parser(argparse.ArgumentParser):
@@ -219,6 +219,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 _AGE = re.compile(r"([0-9]{1,9})([dhms])")
 _UNIT = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_MAX_AGE_SECONDS = 1000 * 366 * 86400  # keeps now minus the age a valid date
 
 
 def age(text: str) -> timedelta:
@@ -226,10 +227,10 @@ def age(text: str) -> timedelta:
     match = _AGE.fullmatch(text)
     if match is None:
         raise UsageError(f"--older-than takes an age such as 30d, 12h, 45m or 90s, not {text!r}.")
-    try:
-        return timedelta(seconds=int(match.group(1)) * _UNIT[match.group(2)])
-    except OverflowError:
-        raise UsageError(f"--older-than {text} is longer than a date can go back.") from None
+    seconds = int(match.group(1)) * _UNIT[match.group(2)]
+    if seconds > _MAX_AGE_SECONDS:
+        raise UsageError(f"--older-than {text} goes back further than 1000 years; no run is that old.")
+    return timedelta(seconds=seconds)
 
 
 def _usage(parse: Any, option: str, text: str) -> Any:

@@ -43,7 +43,7 @@ _STATUS_STYLES = {
     "running": "blue",
 }
 _STATUS_MARKS = {"completed": "✔", "failed": "✘", "cancelled": "■"}
-_LABEL_WIDTH = 9
+_LABEL_WIDTH = 11  # the longest label, "interrupted"
 _BAR_WIDTH = 24
 
 
@@ -184,9 +184,37 @@ def _describe(event: Event) -> tuple[str, str | None, str]:
         return "retry", _TYPE_STYLES[kind], text
     if kind == "run_interrupted":
         return "interrupted", _TYPE_STYLES[kind], f"attempt {data.get('attempt', '?')} stopped; {data.get('action', '')}"
+    if kind == "step_retry":
+        error = data.get("error") or {}
+        text = f"{data.get('name', '')} try {data.get('attempt', '?')} failed: {error.get('message', '')}; again in {data.get('delay', '?')} s"
+        return "retry", _TYPE_STYLES["run_retry"], text
+    if kind == "run_waiting":
+        return "waiting", "cyan", _waiting_text(data)
+    if kind == "run_resume":
+        return "resumed", _TYPE_STYLES["run_start"], f"attempt {data.get('attempt', '?')}"
+    if kind in ("signal_received", "signal_delivered", "signal_timeout"):
+        label = {"signal_received": "signal", "signal_delivered": "delivered", "signal_timeout": "timed out"}[kind]
+        text = str(data.get("name", ""))
+        if kind == "signal_received":
+            text += (f"  key={data['key']}" if data.get("key") else "") + f"  data={dumps(data.get('data'))}"
+        return label, "magenta", text
+    if kind == "child_started":
+        return "child", "cyan", f"{data.get('runId', '')} {data.get('workflow', '')}"
     if kind == "run_end":
         return _end(data)
     return kind, "magenta", dumps(data)
+
+
+def _waiting_text(data: dict[str, Any]) -> str:
+    waiting_for = data.get("for") or {}
+    text = str(waiting_for.get("kind", ""))
+    if waiting_for.get("name"):
+        text += f" {waiting_for['name']}"
+    if waiting_for.get("run_ids"):
+        text += f" ({len(waiting_for['run_ids'])})"
+    if data.get("until"):
+        text += f" until {data['until']}"
+    return text
 
 
 def _end(data: dict[str, Any]) -> tuple[str, str | None, str]:
