@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -77,8 +78,12 @@ def chromium(size: tuple[int, int] = LAPTOP) -> Iterator[WebDriver]:
 
 
 def wait_for(driver: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 10, message: str = "") -> Any:
-    """What ``condition(driver)`` returns once it is truthy (polled every 50 ms), else a timeout error."""
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition, message)
+    """What ``condition(driver)`` returns once it is truthy (polled every 50 ms), else a timeout error.
+
+    An element that went stale while the condition read it (the page navigated or re-rendered
+    between finding and reading) counts as "not yet", like one not found."""
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=ignored).until(condition, message)
 
 
 @dataclass
