@@ -162,7 +162,15 @@ class IndexLedger:
         return None if value is None else str(value)
 
     def ended_before(self, cutoff: str, limit: int) -> list[str]:
-        rows = self.sql.rows("SELECT run_id FROM runs WHERE ended_at < ? ORDER BY ended_at LIMIT ?", cutoff, limit)
+        """Runs that ended before ``cutoff``, oldest first, except the children of a parent that has
+        not ended (it may still wait for their results; a parent's copy may only be behind, so one
+        that says it ended is right)."""
+        rows = self.sql.rows(
+            "SELECT run_id FROM runs AS run WHERE ended_at < ? AND NOT EXISTS (SELECT 1 FROM runs AS parent"
+            " WHERE parent.run_id = run.parent AND parent.status NOT IN ('completed', 'failed', 'cancelled'))"
+            " ORDER BY ended_at LIMIT ?",
+            cutoff, limit,
+        )  # fmt: skip
         return [row["run_id"] for row in rows]
 
     # -- idempotency keys ---------------------------------------------------------------------------

@@ -480,7 +480,10 @@ class RunStore(ABC):
     @abstractmethod
     async def prune(self, ended_before: datetime, limit: int = 1000) -> int:
         """Delete up to ``limit`` runs that ended before ``ended_before`` — record, stream, steps,
-        mailbox and idempotency key — and return how many. Unfinished runs are never deleted."""
+        mailbox and idempotency key — and return how many. Unfinished runs are never deleted, nor is
+        a run whose parent (``parent_run_id``) exists and has not ended, for the parent may still
+        wait for its result: it is deleted by a call after its parent has ended. Such children do
+        not count against ``limit``, so fewer than ``limit`` deleted means none is left to delete."""
 
     # -- steps --------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import bisect
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from flue_core.errors import ConfigurationError, RunFinished, RunIdConflict, RunNotFound, StoreUnavailable
@@ -384,9 +385,7 @@ class MemoryStore(RunStore):
 
     async def prune(self, ended_before: datetime, limit: int = 1000) -> int:
         self._check_open()
-        doomed = [
-            run.record for run in self._runs.values() if run.record.ended_at is not None and run.record.ended_at < ended_before
-        ][:limit]
+        doomed = list(islice((run.record for run in self._runs.values() if self._prunable(run.record, ended_before)), limit))
         for record in doomed:
             del self._runs[record.run_id]
             self._pool.discard(record.run_id)
@@ -395,6 +394,14 @@ class MemoryStore(RunStore):
                 self._keys.pop((record.workflow, record.key), None)
             self._order.remove((record.created_at.isoformat(), record.run_id))
         return len(doomed)
+
+    def _prunable(self, record: RunRecord, ended_before: datetime) -> bool:
+        """Ended before the cutoff, and not the child of a parent that has not ended (and may still
+        wait for its result)."""
+        if record.ended_at is None or record.ended_at >= ended_before:
+            return False
+        parent = None if record.parent_run_id is None else self._runs.get(record.parent_run_id)
+        return parent is None or parent.record.finished
 
     # -- steps --------------------------------------------------------------------------------------
 

@@ -60,6 +60,15 @@ from flue_node_like.sqlite_writer import UNFINISHED, BatchWriter
 
 _UNFINISHED = [status.value for status in RunStatus if not status.finished]
 
+#: Runs that ended before the cutoff, except the children of a parent that has not ended (it may still
+#: wait for their results). Through the index of end times: the one of statuses would visit every
+#: finished run to find the few old ones.
+_PRUNABLE = (
+    "SELECT run_id FROM flue_runs AS run INDEXED BY flue_runs_ended WHERE ended_at IS NOT NULL AND ended_at < ?"
+    f" AND status IN {FINISHED} AND NOT EXISTS (SELECT 1 FROM flue_runs AS parent"
+    f" WHERE parent.run_id = run.parent_run_id AND parent.status IN {UNFINISHED}) LIMIT ?"
+)
+
 
 class SqliteStore(RunStore):
     """Runs in a SQLite file shared by every process on this host that opens it."""
@@ -378,13 +387,7 @@ class SqliteStore(RunStore):
         cutoff = format_timestamp(ended_before)
 
         def apply(conn: sqlite3.Connection) -> int:
-            ids = [
-                row[0]
-                for row in conn.execute(
-                    f"SELECT run_id FROM flue_runs WHERE ended_at IS NOT NULL AND ended_at < ? AND status IN {FINISHED} LIMIT ?",
-                    (cutoff, limit),
-                )
-            ]
+            ids = [row[0] for row in conn.execute(_PRUNABLE, (cutoff, limit))]
             for table in ("flue_events", "flue_steps", "flue_signals", "flue_runs"):
                 conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(run_id,) for run_id in ids])
             return len(ids)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from flue_core import RunContext, RunStatus, runs, workflow, workflows
 from flue_core.errors import InvalidInput, RunFailed
+from flue_core.models import utc_now
 from flue_core.testing.base import CALLS, GATES, ContractBase, all_events, greet, wait_for_event, wait_for_status
 
 
@@ -69,7 +71,15 @@ async def bad_child(ctx: RunContext) -> str:
     return "admitted"
 
 
-CHILD_WORKFLOWS = [greet, square, child_fails, child_waits, fan_out, parent_retried, parent_of_failure, parent_of_waiter, bad_child]
+@workflow(name="contract-parent-of-two")
+async def parent_of_two(ctx: RunContext, input: dict) -> list[Any]:
+    done = await ctx.start_child(square, input={"n": 3})
+    gated = await ctx.start_child(child_waits, input={"gate": input["gate"]})
+    return await ctx.wait_for_all([done, gated])
+
+
+CHILD_WORKFLOWS = [greet, square, child_fails, child_waits, fan_out, parent_retried, parent_of_failure, parent_of_waiter,
+                   parent_of_two, bad_child]  # fmt: skip
 
 
 class ChildrenContract(ContractBase):
@@ -124,6 +134,23 @@ class ChildrenContract(ContractBase):
             await wait_for_event(rt, child_id, "waiting")
             GATES[name].set()
             assert await runs.result(receipt.run_id, timeout=10) == "released"
+
+    async def test_prune_keeps_a_finished_child_until_its_parent_has_ended(self, open_runtime, gate):
+        async with open_runtime(workflows=CHILD_WORKFLOWS) as rt:
+            name = gate()
+            receipt = await workflows.start(parent_of_two, input={"gate": name})
+            await wait_for_status(rt, receipt.run_id, "waiting")
+            by_workflow = {c.workflow: c.run_id for c in (await runs.list(parent=receipt.run_id)).runs}
+            done_id, gated_id = by_workflow["contract-square"], by_workflow["contract-child-waits"]
+            await wait_for_status(rt, done_id, "completed")
+            await wait_for_event(rt, gated_id, "waiting")
+            later = utc_now() + timedelta(days=1)  # every run that ended is old enough
+            assert await rt.target.store.prune(later) == 0
+            assert (await runs.get(done_id)).status == RunStatus.COMPLETED
+            GATES[name].set()
+            assert await runs.result(receipt.run_id, timeout=10) == [9, "released"]
+            assert await rt.target.store.prune(later) == 3
+            assert [await runs.get(run_id) for run_id in (receipt.run_id, done_id, gated_id)] == [None, None, None]
 
     async def test_cancelling_a_parent_cancels_its_unfinished_children(self, open_runtime, gate):
         async with open_runtime(workflows=CHILD_WORKFLOWS) as rt:

@@ -143,6 +143,23 @@ class StoreWaitsContract(ContractBase):
             assert await store.get("run_old") is None and await store.read("run_old", -1, 10) is None
             assert await store.get("run_new") is not None and await store.get("run_open") is not None
 
+    async def test_prune_keeps_the_ended_child_of_an_unfinished_parent_outside_its_limit(self, make_target):
+        async with opened(make_target) as store:
+            long_ago = utc_now() - timedelta(days=3)
+            await running_run(store, "run_parent", "wkr_a")
+            first = NewEvent(0, "run_queued", {}, long_ago)
+            await store.admit(NewRun("run_child", "w", None, None, long_ago, None, first, parent_run_id="run_parent"))
+            await store.finish("run_child", Outcome(RunStatus.COMPLETED, long_ago))
+            await running_run(store, "run_other", "wkr_a")
+            await store.finish("run_other", Outcome(RunStatus.COMPLETED, long_ago + timedelta(seconds=1)))
+            cutoff = utc_now() - timedelta(days=1)
+            assert await store.prune(cutoff, limit=1) == 1  # run_other: the kept child takes no place
+            assert await store.prune(cutoff) == 0
+            assert (await store.get("run_child")).status == RunStatus.COMPLETED
+            await store.finish("run_parent", Outcome(RunStatus.COMPLETED, long_ago + timedelta(seconds=2)))
+            assert await store.prune(cutoff) == 2
+            assert await store.get("run_child") is None and await store.get("run_parent") is None
+
     async def test_schedules_keep_their_last_tick_and_advance_by_compare_and_set(self, make_target):
         async with opened(make_target) as store:
             start = datetime(2026, 1, 1, tzinfo=UTC)

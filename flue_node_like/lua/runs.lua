@@ -52,6 +52,7 @@ local function mailbox_key(id) return base .. 'sig:' .. id end
 local function ready_key(wf) return base .. 'ready:' .. wf end
 local function held_key(wf) return base .. 'held:' .. wf end
 local function keys_key(wf) return base .. 'keys:' .. wf end
+local function kept_key(id) return base .. 'kept:' .. id end
 local DUE, ENDED = base .. 'due', base .. 'ended'
 local WORKERS, BEATS = base .. 'workers', base .. 'beats'
 
@@ -149,6 +150,15 @@ local function children_done(ids)
     if status and not FINISHED[status] then return false end
   end
   return true
+end
+
+-- The finished children prune kept while this run had not ended (see prune) go back to ENDED, with
+-- their own end times; done when it ends, and again when it is deleted in case a version of Flue that
+-- kept none ended it.
+local function release_kept(id)
+  local kept = redis.call('ZRANGE', kept_key(id), 0, -1, 'WITHSCORES')
+  for i = 1, #kept, 2 do redis.call('ZADD', ENDED, kept[i + 1], kept[i]) end
+  if #kept > 0 then redis.call('DEL', kept_key(id)) end
 end
 
 local function undelivered(row, name, latest_ms)

@@ -62,18 +62,33 @@ local function delete_run(id, row)
   if row.par then redis.call('ZREM', base .. 'runs:par:' .. row.par, id) end
   if row.key and redis.call('HGET', keys_key(row.wf), row.key) == id then redis.call('HDEL', keys_key(row.wf), row.key) end
   redis.call('ZREM', ENDED, id)
+  release_kept(id)
 end
 
+-- A finished child whose parent has not ended is not deleted, for the parent may still wait for its
+-- result: it moves from ENDED to the parent's kept set (finish puts it back when the parent ends), so
+-- that no call looks at it again before then.
 local function prune(cutoff_ms, limit)
-  local doomed = redis.call('ZRANGEBYSCORE', ENDED, '-inf', '(' .. cutoff_ms, 'LIMIT', 0, tonumber(limit))
-  local count = 0
-  for _, id in ipairs(doomed) do
-    local row = load(id)
-    if row and FINISHED[row.st] then
-      delete_run(id, row)
-      count = count + 1
-    elseif not row then
-      redis.call('ZREM', ENDED, id)
+  limit = tonumber(limit)
+  local count, passed = 0, 0
+  while count < limit do
+    local doomed = redis.call('ZRANGEBYSCORE', ENDED, '-inf', '(' .. cutoff_ms, 'WITHSCORES', 'LIMIT', passed, limit - count)
+    if #doomed == 0 then break end
+    for i = 1, #doomed, 2 do
+      local id = doomed[i]
+      local row = load(id)
+      local parent = row and row.par and redis.call('HGET', run_key(row.par), 'st')
+      if not row then
+        redis.call('ZREM', ENDED, id)
+      elseif not FINISHED[row.st] then
+        passed = passed + 1
+      elseif parent and not FINISHED[parent] then
+        redis.call('ZREM', ENDED, id)
+        redis.call('ZADD', kept_key(row.par), doomed[i + 1], id)
+      else
+        delete_run(id, row)
+        count = count + 1
+      end
     end
   end
   return {changed, count}

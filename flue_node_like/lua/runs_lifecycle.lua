@@ -151,6 +151,7 @@ local function finish(id, status, ended_iso, ended_ms, result, err, only_from, h
   redis.call('ZREM', ready_key(row.wf), id)
   redis.call('SREM', held_key(row.wf), id)
   redis.call('ZADD', ENDED, ended_ms, id)
+  release_kept(id)
   set_status(row, status, 'ea', ended_iso)
   if result ~= '' then redis.call('HSET', run_key(id), 'res', result) end
   if err ~= '' then redis.call('HSET', run_key(id), 'err', err) end
