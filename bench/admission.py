@@ -22,8 +22,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,23 +30,15 @@ from typing import Any
 import anyio
 
 from bench import flue_sqlite
+from bench.child import measure_in_child
 
 RESULTS = Path(__file__).parent / "results"
 CURVE = (1_000, 10_000, 50_000, 100_000)
 
 
 def _dbos(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
-    counts = [str(n) for n in (args.dbos_sequential, args.dbos_concurrent, args.dbos_end_to_end, args.event_trials)]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.dbos_sqlite", str(directory), *counts],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parent.parent,
-        env={**os.environ, "DBOS__APPVERSION": "bench"},
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"The DBOS measurement failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    counts = (args.dbos_sequential, args.dbos_concurrent, args.dbos_end_to_end, args.event_trials)
+    return measure_in_child("bench.dbos_sqlite", directory, *counts)
 
 
 async def _flue(directory: Path, args: argparse.Namespace) -> dict[str, Any]:

@@ -20,11 +20,8 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import platform
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import timedelta
@@ -33,6 +30,7 @@ from typing import Any
 
 import anyio
 
+from bench.child import measure_in_child
 from bench.stats import latency
 from flue_core import RunContext, Runtime, runs, workflow, workflows
 from flue_core.models import utc_now
@@ -148,17 +146,8 @@ async def measure(store_url: str, args: argparse.Namespace) -> dict[str, Any]:
         }
 
 
-def _dbos(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
-    counts = [str(n) for n in (args.timers, args.dbos_signals, args.parked)]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.dbos_waits", directory, *counts],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DBOS__APPVERSION": "bench"},
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"The DBOS measurement failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _dbos(directory: str, args: argparse.Namespace) -> dict[str, Any]:
+    return measure_in_child("bench.dbos_waits", directory, args.timers, args.dbos_signals, args.parked)
 
 
 def _table(result: dict[str, Any]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import anyio
 
 from flue_core import defaults
+from flue_core.arguments import RUN_ID
 from flue_core.definition import Workflow
 from flue_core.errors import (
     ConfigurationError,
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from flue_core.runtime import Runtime
     from flue_core.target import AdmissionClaim
 
-_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 #: The furthest a delayed start may lie ahead: about ten years.
 MAX_DELAY = 10 * 366 * 24 * 3600.0
 
@@ -213,7 +212,7 @@ async def _unschedulable(runtime: Runtime, record: RunRecord, exc: Exception) ->
 
 def _new_run_id(runtime: Runtime, workflow: str) -> str:
     run_id = runtime.pm.hook.flue_generate_run_id(workflow=workflow)
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
         raise ConfigurationError(f"flue_generate_run_id returned {run_id!r}; ids are 1-128 of [A-Za-z0-9_-].")
     return run_id
 

@@ -41,7 +41,7 @@ RESERVED_TYPES = frozenset(
         "child_started",
     }
 )
-_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}\Z")
+_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,63}")
 _LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -118,7 +118,7 @@ class RunContext:
 
     def emit(self, type: str, data: Any = None) -> None:
         """Write a custom event ``type`` with JSON ``data`` (a dict or a pydantic model)."""
-        if not isinstance(type, str) or not _TYPE.match(type) or type in RESERVED_TYPES:
+        if not isinstance(type, str) or not _TYPE.fullmatch(type) or type in RESERVED_TYPES:
             raise InvalidEvent(
                 f"Event type {type!r} is reserved or malformed: use a letter then up to 63 of"
                 " [A-Za-z0-9_.:-], not one of " + ", ".join(sorted(RESERVED_TYPES)) + "."

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from flue_core.arguments import WORKFLOW_NAME
 from flue_core.cron import check_cron
 from flue_core.errors import (
     InputNotSerializable,
@@ -24,7 +24,6 @@ from flue_core.errors import (
 from flue_core.signals import check_signal_name
 from flue_core.snapshot import NotJSON, json_form, snapshot
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _NO_INPUT = object()
 
 
@@ -136,7 +135,7 @@ def workflow(
         if not inspect.iscoroutinefunction(fn):
             raise InvalidWorkflowDefinition(f"Workflow {fn!r} must be an `async def` function.")
         wf_name = name if name is not None else fn.__name__.replace("_", "-")
-        if not _NAME.match(wf_name):
+        if not WORKFLOW_NAME.fullmatch(wf_name):
             raise InvalidWorkflowDefinition(
                 f"Workflow name {wf_name!r} is invalid: use 1-128 letters, digits, '.', '_' or '-',"
                 " starting with a letter or digit."

@@ -16,7 +16,7 @@ COMPATIBILITY_DATE = "2026-08-01"
 DEV_BUNDLE_FLAG = "python_workers_development"
 #: Lets another Worker (cron.js, queues.js) call this one's scheduled() and queue() handlers.
 EXTRA_HANDLERS_FLAG = "service_binding_extra_handlers"
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class WorkerApp:
                 raise ConfigurationError(f"Source {source} of Worker {self.name!r} does not exist.")
         names = [*(d.binding for d in self.durable_objects), *(q.binding for q in self.queues if q.binding), *self.vars]
         for name in names:
-            if not _NAME.match(name):
+            if not _NAME.fullmatch(name):
                 raise ConfigurationError(f"Binding name {name!r} of Worker {self.name!r} is not an identifier.")
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:

@@ -25,7 +25,7 @@ DEFAULT_PORT = 3583
 DEFAULT_DASHBOARD_PORT = 3584
 #: Headers the client sets itself; a user value would break the protocol exchange.
 RESERVED_HEADERS = frozenset({"accept", "content-type", "content-length", "host", "idempotency-key"})
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class Parser(argparse.ArgumentParser):
@@ -247,7 +247,7 @@ def parse_headers(values: Sequence[str]) -> dict[str, str]:
     for value in values:
         name, sep, content = value.partition(":")
         name = name.strip()
-        if not sep or not _HEADER_NAME.match(name):
+        if not sep or not _HEADER_NAME.fullmatch(name):
             raise UsageError(f"--header {value!r} is not 'Name: value'.")
         lowered = name.lower()
         if lowered in seen:

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from flue_core.http.errors import CrossSiteRequest
 
 HEADER = "x-flue-csrf"
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
@@ -40,7 +40,7 @@ def cookie_name(request: Request) -> str:
 def page_token(request: Request) -> str:
     """The token a page embeds: the browser's current one (other open tabs keep working), else a new one."""
     token = request.cookies.get(cookie_name(request), "")
-    return token if _TOKEN.match(token) else secrets.token_urlsafe(32)
+    return token if _TOKEN.fullmatch(token) else secrets.token_urlsafe(32)
 
 
 def set_token_cookie(response: Response, request: Request, token: str, path: str) -> None:
@@ -67,7 +67,7 @@ def check_same_site(request: Request) -> None:
         raise CrossSiteRequest(f"Refused a request from another origin ({origin}).")
     sent = request.headers.get(HEADER, "")
     expected = request.cookies.get(cookie_name(request), "")
-    if not (_TOKEN.match(sent) and _TOKEN.match(expected) and secrets.compare_digest(sent, expected)):
+    if not (_TOKEN.fullmatch(sent) and _TOKEN.fullmatch(expected) and secrets.compare_digest(sent, expected)):
         raise CrossSiteRequest("The page's anti-forgery token is missing or stale: reload the page and try again.")
 
 

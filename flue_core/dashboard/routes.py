@@ -28,14 +28,14 @@ from flue_core.http.error_handling import route_not_found
 from flue_core.http.errors import MethodNotAllowed
 from flue_core.models import RunStatus
 
-_PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+\Z")
+_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 #: First path segments the API answers; a dashboard there would shadow it or be shadowed.
 _TAKEN = frozenset({"workflows", "runs", "streams"})
 
 
 def dashboard_routes(config: HttpConfig, prefix: str) -> list[BaseRoute]:
     """The routes of a dashboard under ``prefix`` (``/dashboard``, ``/ops/flue``...), for ``create_app``."""
-    if not isinstance(prefix, str) or not _PREFIX.match(prefix) or prefix.split("/")[1] in _TAKEN:
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix) or prefix.split("/")[1] in _TAKEN:
         raise ConfigurationError(
             f"dashboard_prefix must be a path such as '/dashboard' (no trailing '/'), outside"
             f" {', '.join('/' + name for name in sorted(_TAKEN))}; not {prefix!r}.",

@@ -28,7 +28,6 @@ from flue_core.errors import CancelDenied
 from flue_core.http.authorization import may_cancel_run, readable_run
 from flue_core.http.config import HttpConfig
 from flue_core.http.envelope import PRIVATE_HEADERS
-from flue_core.http.body import read_limited
 from flue_core.http.errors import MethodNotAllowed, UnexpectedBody
 from flue_core.http.query import parse_query
 from flue_core.http.workflow_route import cancel_on_disconnect
@@ -42,8 +41,9 @@ async def cancel_run(config: HttpConfig, request: Request) -> Response:
     if request.method != "POST":  # before any lookup: says nothing about the run
         raise MethodNotAllowed(request.method, ["POST"])
     parse_query(request, ())
-    if await read_limited(request, config.max_body_size):
-        raise UnexpectedBody("POST /runs/{run_id}/cancel takes no body: send the request without one.")
+    async for chunk in request.stream():  # the first byte is enough to refuse; nothing more is read
+        if chunk:
+            raise UnexpectedBody("POST /runs/{run_id}/cancel takes no body: send the request without one.")
     record = await readable_run(config, request)
     runtime, run_id = config.runtime, record.run_id
     if not await may_cancel_run(config.authorize_run_cancel, runtime.pm.hook.flue_authorize_run_cancel, request, record):

@@ -53,12 +53,10 @@ class ErrorEnvelope:
             await self.app(scope, receive, tracking_send)
         except ClientDisconnect:
             return  # nobody is left to answer
-        except RuntimeNotRunning as exc:  # the app's state, not this request's fault: no traceback
-            log.warning("flue: %s %s answered 503: %s", scope["method"], scope["path"], exc)
-            if not started:
-                await error_response(exc)(scope, receive, send)
         except FlueError as exc:
-            if exc.status >= 500:
+            if isinstance(exc, RuntimeNotRunning):  # the app's state, not this request's fault: no traceback
+                log.warning("flue: %s %s answered 503: %s", scope["method"], scope["path"], exc)
+            elif exc.status >= 500:
                 log.error("flue: %s %s failed: %s", scope["method"], scope["path"], exc, exc_info=exc)
             if not started:
                 await error_response(exc)(scope, receive, send)
