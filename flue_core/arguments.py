@@ -18,8 +18,10 @@ from flue_core.models import RunStatus
 
 #: Run ids, as ``flue_generate_run_id`` must make them: no other string can name a run.
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
-#: Workflow names, as ``@workflow`` allows them.
+#: Workflow names, as ``@workflow`` allows them; schedule names follow the same rule.
 WORKFLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: Custom event types (``ctx.emit``) and signal names: a letter, then up to 63 of ``[A-Za-z0-9_.:-]``.
+EVENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,63}")
 _DECIMAL = re.compile(r"-?[0-9]{1,20}")
 _SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flue_core import durable
+from flue_core.arguments import EVENT_NAME
 from flue_core.attempt import AttemptControl
 from flue_core.errors import InvalidEvent
 from flue_core.models import RunReceipt
@@ -41,7 +41,6 @@ RESERVED_TYPES = frozenset(
         "child_started",
     }
 )
-_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,63}")
 _LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -118,7 +117,7 @@ class RunContext:
 
     def emit(self, type: str, data: Any = None) -> None:
         """Write a custom event ``type`` with JSON ``data`` (a dict or a pydantic model)."""
-        if not isinstance(type, str) or not _TYPE.fullmatch(type) or type in RESERVED_TYPES:
+        if not isinstance(type, str) or not EVENT_NAME.fullmatch(type) or type in RESERVED_TYPES:
             raise InvalidEvent(
                 f"Event type {type!r} is reserved or malformed: use a letter then up to 63 of"
                 " [A-Za-z0-9_.:-], not one of " + ", ".join(sorted(RESERVED_TYPES)) + "."

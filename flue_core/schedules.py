@@ -8,16 +8,15 @@ start-up and named after their workflow.
 from __future__ import annotations
 
 import builtins
-import re
 from typing import Any
 
+from flue_core.arguments import WORKFLOW_NAME
 from flue_core.cron import check_cron
 from flue_core.definition import Workflow
 from flue_core.errors import InvalidSchedule, ScheduleExists, ScheduleNotFound
 from flue_core.models import Schedule, utc_now
 from flue_core.runtime import Runtime, current_runtime
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_CATCHUP = 100
 
 
@@ -110,7 +109,7 @@ async def _set_paused(name: str, paused: bool, runtime: Runtime | None) -> Sched
 
 
 def _check_name(name: Any) -> None:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not WORKFLOW_NAME.fullmatch(name):
         raise InvalidSchedule(
             f"Invalid schedule name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit.",
             details={"name": name if isinstance(name, str) else repr(name)},

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from ulid import ULID
 
+from flue_core.arguments import EVENT_NAME
 from flue_core.errors import (
     IdempotencyKeyConflict,
     InvalidKey,
@@ -22,12 +22,11 @@ from flue_core.store import NewSignal
 if TYPE_CHECKING:
     from flue_core.runtime import Runtime
 
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,63}")
 MAX_SIGNAL_KEY = 256
 
 
 def check_signal_name(name: Any) -> None:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not EVENT_NAME.fullmatch(name):
         raise InvalidSignal(
             f"Invalid signal name {name!r}: use a letter then up to 63 of [A-Za-z0-9_.:-].",
             details={"name": name if isinstance(name, str) else repr(name)},
