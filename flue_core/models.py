@@ -95,8 +95,10 @@ class WaitingFor(_Model):
 
 
 class RunError(_Model):
-    """Why a run failed. ``code`` is stable: ``workflow_error``, ``run_interrupted``, ``run_timeout``,
-    ``scheduling_failed``, ``output_not_json``, ``invalid_input``."""
+    """Why a run failed. ``code`` is stable: ``workflow_error``, ``run_interrupted`` (interrupted with
+    ``max_recoveries=0`` and no retry left), ``recovery_limit`` (interrupted more than its workflow's
+    ``max_recoveries`` times), ``run_timeout``, ``scheduling_failed``, ``output_not_json``,
+    ``invalid_input``."""
 
     code: str
     message: str
@@ -107,8 +109,11 @@ class RunError(_Model):
 class RunRecord(_Model):
     """The persisted state of one run.
 
-    ``parent_run_id`` names the run that started this one as a child. ``wake_at`` and ``waiting_for``
-    are set while the run is ``scheduled`` or ``waiting``. ``carrier`` holds the context propagated
+    ``parent_run_id`` names the run that started this one as a child; ``rerun_of`` the finished run
+    this one re-runs (``runs.rerun``). ``attempt`` counts executions begun after a failure (retries);
+    ``recoveries`` counts interruptions (a process that died or stopped, a lost lease, a lost store)
+    after which the same attempt resumed. ``wake_at`` and ``waiting_for`` are set while the run is
+    ``scheduled`` or ``waiting``. ``carrier`` holds the context propagated
     from the admitting caller to every process that executes the run (W3C trace context, say), as
     plugins captured it at admission (``flue_capture_carrier``).
     """
@@ -129,6 +134,8 @@ class RunRecord(_Model):
     wake_at: datetime | None = None
     waiting_for: WaitingFor | None = None
     carrier: dict[str, str] | None = None
+    recoveries: int = 0
+    rerun_of: str | None = None
 
     @field_serializer("created_at", "started_at", "ended_at", "wake_at")
     def _timestamp(self, value: datetime | None) -> str | None:

@@ -58,6 +58,9 @@ class NewRun:
     takes from (:meth:`RunStore.take_ready`). With ``start_at`` later than ``created_at`` the run is
     ``scheduled`` (``waiting_for`` kind ``start``, ``wake_at`` = ``start_at``) instead of ``queued``.
     ``parent_run_id`` names the run that started it as a child; ``carrier`` is stored as given.
+    ``rerun_of`` names the finished run this one re-runs, and ``steps`` (name, JSON text) are step
+    results taken over from it: :meth:`RunStore.admit` stores them as the new run's own, in this
+    order, in the same unit as the record.
     """
 
     run_id: str
@@ -70,6 +73,8 @@ class NewRun:
     parent_run_id: str | None = None
     start_at: datetime | None = None
     carrier: dict[str, str] | None = None
+    rerun_of: str | None = None
+    steps: tuple[tuple[str, str], ...] = ()
 
     @property
     def scheduled(self) -> bool:
@@ -89,6 +94,7 @@ class NewRun:
             wake_at=self.start_at if scheduled else None,
             waiting_for=WaitingFor(kind="start") if scheduled else None,
             carrier=self.carrier,
+            rerun_of=self.rerun_of,
         )
 
 
@@ -122,8 +128,9 @@ class Outcome:
 class Attempt:
     """A claimed execution: the running record and the index its next event takes.
 
-    ``resumed`` is true when the run was woken from a wait (a sleep, a signal, children): the same
-    attempt continues, so ``record.attempt`` did not grow.
+    ``resumed`` is true when the run was woken from a wait (a sleep, a signal, children) or handed
+    back after an interruption (:meth:`RunStore.requeue` with ``interrupted``): the same attempt
+    continues, so ``record.attempt`` did not grow.
     """
 
     record: RunRecord
@@ -225,13 +232,15 @@ class EventPage:
 @dataclass(frozen=True, slots=True)
 class RunQuery:
     """A page request of ``list``: newest first by (``created_at``, ``run_id``), strictly after
-    ``after``; ``parent`` keeps the children of that run only."""
+    ``after``; ``parent`` keeps the children of that run only, ``rerun_of`` the runs that re-run
+    that run."""
 
     workflow: str | None = None
     status: RunStatus | None = None
     limit: int = 50
     after: tuple[datetime, str] | None = None
     parent: str | None = None
+    rerun_of: str | None = None
 
 
 @dataclass(slots=True)
@@ -346,7 +355,8 @@ class RunStore(ABC):
 
     @abstractmethod
     async def admit(self, run: NewRun) -> Admission:
-        """Persist a new run atomically (record, stream, ``first_event`` at index 0): ``queued`` for
+        """Persist a new run atomically (record, stream, ``first_event`` at index 0, the step results
+        of ``run.steps``): ``queued`` for
         ``run.owner`` (``None``: in the ready pool), or ``scheduled`` until ``run.start_at``.
 
         When ``run.key`` is set and a run of the same workflow already holds that key, nothing is
@@ -381,10 +391,15 @@ class RunStore(ABC):
         """
 
     @abstractmethod
-    async def requeue(self, run_id: str, owner: str | None, *, held_by: str | None = None) -> RunRecord | None:
+    async def requeue(
+        self, run_id: str, owner: str | None, *, held_by: str | None = None, interrupted: bool = False
+    ) -> RunRecord | None:
         """Hand a ``running`` run back: it becomes ``queued`` for ``owner`` (``None``: the ready pool,
         and listeners hear :data:`READY`). With ``held_by``, only while the run is owned by that
-        worker. The next claim starts a new attempt. ``None`` if nothing changed."""
+        worker. The next claim starts a new attempt; with ``interrupted`` (its execution was cut
+        short by a crash, a stop, a lost lease or a lost store: nothing in the workflow failed)
+        ``recoveries`` grows by one instead and the next claim continues the same attempt
+        (``Attempt.resumed``, ``attempt`` unchanged). ``None`` if nothing changed."""
 
     @abstractmethod
     async def suspend(self, run_id: str, owner: str, suspension: Suspension) -> Suspended | None:
@@ -475,7 +490,8 @@ class RunStore(ABC):
 
     @abstractmethod
     async def list(self, query: RunQuery) -> list[RunRecord]:
-        """At most ``query.limit`` records matching the filters, newest first, after the cursor."""
+        """At most ``query.limit`` records matching the filters (``workflow``, ``status``, ``parent``,
+        ``rerun_of``), newest first, after the cursor."""
 
     @abstractmethod
     async def prune(self, ended_before: datetime, limit: int = 1000) -> int:
@@ -493,7 +509,8 @@ class RunStore(ABC):
 
     @abstractmethod
     async def load_steps(self, run_id: str) -> dict[str, str]:
-        """Every stored step result of the run, by name."""
+        """Every stored step result of the run, by name, in the order they were first saved (the
+        steps :meth:`admit` took over first)."""
 
     # -- signals ------------------------------------------------------------------------------------
 
