@@ -41,6 +41,7 @@ class AdmissionRequest:
     for ``POST /workflows/<name>``, ``"child"`` for ``ctx.start_child`` (``parent_run_id`` names the
     parent) and ``"schedule"`` for a schedule's tick; ``principal`` is whatever the HTTP layer
     authenticated (``None`` for trusted in-process callers). ``start_at`` is set for a delayed start.
+    ``source`` is ``"rerun"`` for ``runs.rerun``, and ``rerun_of`` names the run it re-runs.
     """
 
     workflow: Workflow
@@ -50,6 +51,7 @@ class AdmissionRequest:
     principal: Any = None
     parent_run_id: str | None = None
     start_at: datetime | None = None
+    rerun_of: str | None = None
 
 
 async def admit(
@@ -63,6 +65,8 @@ async def admit(
     parent_run_id: str | None = None,
     at: datetime | None = None,
     delay: float | None = None,
+    rerun_of: str | None = None,
+    steps: tuple[tuple[str, str], ...] = (),
 ) -> RunReceipt:
     """Admit a run: resolve, validate and snapshot, apply policies, identify, persist, schedule.
 
@@ -71,6 +75,7 @@ async def admit(
     to its ``parent_run_id``. Raises a :class:`~flue_core.errors.AdmissionError` (or
     :class:`InvalidSchedule` for a bad ``at``/``delay``); nothing is stored unless the error is
     :class:`SchedulingFailed`, which leaves the run ended as ``failed`` with a closed stream.
+    ``rerun_of`` and ``steps`` (step results taken over from that run) are ``runs.rerun``'s.
     """
     wf = runtime.registry.resolve(workflow)
     snapshot = wf.snapshot_input(input)
@@ -80,12 +85,12 @@ async def admit(
         )
     start_at = start_time(at, delay)
     hook = runtime.pm.hook
-    request = AdmissionRequest(wf, snapshot, key, source, principal, parent_run_id, start_at)
+    request = AdmissionRequest(wf, snapshot, key, source, principal, parent_run_id, start_at, rerun_of)
     with scope(hook.flue_admission_scope, request=request):
-        return await _admit(runtime, request)
+        return await _admit(runtime, request, steps)
 
 
-async def _admit(runtime: Runtime, request: AdmissionRequest) -> RunReceipt:
+async def _admit(runtime: Runtime, request: AdmissionRequest, steps: tuple[tuple[str, str], ...] = ()) -> RunReceipt:
     wf, snapshot, key = request.workflow, request.input, request.key
     parent_run_id, start_at = request.parent_run_id, request.start_at
     hook = runtime.pm.hook
@@ -98,6 +103,9 @@ async def _admit(runtime: Runtime, request: AdmissionRequest) -> RunReceipt:
     data: dict[str, Any] = {"workflow": wf.name, "input": snapshot, "key": stored_key}
     if parent_run_id is not None:
         data["parentRunId"] = parent_run_id
+    if request.rerun_of is not None:
+        data["rerunOf"] = request.rerun_of
+        data["reusedSteps"] = [name for name, _ in steps]
     if start_at is not None and start_at > now:
         data["startAt"] = format_timestamp(start_at)
     else:
@@ -112,7 +120,7 @@ async def _admit(runtime: Runtime, request: AdmissionRequest) -> RunReceipt:
         owner = None if start_at is not None else target.owner_for(wf)
     new = NewRun(
         run_id, wf.name, snapshot, stored_key, now, owner, queued,
-        parent_run_id=parent_run_id, start_at=start_at, carrier=carrier,
+        parent_run_id=parent_run_id, start_at=start_at, carrier=carrier, rerun_of=request.rerun_of, steps=steps,
     )  # fmt: skip
     # From here on the run may exist: finish admitting it (persist, then schedule or end it) even if
     # the caller is cancelled meanwhile, so no run is ever left queued with nobody to execute it.

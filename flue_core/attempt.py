@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.lowlevel
 
+from flue_core.errors import StoreUnavailable
 from flue_core.models import Event, RunRecord, WaitingFor, utc_now
 from flue_core.plugins import has_implementations
 from flue_core.store import NewEvent, Suspension, event_json
@@ -58,6 +59,8 @@ class AttemptControl:
         self.cancel_requested = record.cancel_requested
         self.suspended = False
         self.lost = False
+        #: A store operation failed for good: the execution ends as interrupted, not as failed.
+        self.store_lost = False
         self.cancel: Callable[[], None] = lambda: None  # set by the executor: cancels the execution
         self._runtime = runtime
         self._store = runtime.target.store
@@ -98,7 +101,10 @@ class AttemptControl:
             try:
                 with anyio.CancelScope(shield=True):  # the store's state and ours must not part ways
                     result = await operation()
-            except BaseException:
+            except BaseException as exc:
+                if isinstance(exc, StoreUnavailable):
+                    # Whether it was applied is unknown: only a replay from what is stored can tell.
+                    self.store_lost = True
                 held, self._held = self._held, None
                 for type, data in held:
                     self.write(type, data)
@@ -112,6 +118,24 @@ class AttemptControl:
             for type, data in held:
                 self.write(type, data)
             return result
+
+    async def patiently(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run an idempotent store operation (saving a step, a read), waiting out a store outage for
+        up to the target's ``store_patience`` seconds with back-off; past it the execution is given
+        up as interrupted (:attr:`store_lost`) and resumed by replay once the store answers."""
+        deadline = anyio.current_time() + self._runtime.target.store_patience
+        delay = 0.05
+        while True:
+            try:
+                return await operation()
+            except StoreUnavailable as exc:
+                if anyio.current_time() + delay > deadline:
+                    self.store_lost = True
+                    raise
+                if delay == 0.05:
+                    log.warning("flue: run %s waits for the store to answer again (%s)", self.run_id, exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def suspend(self, waiting_for: WaitingFor, wake_at: datetime | None) -> bool:
         """Park the run until ``wake_at`` or until what it waits for arrives.

@@ -26,13 +26,21 @@ from flue_core.snapshot import NotJSON, json_form, snapshot
 
 _NO_INPUT = object()
 
+#: How many interruptions a run survives by default (see :attr:`Workflow.max_recoveries`).
+DEFAULT_MAX_RECOVERIES = 20
+
 
 @dataclass(frozen=True, eq=False)
 class Workflow:
     """A registered unit of background work. Made by :func:`workflow`; compared by identity.
 
-    ``retries`` is how many times a run may be executed again after an attempt failed or was
-    interrupted (completed steps are replayed, not re-run). ``timeout`` bounds one execution of an
+    ``retries`` is how many times a run may be executed again after an attempt failed (completed
+    steps are replayed, not re-run). An interruption is not a failure: a run whose process died or
+    was stopped, whose lease was lost or whose store was unreachable resumes the same attempt by
+    replay, up to ``max_recoveries`` times (then it ends ``failed`` with ``recovery_limit``: a step
+    that crashes its process every time must not loop forever); ``max_recoveries=0`` instead counts
+    an interruption as a failed attempt, retried while ``retries`` allow, else ended
+    ``run_interrupted``. ``timeout`` bounds one execution of an
     attempt, in seconds (time spent waiting durably does not count). ``http`` exposes the workflow at
     ``POST /workflows/<name>``; ``middleware`` guards that route. ``concurrency`` caps how many of its
     runs execute at once across every process sharing the store. ``signals`` maps the signal names
@@ -53,6 +61,7 @@ class Workflow:
     schedule: str | None = None
     schedule_input: Any = None
     schedule_timezone: str = "UTC"
+    max_recoveries: int = DEFAULT_MAX_RECOVERIES
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
 
     @property
@@ -123,6 +132,7 @@ def workflow(
     schedule: str | None = None,
     schedule_input: Any = None,
     schedule_timezone: str = "UTC",
+    max_recoveries: int = DEFAULT_MAX_RECOVERIES,
 ) -> Any:
     """Turn ``async def fn(ctx)`` or ``async def fn(ctx, input: Model)`` into a :class:`Workflow`.
 
@@ -144,6 +154,8 @@ def workflow(
             raise InvalidWorkflowDefinition(f"Workflow {wf_name!r}: retries must be >= 0 and timeout > 0.")
         if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1):
             raise InvalidWorkflowDefinition(f"Workflow {wf_name!r}: concurrency must be an integer >= 1 or None.")
+        if isinstance(max_recoveries, bool) or not isinstance(max_recoveries, int) or max_recoveries < 0:
+            raise InvalidWorkflowDefinition(f"Workflow {wf_name!r}: max_recoveries must be an integer >= 0.")
         declared_signals = _signals(wf_name, signals)
         if schedule is not None:
             _check_schedule(wf_name, schedule, schedule_timezone)
@@ -167,6 +179,7 @@ def workflow(
             schedule=schedule,
             schedule_input=schedule_input,
             schedule_timezone=schedule_timezone,
+            max_recoveries=max_recoveries,
             _adapter=adapter,
         )
 

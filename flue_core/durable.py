@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 MAX_STEP_NAME = 200
 MAX_STEP_DELAY = 60.0
+#: How far back through re-runs of re-runs a child run's parent is looked for.
+MAX_RERUN_CHAIN = 100
 
 
 class Calls:
@@ -62,8 +64,10 @@ class Calls:
         return None if text is None else json.loads(text)
 
     async def _save(self, key: str, value: Any) -> None:
-        text = dumps(value)
-        await self._store.save_step(self.run_id, key, text)
+        await self._save_text(key, dumps(value))
+
+    async def _save_text(self, key: str, text: str) -> None:
+        await self._control.patiently(lambda: self._store.save_step(self.run_id, key, text))
         self._steps[key] = text
 
     # -- steps --------------------------------------------------------------------------------------
@@ -106,8 +110,7 @@ class Calls:
             text = dumps(snapshot(value, f"step {key!r} result"))
         except NotJSON as exc:
             raise StepError(f"Step {key!r} returned a value JSON cannot carry: {exc}") from None
-        await self._store.save_step(self.run_id, key, text)
-        self._steps[key] = text
+        await self._save_text(key, text)
         data = {**shown, "replayed": False, "durationMs": int((time.perf_counter() - began) * 1000)}
         if tries > 1:
             data["tries"] = tries
@@ -218,13 +221,29 @@ class Calls:
             await self._control.suspend(WaitingFor(kind="children", run_ids=unfinished), None)
 
     async def _child(self, run_id: str) -> RunRecord:
-        record = await self._store.get(run_id)
-        if record is None or record.parent_run_id != self.run_id:
+        record = await self._control.patiently(lambda: self._store.get(run_id))
+        if record is None or not await self._is_parent(record.parent_run_id):
             raise StepError(
                 f"Run {run_id!r} is not a child of run {self.run_id}: wait only for runs started with ctx.start_child.",
                 details={"run_id": run_id},
             )
         return record
+
+
+    async def _is_parent(self, parent_run_id: str | None) -> bool:
+        """Whether ``parent_run_id`` is this run or a run it re-runs (a re-run takes over the
+        children its predecessors started, see :mod:`flue_core.rerun`)."""
+        if parent_run_id == self.run_id:
+            return True
+        rerun_of = self._control.record.rerun_of
+        for _ in range(MAX_RERUN_CHAIN):
+            if rerun_of is None:
+                return False
+            if rerun_of == parent_run_id:
+                return True
+            earlier = await self._control.patiently(lambda: self._store.get(rerun_of))  # noqa: B023
+            rerun_of = None if earlier is None else earlier.rerun_of
+        return False
 
 
 async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None, key: str) -> Any:

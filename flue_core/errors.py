@@ -266,6 +266,28 @@ class SignalDenied(FlueError):
     status = 403
 
 
+class RerunDenied(FlueError):
+    """The caller may read the run but was not granted re-running it (``authorize_run_rerun`` /
+    ``flue_authorize_run_rerun``; re-running over HTTP is closed by default)."""
+
+    code = "run_rerun_denied"
+    status = 403
+
+
+class RunUnfinished(FlueError):
+    """``runs.rerun()`` of a run that has not ended: only a finished run can be re-run."""
+
+    code = "run_unfinished"
+    status = 409
+
+
+class InvalidRerun(FlueError):
+    """``runs.rerun()`` was given a ``from_step`` that is no step name, or names no step the run stored."""
+
+    code = "invalid_rerun"
+    status = 400
+
+
 class StepError(FlueError):
     """A durable call was misused: a malformed step name or policy, a step result JSON cannot carry,
     a sleep of no finite length, a wait for a run that is not this run's child."""

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from pydantic import ValidationError
@@ -20,6 +20,7 @@ from flue_core.admission import as_record_error
 from flue_core.attempt import AttemptControl, Lost, Suspend
 from flue_core.context import RunContext
 from flue_core.definition import Workflow
+from flue_core.errors import StoreUnavailable
 from flue_core.models import RunError, RunRecord, RunStatus, WaitingFor, utc_now
 from flue_core.plugins import has_implementations, notify, scope
 from flue_core.snapshot import NotJSON, snapshot
@@ -104,7 +105,8 @@ class Executor:
         if wf is None:  # only adopted runs can name a workflow this process lacks; adopt() filters them
             error = RunError(code="workflow_not_found", message=f"Workflow {record.workflow!r} is not registered.")
             return Outcome(RunStatus.FAILED, utc_now(), error=error)
-        steps = await store.load_steps(record.run_id) if record.attempt > 1 or resumed else {}
+        replays = record.attempt > 1 or resumed or record.rerun_of is not None
+        steps = await store.load_steps(record.run_id) if replays else {}
         control = AttemptControl(runtime, record, self.owner, next_index, resumed=resumed)
         ctx = RunContext(runtime, workflow=wf, input=None, control=control, steps=steps)
         if resumed:
@@ -134,6 +136,8 @@ class Executor:
                     value = await wf.fn(ctx)
             if control.suspended or control.lost:
                 return await self._suspended(control)
+            if control.store_lost:  # the workflow caught a store failure: its outcome cannot stand
+                raise StoreUnavailable(f"The store failed while run {record.run_id} was executing.")
             if scope.cancel_called:
                 return Outcome(RunStatus.CANCELLED, utc_now())
             if isinstance(deadline, anyio.CancelScope) and deadline.cancelled_caught:
@@ -150,13 +154,18 @@ class Executor:
         except anyio.get_cancelled_exc_class():
             # The executor itself is stopping (shutdown): hand the run back or end it, then go on stopping.
             with anyio.CancelScope(shield=True):
-                await self._interrupted(control, record, wf.max_attempts)
+                await self._interrupted(control, record, wf)
             raise
         except BaseException as exc:
             if control.suspended or control.lost:  # Suspend inside an exception group, say
                 return await self._suspended(control)
             if not isinstance(exc, Exception):
                 raise
+            if control.store_lost or _store_failure(exc):
+                # The store, not the workflow, failed: the target takes the run up again once the
+                # store answers (an interruption, see resume_adopted), so nothing is written here.
+                control.close()
+                raise StoreUnavailable(f"The store failed while run {record.run_id} was executing.") from exc
             error = as_record_error(exc, "workflow_error", traceback=traceback.format_exc())
             return self._failed_or_retry(control, record, wf, error)
         finally:
@@ -186,18 +195,26 @@ class Executor:
         elif parked is not None and has_implementations(self.runtime.pm.hook.flue_run_waiting):
             await notify(self.runtime.pm.hook.flue_run_waiting, run=parked.record, error=retry.error)
 
-    async def _interrupted(self, control: AttemptControl, record: RunRecord, max_attempts: int) -> None:
+    async def _interrupted(self, control: AttemptControl, record: RunRecord, wf: Workflow) -> None:
+        """Hand back a run whose execution the executor's stop cut short (for the next process to
+        resume), or end it as :func:`after_interruption` decides."""
         store = self.runtime.target.store
         if control.suspended or control.lost:
             return
-        if record.attempt < max_attempts:
-            control.write("run_interrupted", {"attempt": record.attempt, "action": "retry"})
+        record = control.record
+        if control.cancel_requested:
             control.close()
-            await store.flush()
-            await store.requeue(record.run_id, None, held_by=self.owner)
+            await self._finish(record.run_id, Outcome(RunStatus.CANCELLED, utc_now()))
             return
+        action, error = after_interruption(wf, record, "stopped")
+        if action != "fail" or error.code == RECOVERY_LIMIT:
+            control.write("run_interrupted", interruption_data(record, action, "stopped"))
         control.close()
-        await self._finish(record.run_id, interrupted_outcome("The process executing the run stopped."))
+        if action == "fail":
+            await self._finish(record.run_id, Outcome(RunStatus.FAILED, utc_now(), error=error))
+            return
+        await store.flush()
+        await store.requeue(record.run_id, None, held_by=self.owner, interrupted=action == "resume")
 
     async def _finish(self, run_id: str, outcome: Outcome) -> None:
         await finish_run(self.runtime, run_id, outcome, held_by=self.owner)
@@ -214,33 +231,88 @@ async def finish_run(
     return final
 
 
-def interrupted_outcome(message: str) -> Outcome:
-    return Outcome(RunStatus.FAILED, utc_now(), error=RunError(code="run_interrupted", message=message))
+RECOVERY_LIMIT = "recovery_limit"
+#: Why an execution was interrupted, as ``run_interrupted`` events say: its process ``stopped``
+#: (graceful shutdown past its grace), ``died`` (or stopped renewing its lease), or its ``store``
+#: failed under it.
+Reason = Literal["stopped", "died", "store"]
+_MESSAGES = {
+    "stopped": "The process executing the run stopped.",
+    "died": "The process executing the run died.",
+    "store": "The store failed while the run was executing.",
+}
 
 
-async def resume_adopted(runtime: Runtime, records: list[RunRecord], schedule: Callable[[RunRecord], None]) -> None:
-    """Continue runs adopted from dead workers: never-started runs are scheduled; interrupted runs
-    are re-executed when attempts remain (steps replay), otherwise failed with ``run_interrupted``."""
+def after_interruption(
+    wf: Workflow | None, record: RunRecord, reason: Reason
+) -> tuple[Literal["resume", "retry", "fail"], RunError]:
+    """What becomes of a run whose execution was interrupted, and the error it ends with if it fails.
+
+    An interruption is not a failure of the workflow: the same attempt ``resume``s by replay while
+    the run has had fewer than its workflow's ``max_recoveries`` interruptions, and then fails with
+    ``recovery_limit``. With ``max_recoveries=0`` an interruption counts as a failed attempt (the
+    behaviour before recoveries existed): a ``retry`` while ``retries`` allow, else it fails with
+    ``run_interrupted``. A run of a workflow this process lacks cannot go on here: it fails.
+    """
+    if wf is None:
+        return "fail", RunError(code="workflow_not_found", message=f"Workflow {record.workflow!r} is not registered.")
+    if wf.max_recoveries > 0:
+        if record.recoveries < wf.max_recoveries:
+            return "resume", _NO_ERROR
+        message = (
+            f"The run was interrupted {record.recoveries + 1} times, more than its workflow's max_recoveries"
+            f" ({wf.max_recoveries}): a process executing it crashes or stops every time."
+        )
+        return "fail", RunError(code=RECOVERY_LIMIT, message=message)
+    if record.attempt < wf.max_attempts:
+        return "retry", _NO_ERROR
+    return "fail", RunError(code="run_interrupted", message=_MESSAGES[reason])
+
+
+_NO_ERROR = RunError(code="", message="")
+
+
+def interruption_data(record: RunRecord, action: str, reason: Reason) -> dict[str, Any]:
+    """The ``data`` of a ``run_interrupted`` event."""
+    recoveries = record.recoveries + 1 if action == "resume" else record.recoveries
+    return {"attempt": record.attempt, "action": action, "reason": reason, "recoveries": recoveries}
+
+
+async def resume_adopted(
+    runtime: Runtime, records: list[RunRecord], schedule: Callable[[RunRecord], None], reason: Reason = "died"
+) -> None:
+    """Continue runs taken over from workers that died (or from this worker's own execution that a
+    store failure cut short, ``reason="store"``): never-started runs are scheduled; interrupted runs
+    resume, are retried or fail as :func:`after_interruption` decides, each with a
+    ``run_interrupted`` event saying so."""
     store = runtime.target.store
     owner = runtime.target.worker_id
     for record in records:
         if record.status == RunStatus.QUEUED:
             schedule(record)
             continue
-        wf = runtime.registry.get(record.workflow)
-        if wf is not None and record.attempt < wf.max_attempts and not record.cancel_requested:
+        if record.cancel_requested:
+            await finish_run(runtime, record.run_id, Outcome(RunStatus.CANCELLED, utc_now()), held_by=owner)
+            continue
+        action, error = after_interruption(runtime.registry.get(record.workflow), record, reason)
+        if action != "fail" or error.code == RECOVERY_LIMIT:
             page = await store.read(record.run_id, None, 0)
             if page is not None and not page.closed:
-                event = NewEvent(page.tail + 1, "run_interrupted", {"attempt": record.attempt, "action": "retry"}, utc_now())
+                event = NewEvent(page.tail + 1, "run_interrupted", interruption_data(record, action, reason), utc_now())
                 store.append(record.run_id, (event,))
                 await store.flush()
-            requeued = await store.requeue(record.run_id, owner, held_by=owner)
-            if requeued is not None:
-                schedule(requeued)
+        if action == "fail":
+            await finish_run(runtime, record.run_id, Outcome(RunStatus.FAILED, utc_now(), error=error), held_by=owner)
             continue
-        outcome = (
-            Outcome(RunStatus.CANCELLED, utc_now())
-            if record.cancel_requested
-            else interrupted_outcome("The process executing the run died.")
-        )
-        await finish_run(runtime, record.run_id, outcome, held_by=owner)
+        requeued = await store.requeue(record.run_id, owner, held_by=owner, interrupted=action == "resume")
+        if requeued is not None:
+            schedule(requeued)
+
+
+def _store_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or, in an exception group, holds only) a store failure."""
+    if isinstance(exc, StoreUnavailable):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_store_failure(inner) for inner in exc.exceptions)
+    return False

@@ -13,7 +13,8 @@ from flue_core.cursors import decode_cursor, encode_cursor
 from flue_core.errors import RunCancelled, RunFailed, RunFinished, RunNotFinished, RunNotFound
 from flue_core.execution import finish_run
 from flue_core.limits import MAX_LIST_LIMIT
-from flue_core.models import Event, RunPage, RunRecord, RunStatus, SignalReceipt, utc_now
+from flue_core.models import Event, RunPage, RunReceipt, RunRecord, RunStatus, SignalReceipt, utc_now
+from flue_core.rerun import rerun as _rerun
 from flue_core.offsets import parse_offset
 from flue_core.runtime import Runtime, current_runtime
 from flue_core.store import Outcome, RunQuery, RunStore
@@ -48,16 +49,17 @@ async def list(
     limit: int | str = 50,
     cursor: str | None = None,
     parent: str | None = None,
+    rerun_of: str | None = None,
     runtime: Runtime | None = None,
 ) -> RunPage:
     """Runs newest first, optionally of one workflow and/or status, ``limit`` (1-1000) per page;
-    with ``parent``, only the child runs of that run. Arguments are parsed by :func:`list_query` (a
+    with ``parent``, only the child runs of that run; with ``rerun_of``, only its re-runs. Arguments are parsed by :func:`list_query` (a
     query string's text is accepted as it is).
 
     Pass the page's ``next_cursor`` to get the next page; a cursor not made by this function raises
     :class:`~flue_core.errors.InvalidCursor`.
     """
-    query = list_query(workflow=workflow, status=status, limit=limit, cursor=cursor, parent=parent)
+    query = list_query(workflow=workflow, status=status, limit=limit, cursor=cursor, parent=parent, rerun_of=rerun_of)
     store = current_runtime(runtime).target.store
     records = await store.list(replace(query, limit=query.limit + 1))
     more = len(records) > query.limit
@@ -66,11 +68,18 @@ async def list(
 
 
 def list_query(
-    *, workflow: Any = None, status: Any = None, limit: Any = 50, cursor: Any = None, parent: Any = None
+    *,
+    workflow: Any = None,
+    status: Any = None,
+    limit: Any = 50,
+    cursor: Any = None,
+    parent: Any = None,
+    rerun_of: Any = None,
 ) -> RunQuery:
     """The one parser of a listing's arguments, for ``runs.list`` and ``GET /runs`` alike: ``limit``
     an integer (or its text) from 1 to ``MAX_LIST_LIMIT``, ``status`` a :class:`RunStatus` value,
-    ``workflow`` a workflow name, ``cursor`` one this listing returned, ``parent`` a run id. Raises
+    ``workflow`` a workflow name, ``cursor`` one this listing returned, ``parent`` and ``rerun_of``
+    run ids. Raises
     :class:`InvalidQuery` or :class:`~flue_core.errors.InvalidCursor`."""
     return RunQuery(
         workflow=arguments.workflow_name(workflow),
@@ -78,6 +87,7 @@ def list_query(
         limit=arguments.integer("limit", limit, minimum=1, maximum=MAX_LIST_LIMIT),
         after=None if cursor is None else decode_cursor(cursor),
         parent=arguments.run_id_filter("parent", parent),
+        rerun_of=arguments.run_id_filter("rerun_of", rerun_of),
     )
 
 
@@ -105,15 +115,25 @@ async def wait(run_id: str, *, timeout: float | None = None, runtime: Runtime | 
     store = rt.target.store
     timeout = arguments.seconds("timeout", timeout)
     _known_form(run_id)
-    with rt.changes.watch(run_id) as watch, anyio.move_on_after(timeout):
-        while True:
-            record = await store.get(run_id)
-            if record is None:
-                raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
-            if record.finished:
-                return record
-            await watch.wait(recheck_interval(store))
+    with rt.changes.watch(run_id) as watch:
+        # The store is read at least once, whatever the timeout (0: read once and answer).
+        with anyio.move_on_after(timeout):
+            record = await _read_once(store, run_id)
+            while not record.finished:
+                await watch.wait(recheck_interval(store))
+                record = await _read_once(store, run_id)
+        if record.finished:
+            return record
     raise RunNotFinished(f"Run {run_id} has not finished after {timeout} s.", details={"run_id": run_id})
+
+
+async def _read_once(store: RunStore, run_id: str) -> RunRecord:
+    """The run's record, read in full even when the caller's deadline has passed meanwhile."""
+    with anyio.CancelScope(shield=True):
+        record = await store.get(run_id)
+    if record is None:
+        raise RunNotFound(f"Run {run_id!r} was not found.", details={"run_id": run_id})
+    return record
 
 
 async def events(
@@ -208,6 +228,20 @@ async def signal(
     for a bad name or data (checked against the model the workflow declares for ``name``).
     """
     return await signals.send(current_runtime(runtime), run_id, name, data, key)
+
+
+async def rerun(
+    run_id: str, *, from_step: str | None = None, key: str | None = None, runtime: Runtime | None = None
+) -> RunReceipt:
+    """Start a new run of the finished run ``run_id``'s workflow with the same input, taking over the
+    results of the steps it stored before ``from_step`` (all of them by default), so a run that failed
+    at a step after a fix resumes at that step. The new record's ``rerun_of`` names the old run
+    (``list(rerun_of=...)`` finds the re-runs). Admission policies apply as for any start (source
+    ``"rerun"``). Raises :class:`~flue_core.errors.RunNotFound`, :class:`~flue_core.errors.RunUnfinished`
+    for a run that has not ended, :class:`~flue_core.errors.InvalidRerun` for a bad ``from_step``,
+    and what admission raises (say :class:`~flue_core.errors.InvalidInput` when the workflow's input
+    model no longer accepts the stored input). See :mod:`flue_core.rerun`."""
+    return await _rerun(current_runtime(runtime), run_id, from_step=from_step, key=key)
 
 
 def signal_sync(run_id: str, name: str, data: Any = None, *, key: str | None = None, runtime: Runtime | None = None) -> SignalReceipt:

@@ -30,6 +30,9 @@ class Target(ABC):
     name: ClassVar[str]
     store: RunStore
     worker_id: str | None
+    #: Seconds an executing run waits for an unreachable store to answer again before its execution
+    #: is given up as interrupted (it resumes by replay once the store is back); 0: at once.
+    store_patience: float = 0.0
 
     @abstractmethod
     async def open(self, runtime: Runtime) -> None:

@@ -70,6 +70,7 @@ class LocalTarget(Target):
             self.store = self._store_spec
         self.concurrency = concurrency
         self.lease = lease
+        self.store_patience = lease  # past its lease another worker may take the run over anyway
         self.sweep_interval = sweep_interval
         self.shutdown_grace = shutdown_grace
         self.adopt = adopt
@@ -85,6 +86,7 @@ class LocalTarget(Target):
         self._admitted: set[str] = set()  # with adopt=False: the runs this target may take from the pool
         self._local: set[str] = set()  # runs queued for or executing in this process
         self._unsettled: set[str] = set()  # runs whose execution the store failed: see _settle
+        self._outage = Outage()
 
     async def open(self, runtime: Runtime) -> None:
         if isinstance(self._store_spec, str):
@@ -230,7 +232,7 @@ class LocalTarget(Target):
                 try:
                     await self._executor.execute(run_id, workflow, attempt)
                 except StoreUnavailable as exc:  # the run is settled once the store answers again
-                    log.warning("flue: the store failed while executing run %s (%s); it is taken up again later", run_id, exc)
+                    self._outage.failed(exc)
                     self._unsettled.add(run_id)
                 except Exception:
                     log.exception("flue: executing run %s failed inside the runtime", run_id)
@@ -280,6 +282,8 @@ class LocalTarget(Target):
                         # Runs ended while the take was on its way, and nobody else will say so: look again.
                         self._pool_unseen = False
                         wait = 0
+                except StoreUnavailable as exc:
+                    self._outage.failed(exc)
                 except Exception:
                     log.exception("flue: taking runs from the ready pool failed; retrying")
                 await watch.wait(wait)
@@ -309,6 +313,9 @@ class LocalTarget(Target):
                     await self.cancel(run_id)  # cancelled elsewhere, or adopted by a worker that judged us dead
                 await self._settle()
                 await self._recover()
+                self._outage.over()
+            except StoreUnavailable as exc:
+                self._outage.failed(exc)
             except Exception:
                 log.exception("flue: lease renewal or recovery sweep failed; retrying")
 
@@ -324,7 +331,7 @@ class LocalTarget(Target):
             if record is not None and not record.finished:
                 stop = await self.store.heartbeat(self._worker, [run_id])
                 if run_id not in stop or record.cancel_requested:
-                    await resume_adopted(self._runtime, [record], self._enqueue)
+                    await resume_adopted(self._runtime, [record], self._enqueue, reason="store")
             self._unsettled.discard(run_id)
 
     async def _recover(self) -> None:
@@ -336,6 +343,27 @@ class LocalTarget(Target):
         if adopted:
             log.info("flue: adopted %d unfinished run(s) from stopped workers", len(adopted))
             await resume_adopted(self._runtime, adopted, self._enqueue)
+
+
+class Outage:
+    """Logs a store outage once when it begins and once when it ends, not a traceback per call."""
+
+    __slots__ = ("_since",)
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+
+    def failed(self, exc: Exception) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+            log.warning(
+                "flue: the store is unavailable (%s); runs executing here pause and resume by replay once it answers", exc
+            )
+
+    def over(self) -> None:
+        if self._since is not None:
+            log.warning("flue: the store answers again after %.1f s; runs cut short are resumed", time.monotonic() - self._since)
+            self._since = None
 
 
 #: What the executor tasks receive: a run to claim and execute, or one claimed at admission.

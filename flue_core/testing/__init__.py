@@ -24,6 +24,7 @@ pytest.register_assert_rewrite(
     "flue_core.testing.events",
     "flue_core.testing.inspection",
     "flue_core.testing.recovery",
+    "flue_core.testing.rerun",
     "flue_core.testing.store",
     "flue_core.testing.waits",
     "flue_core.testing.signals",
@@ -38,6 +39,7 @@ from flue_core.testing.events import EventsContract  # noqa: E402
 from flue_core.testing.inspection import InspectionContract  # noqa: E402
 from flue_core.testing.lifecycle import LifecycleContract  # noqa: E402
 from flue_core.testing.recovery import RecoveryContract  # noqa: E402
+from flue_core.testing.rerun import RerunContract  # noqa: E402
 from flue_core.testing.store import StoreContract  # noqa: E402
 from flue_core.testing.waits import WaitsContract  # noqa: E402
 from flue_core.testing.signals import SignalsContract  # noqa: E402
@@ -53,6 +55,7 @@ class TargetContract(
     EventsContract,
     InspectionContract,
     RecoveryContract,
+    RerunContract,
     StoreContract,
     WaitsContract,
     SignalsContract,

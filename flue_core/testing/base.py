@@ -53,11 +53,39 @@ async def gated(ctx: RunContext, input: Gate) -> str:
     return "released"
 
 
-@workflow(name="contract-gated-retry", retries=1)
+@workflow(name="contract-gated-retry", retries=1, max_recoveries=0)
 async def gated_retry(ctx: RunContext, input: Gate) -> str:
     first = await ctx.step("first", _count, f"{input.gate}:first")
     await GATES[input.gate].wait()
     return f"attempt {ctx.attempt}, first={first}"
+
+
+@workflow(name="contract-resumable")
+async def resumable(ctx: RunContext, input: Gate) -> str:
+    first = await ctx.step("first", _count, f"{input.gate}:first")
+    ctx.emit("waiting", {"gate": input.gate})
+    await GATES[input.gate].wait()
+    return f"attempt {ctx.attempt}, first={first}"
+
+
+@workflow(name="contract-unrecoverable", max_recoveries=0)
+async def unrecoverable(ctx: RunContext, input: Gate) -> str:
+    return await resumable.fn(ctx, input)
+
+
+@workflow(name="contract-recover-twice", max_recoveries=2)
+async def recover_twice(ctx: RunContext, input: Gate) -> str:
+    return await resumable.fn(ctx, input)
+
+
+@workflow(name="contract-rerunnable")
+async def rerunnable(ctx: RunContext, input: Gate) -> dict[str, Any]:
+    a = await ctx.step("a", _count, f"{input.gate}:a")
+    b = await ctx.step("b", _count, f"{input.gate}:b")
+    CALLS[f"{input.gate}:runs"] += 1
+    if CALLS[f"{input.gate}:runs"] <= input.fail_first:
+        raise RuntimeError("the code after the steps has a bug")
+    return {"a": a, "b": b}
 
 
 @workflow(name="contract-flaky", retries=2)
@@ -79,7 +107,7 @@ def _count(key: str) -> int:
     return CALLS[key]
 
 
-CONTRACT_WORKFLOWS = [greet, no_input, gated, gated_retry, flaky, fail]
+CONTRACT_WORKFLOWS = [greet, no_input, gated, gated_retry, flaky, fail, resumable, unrecoverable, recover_twice, rerunnable]
 
 
 @contextmanager
