@@ -63,7 +63,7 @@ class _Run:
     ready_at: datetime
     events: list[str] = field(default_factory=list)
     closed: bool = False
-    resume: bool = False  # woken from a wait that continues the attempt
+    resume: bool = False  # woken from a wait, or handed back after an interruption: the attempt continues
     steps: dict[str, str] = field(default_factory=dict)
     signals: list[_Signal] = field(default_factory=list)
 
@@ -134,8 +134,11 @@ class MemoryStore(RunStore):
             raise RunIdConflict(f"A run with id {run.run_id!r} already exists.", details={"run_id": run.run_id})
         record = run.record()
         owner = None if run.scheduled else run.owner
-        self._runs[run.run_id] = _Run(record, owner, run.created_at, [event_json(run.run_id, run.first_event)])
-        self._index(self._runs[run.run_id])
+        stored = _Run(record, owner, run.created_at, [event_json(run.run_id, run.first_event)])
+        for name, value in run.steps:  # the first of a name stays, as with save_step
+            stored.steps.setdefault(name, value)
+        self._runs[run.run_id] = stored
+        self._index(stored)
         if run.key is not None:
             self._keys[(run.workflow, run.key)] = run.run_id
         bisect.insort(self._order, (run.created_at.isoformat(), run.run_id))
@@ -195,13 +198,15 @@ class MemoryStore(RunStore):
     def _running(self, workflow: str) -> int:
         return sum(1 for run in self._runs.values() if run.record.workflow == workflow and run.record.status == RunStatus.RUNNING)
 
-    async def requeue(self, run_id: str, owner: str | None, *, held_by: str | None = None) -> RunRecord | None:
+    async def requeue(
+        self, run_id: str, owner: str | None, *, held_by: str | None = None, interrupted: bool = False
+    ) -> RunRecord | None:
         self._check_open()
         run = self._runs.get(run_id)
         if run is None or run.record.status != RunStatus.RUNNING or (held_by is not None and run.owner != held_by):
             return None
-        run.owner, run.resume, run.ready_at = owner, False, utc_now()
-        record = self._update(run, status=RunStatus.QUEUED)
+        run.owner, run.resume, run.ready_at = owner, interrupted, utc_now()
+        record = self._update(run, status=RunStatus.QUEUED, recoveries=run.record.recoveries + interrupted)
         self._changed(run_id, *((READY,) if owner is None else ()))
         return record
 
@@ -377,6 +382,8 @@ class MemoryStore(RunStore):
             if query.status is not None and record.status != query.status:
                 continue
             if query.parent is not None and record.parent_run_id != query.parent:
+                continue
+            if query.rerun_of is not None and record.rerun_of != query.rerun_of:
                 continue
             found.append(record)
             if len(found) >= query.limit:

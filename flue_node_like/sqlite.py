@@ -48,6 +48,7 @@ from flue_node_like.sqlite_connection import connect, database_path, in_connecti
 from flue_node_like.sqlite_rows import (
     COLUMNS,
     FINISHED,
+    SAVE_STEP,
     announce_signals,
     record,
     schedule_of,
@@ -148,8 +149,8 @@ class SqliteStore(RunStore):
             try:
                 conn.execute(
                     "INSERT INTO flue_runs (run_id, workflow, status, input, key, created_at, owner, parent_run_id,"
-                    " wake_at, waiting_for, carrier, ready_at, attempt, started_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " wake_at, waiting_for, carrier, ready_at, attempt, started_at, rerun_of)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run.run_id,
                         run.workflow,
@@ -165,6 +166,7 @@ class SqliteStore(RunStore):
                         created_at,
                         1 if claim else 0,
                         None if started_at is None else format_timestamp(started_at),
+                        run.rerun_of,
                     ),
                 )
             except sqlite3.IntegrityError:  # the key was checked above: only the id can collide
@@ -172,6 +174,11 @@ class SqliteStore(RunStore):
                     f"A run with id {run.run_id!r} already exists.", details={"run_id": run.run_id}
                 ) from None
             conn.execute("INSERT INTO flue_events (run_id, idx, data) VALUES (?, 0, ?)", (run.run_id, first))
+            if run.steps:  # a new run has no steps yet: the taken-over ones are numbered from 1, in order
+                conn.executemany(
+                    "INSERT OR IGNORE INTO flue_steps (run_id, name, value, seq) VALUES (?, ?, ?, ?)",
+                    [(run.run_id, name, value, seq) for seq, (name, value) in enumerate(run.steps, 1)],
+                )
             return None
 
         existing = await self._submit(apply, touched=touched)
@@ -194,6 +201,8 @@ class SqliteStore(RunStore):
             wake_at=run.start_at if scheduled else None,
             waiting_for=waiting_for,
             carrier=run.carrier,
+            recoveries=0,
+            rerun_of=run.rerun_of,
         )
         if not claim:
             return Admission(created, created=True), None
@@ -234,16 +243,20 @@ class SqliteStore(RunStore):
         *columns, resume, tail = row
         return Attempt(record(tuple(columns)), (-1 if tail is None else tail) + 1, bool(resume))
 
-    async def requeue(self, run_id: str, owner: str | None, *, held_by: str | None = None) -> RunRecord | None:
+    async def requeue(
+        self, run_id: str, owner: str | None, *, held_by: str | None = None, interrupted: bool = False
+    ) -> RunRecord | None:
         now = utc_now()
         touched = {run_id} if owner is not None else {run_id, READY}
 
         def apply(conn: sqlite3.Connection) -> tuple | None:
+            # An interruption is not an attempt: the next claim continues this one (``resume``).
             row = conn.execute(
-                "UPDATE flue_runs SET status = 'queued', owner = ?, resume = 0, ready_at = ?"
-                " WHERE run_id = ? AND status = 'running' AND (?4 IS NULL OR owner = ?4)"
+                "UPDATE flue_runs SET status = 'queued', owner = ?1, ready_at = ?2,"
+                " resume = ?5, recoveries = recoveries + ?5"
+                " WHERE run_id = ?3 AND status = 'running' AND (?4 IS NULL OR owner = ?4)"
                 f" RETURNING {COLUMNS}",
-                (owner, format_timestamp(now), run_id, held_by),
+                (owner, format_timestamp(now), run_id, held_by, int(interrupted)),
             ).fetchone()
             if row is not None:
                 announce_signals(conn, run_id, now)
@@ -369,6 +382,9 @@ class SqliteStore(RunStore):
         if query.parent is not None:
             where.append("parent_run_id = ?")
             params.append(query.parent)
+        if query.rerun_of is not None:
+            where.append("rerun_of = ?")
+            params.append(query.rerun_of)
         if query.after is not None:
             where.append("(created_at, run_id) < (?, ?)")
             params.extend((format_timestamp(query.after[0]), query.after[1]))
@@ -398,13 +414,14 @@ class SqliteStore(RunStore):
 
     async def save_step(self, run_id: str, name: str, value: str) -> None:
         def apply(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT OR IGNORE INTO flue_steps (run_id, name, value) VALUES (?, ?, ?)", (run_id, name, value))
+            conn.execute(SAVE_STEP, (run_id, name, value))
 
         await self._submit(apply)
 
     async def load_steps(self, run_id: str) -> dict[str, str]:
         def query(conn: sqlite3.Connection) -> dict[str, str]:
-            return dict(conn.execute("SELECT name, value FROM flue_steps WHERE run_id = ?", (run_id,)).fetchall())
+            rows = conn.execute("SELECT name, value FROM flue_steps WHERE run_id = ? ORDER BY seq, name", (run_id,))
+            return dict(rows.fetchall())
 
         return await self._in_thread(query)
 

@@ -16,15 +16,20 @@ from flue_core.store import NewEvent, SignalSent, event_json, signal_received_da
 
 COLUMNS = (
     "run_id, workflow, status, input, key, attempt, created_at, started_at, ended_at, result, error,"
-    " cancel_requested, parent_run_id, wake_at, waiting_for, carrier"
+    " cancel_requested, parent_run_id, wake_at, waiting_for, carrier, recoveries, rerun_of"
 )
 FINISHED = "('completed', 'failed', 'cancelled')"
+#: A step result lands once (the first one saved stays), after every step the run saved before it.
+SAVE_STEP = (
+    "INSERT OR IGNORE INTO flue_steps (run_id, name, value, seq)"
+    " SELECT ?1, ?2, ?3, COALESCE(MAX(seq), 0) + 1 FROM flue_steps WHERE run_id = ?1"
+)
 
 
 def record(row: tuple) -> RunRecord:
     """A record from a row this store wrote (trusted: built without re-validation)."""
     (run_id, workflow, status, input_, key, attempt, created, started, ended, result, error, cancel, parent, wake_at,
-     waiting_for, carrier) = row  # fmt: skip
+     waiting_for, carrier, recoveries, rerun_of) = row  # fmt: skip
     return RunRecord.trusted(
         run_id=run_id,
         workflow=workflow,
@@ -42,6 +47,8 @@ def record(row: tuple) -> RunRecord:
         wake_at=None if wake_at is None else parse_timestamp(wake_at),
         waiting_for=None if waiting_for is None else WaitingFor.model_validate_json(waiting_for),
         carrier=None if carrier is None else json.loads(carrier),
+        recoveries=recoveries,
+        rerun_of=rerun_of,
     )
 
 

@@ -6,7 +6,7 @@ import sqlite3
 
 from flue_core.errors import UnsupportedSchemaVersion
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS flue_runs (
@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS flue_runs (
     waiting_for      TEXT,
     carrier          TEXT,
     ready_at         TEXT,
-    resume           INTEGER NOT NULL DEFAULT 0
+    resume           INTEGER NOT NULL DEFAULT 0,
+    recoveries       INTEGER NOT NULL DEFAULT 0,
+    rerun_of         TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS flue_runs_key ON flue_runs (workflow, key) WHERE key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS flue_runs_order ON flue_runs (created_at, run_id);
@@ -44,6 +46,7 @@ CREATE TABLE IF NOT EXISTS flue_steps (
     run_id TEXT NOT NULL,
     name   TEXT NOT NULL,
     value  TEXT NOT NULL,
+    seq    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS flue_workers (
@@ -126,6 +129,24 @@ ALTER TABLE flue_runs ADD COLUMN resume INTEGER NOT NULL DEFAULT 0;
 UPDATE flue_runs SET ready_at = created_at WHERE status = 'queued';
 """
 
+#: What version 3 added (recoveries, re-runs, steps in the order they were saved): the columns a
+#: version 2 database lacks (``_MIGRATE_2``; its steps keep ``seq`` 0 and read in name order, before
+#: any saved later), then this, which a new database gets as is.
+SCHEMA_3 = """
+CREATE INDEX IF NOT EXISTS flue_runs_rerun ON flue_runs (rerun_of, created_at, run_id) WHERE rerun_of IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flue_steps_order ON flue_steps (run_id, seq);
+"""
+
+_MIGRATE_2 = """
+ALTER TABLE flue_runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE flue_runs ADD COLUMN rerun_of TEXT;
+ALTER TABLE flue_steps ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+"""
+
+#: How a database of an older version reaches the next: the columns it lacks, then what the next
+#: version added.
+_UPGRADES = {"1": (_MIGRATE_1, SCHEMA_2), "2": (_MIGRATE_2, SCHEMA_3)}
+
 
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
@@ -134,21 +155,24 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the schema in an empty database, or check the stored version matches this code."""
+    """Create the schema in an empty database, upgrade one of an older version in place, or refuse
+    one this code cannot read (``UnsupportedSchemaVersion``)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS flue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         row = conn.execute("SELECT value FROM flue_meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            _run_script(conn, SCHEMA)
-            _run_script(conn, SCHEMA_2)
+        stored = None if row is None else row[0]
+        if stored is None:
+            for script in (SCHEMA, SCHEMA_2, SCHEMA_3):
+                _run_script(conn, script)
             conn.execute("INSERT INTO flue_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif row[0] == "1":  # written by the version before durable waits: add what they need
-            _run_script(conn, _MIGRATE_1)
-            _run_script(conn, SCHEMA_2)
+        elif stored in _UPGRADES:
+            while stored in _UPGRADES:
+                for script in _UPGRADES[stored]:
+                    _run_script(conn, script)
+                stored = str(int(stored) + 1)
             conn.execute("UPDATE flue_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-        elif row[0] != str(SCHEMA_VERSION):
-            stored = row[0]
+        elif stored != str(SCHEMA_VERSION):
             newer = stored.isdigit() and int(stored) > SCHEMA_VERSION
             raise UnsupportedSchemaVersion(
                 f"The database was written by {'a newer' if newer else 'an unrecognised'} version of Flue"

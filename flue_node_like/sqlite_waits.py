@@ -17,6 +17,7 @@ from flue_core.snapshot import dumps
 from flue_core.store import READY, Delivery, NewSignal, SignalSent, Suspended, Suspension, delivered_step_value
 from flue_node_like.sqlite_rows import (
     COLUMNS,
+    SAVE_STEP,
     announce_signals,
     next_index,
     record,
@@ -191,10 +192,7 @@ def take_signal(
     conn.execute("UPDATE flue_signals SET delivered = 1 WHERE run_id = ? AND seq = ?", (run_id, seq))
     current = record(select_record(conn, run_id))  # type: ignore[arg-type]
     sent = SignalSent(signal_id, True, current, name, json.loads(data))
-    conn.execute(
-        "INSERT OR IGNORE INTO flue_steps (run_id, name, value) VALUES (?, ?, ?)",
-        (run_id, step, dumps(delivered_step_value(sent, parse_timestamp(sent_at)))),
-    )
+    conn.execute(SAVE_STEP, (run_id, step, dumps(delivered_step_value(sent, parse_timestamp(sent_at)))))
     index = write_event(conn, run_id, "signal_delivered", {"signalId": signal_id, "name": name}, now)
     return Delivery(sent, index)
 
