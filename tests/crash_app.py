@@ -1,10 +1,13 @@
 """A process that starts a run and reports when the run is mid-step, so a test can kill it with -9.
 
-Usage: python crash_app.py DB_PATH WORKFLOW READY_FILE
+Usage: python crash_app.py DB_PATH WORKFLOW READY_FILE — start a run of WORKFLOW and wait for it;
+       python crash_app.py DB_PATH --wait RUN_ID — recover (adopt) what is left and wait for RUN_ID.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -25,7 +28,8 @@ def record_call(db: str, name: str) -> int:
 
 
 async def _block(ctx: RunContext, ready: str | None) -> None:
-    if ready and ctx.attempt == 1:
+    """Report the run under way and block, in the first execution only (the ready file's absence)."""
+    if ready and not Path(ready).exists():
         Path(ready).write_text(ctx.run_id)
         await anyio.sleep_forever()  # the test kills the process here
 
@@ -39,11 +43,31 @@ async def crash_retry(ctx: RunContext, input: dict) -> dict:
 
 @workflow(name="crash-once")
 async def crash_once(ctx: RunContext, input: dict) -> dict:
+    fetched = await ctx.step("fetch", record_call, input["db"], "fetch")
+    await _block(ctx, input.get("ready"))
+    return {"fetched": fetched, "attempt": ctx.attempt}
+
+
+@workflow(name="crash-legacy", max_recoveries=0)
+async def crash_legacy(ctx: RunContext, input: dict) -> dict:
     await _block(ctx, input.get("ready"))
     return {"attempt": ctx.attempt}
 
 
-WORKFLOWS = [crash_retry, crash_once]
+def _die(db: str) -> None:
+    record_call(db, "die")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@workflow(name="crash-always", max_recoveries=2)
+async def crash_always(ctx: RunContext, input: dict) -> None:
+    """A step that kills its own process every time: a crash loop ``max_recoveries`` must end."""
+    if input.get("ready"):
+        Path(input["ready"]).write_text(ctx.run_id)
+    await ctx.step("die", _die, input["db"])
+
+
+WORKFLOWS = [crash_retry, crash_once, crash_legacy, crash_always]
 
 
 def target(db: str) -> LocalTarget:
@@ -52,6 +76,9 @@ def target(db: str) -> LocalTarget:
 
 async def main(db: str, name: str, ready: str) -> None:
     async with Runtime(WORKFLOWS, target=target(db)):
+        if name == "--wait":
+            await runs.wait(ready)
+            return
         receipt = await workflows.start(name, input={"db": db, "ready": ready})
         await runs.wait(receipt.run_id)
 

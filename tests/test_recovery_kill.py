@@ -48,25 +48,60 @@ def start_and_kill(db: Path, workflow: str, tmp_path: Path, events_before_kill: 
     return ready.read_text()
 
 
-async def test_a_killed_run_that_may_retry_is_resumed_with_its_steps_replayed(tmp_path):
+async def test_a_killed_run_without_retries_resumes_with_its_steps_replayed(tmp_path):
     db = tmp_path / "flue.db"
-    run_id = start_and_kill(db, "crash-retry", tmp_path, events_before_kill=3)  # queued, start, step
+    run_id = start_and_kill(db, "crash-once", tmp_path, events_before_kill=3)  # queued, start, step
+    started = time.monotonic()
     async with Runtime(crash_app.WORKFLOWS, target=crash_app.target(str(db))):
         with anyio.fail_after(15):
-            assert await runs.result(run_id) == {"fetched": 1, "attempt": 2}
-        events = [e.type async for e in runs.events(run_id)]
-    assert events == ["run_queued", "run_start", "step", "run_interrupted", "run_start", "step", "run_end"]
+            assert await runs.result(run_id) == {"fetched": 1, "attempt": 1}
+        resumed_after = time.monotonic() - started
+        record = await runs.get(run_id)
+        events = [e async for e in runs.events(run_id)]
+    assert [e.type for e in events] == ["run_queued", "run_start", "step", "run_interrupted", "run_resume", "run_end"]
+    assert events[3].data == {"attempt": 1, "action": "resume", "reason": "died", "recoveries": 1}
+    assert record.attempt == 1 and record.recoveries == 1
     assert Path(str(db) + crash_app.CALLS_FILE_SUFFIX).read_text() == "fetch\n"  # the step ran once
+    assert resumed_after < 5  # same host: the dead process is seen at once, not after the lease
 
 
-async def test_a_killed_run_without_retries_ends_interrupted(tmp_path):
+async def test_a_killed_run_with_retries_resumes_without_using_one(tmp_path):
     db = tmp_path / "flue.db"
-    run_id = start_and_kill(db, "crash-once", tmp_path, events_before_kill=2)
+    run_id = start_and_kill(db, "crash-retry", tmp_path, events_before_kill=3)
+    async with Runtime(crash_app.WORKFLOWS, target=crash_app.target(str(db))):
+        with anyio.fail_after(15):
+            assert await runs.result(run_id) == {"fetched": 1, "attempt": 1}
+    assert Path(str(db) + crash_app.CALLS_FILE_SUFFIX).read_text() == "fetch\n"
+
+
+async def test_with_max_recoveries_0_a_killed_run_without_retries_ends_interrupted(tmp_path):
+    db = tmp_path / "flue.db"
+    run_id = start_and_kill(db, "crash-legacy", tmp_path, events_before_kill=2)
     async with Runtime(crash_app.WORKFLOWS, target=crash_app.target(str(db))):
         with anyio.fail_after(15):
             record = await runs.wait(run_id)
     assert record.status == RunStatus.FAILED
     assert record.error is not None and record.error.code == "run_interrupted"
+
+
+async def test_a_step_that_kills_its_process_every_time_fails_after_max_recoveries(tmp_path):
+    db = tmp_path / "flue.db"
+    ready = tmp_path / "ready"
+    first = subprocess.run([sys.executable, crash_app.__file__, str(db), "crash-always", str(ready)], timeout=60)
+    assert first.returncode == -signal.SIGKILL
+    run_id = ready.read_text()
+    for _ in range(2):  # max_recoveries=2: two processes resume it, and its step kills each
+        again = subprocess.run([sys.executable, crash_app.__file__, str(db), "--wait", run_id], timeout=60)
+        assert again.returncode == -signal.SIGKILL
+    async with Runtime(crash_app.WORKFLOWS, target=crash_app.target(str(db))):
+        with anyio.fail_after(15):
+            record = await runs.wait(run_id)
+        events = [e async for e in runs.events(run_id)]
+    assert record.status == RunStatus.FAILED and record.error.code == "recovery_limit"
+    assert record.recoveries == 2 and record.attempt == 1
+    interrupted = [e.data for e in events if e.type == "run_interrupted"]
+    assert [(d["action"], d["recoveries"]) for d in interrupted] == [("resume", 1), ("resume", 2), ("fail", 2)]
+    assert Path(str(db) + crash_app.CALLS_FILE_SUFFIX).read_text() == "die\ndie\ndie\n"
 
 
 async def test_nothing_is_recovered_while_the_owner_is_alive(tmp_path):
