@@ -5,16 +5,18 @@
 * ``prefix`` — the application's key prefix (default ``flue``): every key the stores use starts with
   ``<prefix>:``, so several applications share one Redis (``docs/redis.md`` lists the keys). Letters,
   digits and ``-_.{}``; braces make it a Redis Cluster hash tag, which keeps every key in one slot.
-* ``db`` — the database number (also the URL's path, ``/2``); default 0.
+* ``db`` — the database number, or the URL's path (``/2``), not both; default 0.
 * ``connect_timeout`` — seconds to reach the server (default 5); ``timeout`` — seconds a command may
-  take before the connection is considered broken (default 10).
+  take before the connection is considered broken (default 10). Both finite, a day at most.
 * ``max_connections`` — pool size (default: unbounded).
 * ``retention`` — the run store only: how long finished runs are kept, in seconds or with a unit
-  (``90s``, ``30m``, ``12h``, ``7d``); default: kept until pruned.
+  (``90s``, ``30m``, ``12h``, ``7d``; at most 100 years); default: kept until pruned.
 * ``ssl_cert_reqs`` (``required``, ``optional``, ``none``), ``ssl_ca_certs``, ``ssl_certfile``,
   ``ssl_keyfile`` — ``rediss://`` only.
 
-User name and password are percent-decoded. A malformed URL or an unknown option raises
+User name and password are percent-decoded; a ``/``, ``?``, ``#`` or ``@`` in them must be
+percent-encoded (``%2F``, ``%3F``, ``%23``, ``%40``). No error, log line or shown URL ever holds the
+password, however malformed the URL. A malformed URL or an unknown option raises
 :class:`~flue_core.errors.ConfigurationError` when the settings are made; :func:`connect` raises
 :class:`~flue_core.errors.StoreUnavailable` for a server it cannot reach in time and
 :class:`~flue_core.errors.ConfigurationError` for refused credentials or a database that does not exist.
@@ -27,6 +29,7 @@ one call; the pool replaces it for the next.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,7 +52,7 @@ except ModuleNotFoundError as missing:  # pragma: no cover - depends on the inst
         name=missing.name,
     ) from missing
 
-__all__ = ["MIN_SERVER_VERSION", "RedisSettings", "connect", "load_script", "redis_errors"]
+__all__ = ["MIN_SERVER_VERSION", "RedisSettings", "connect", "load_script", "redis_errors", "reply_error"]
 
 SCHEMES = ("redis", "rediss")
 DEFAULT_PREFIX = "flue"
@@ -60,6 +63,13 @@ _CERT_REQS = ("required", "optional", "none")
 _TLS_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 _OPTIONS = ("prefix", "db", "connect_timeout", "timeout", "max_connections", "retention", *_TLS_OPTIONS)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The longest timeout taken, in seconds: longer ones cannot be given to a socket on every platform.
+MAX_TIMEOUT = 86400.0
+#: The longest retention taken, in seconds (100 years): the cutoff must remain a date.
+MAX_RETENTION = 100 * 365 * 86400.0
+#: Error replies that no waiting mends: credentials or a database the server refuses.
+_REFUSED = ("NOAUTH", "WRONGPASS", "NOPERM", "ERR invalid password", "ERR AUTH", "ERR DB index")
+_ENCODE = "a '/', '?', '#' or '@' in a user name or password must be percent-encoded (%2F, %3F, %23, %40)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +94,24 @@ class RedisSettings:
         """The settings of ``url`` (the module docstring lists its options); a malformed URL raises
         :class:`~flue_core.errors.ConfigurationError` naming what is wrong, without the password."""
         if not isinstance(url, str):
-            raise ConfigurationError(f"A Redis URL is a string like redis://host:6379/0, not {url!r}.")
+            raise ConfigurationError(f"A Redis URL is a string like redis://host:6379/0, not a {type(url).__name__}.")
         shown = _redacted(url)
+        # The parser's messages quote the URL's parts, which may be pieces of a password: never shown.
         try:
             parts = urlsplit(url)
+        except ValueError:
+            raise ConfigurationError(f"Malformed Redis URL {shown}; {_ENCODE}.", details={"url": shown}) from None
+        misplaced = "@" in url.partition("://")[2] and "@" not in parts.netloc
+        if misplaced or "#" in url:  # part of the credentials was taken for the path, query or fragment
+            what = "an @ after the host" if misplaced else "a # (Redis URLs have no fragment)"
+            raise ConfigurationError(f"Malformed Redis URL {shown}: {what}; {_ENCODE}.", details={"url": shown})
+        try:
             port = parts.port or 6379
-        except ValueError as exc:
-            raise ConfigurationError(f"Malformed Redis URL {shown}: {exc}.", details={"url": shown}) from None
+        except ValueError:
+            raise ConfigurationError(
+                f"Malformed Redis URL {shown}: the port must be a number from 1 to 65535; {_ENCODE}.",
+                details={"url": shown},
+            ) from None
         if parts.scheme not in SCHEMES:
             raise ConfigurationError(
                 f"Redis URLs start with redis:// or rediss://, not {shown}.", details={"url": shown}
@@ -98,7 +119,13 @@ class RedisSettings:
         if not parts.hostname:
             raise ConfigurationError(f"The Redis URL {shown} names no host.", details={"url": shown})
         options = _query(parts.query, shown)
-        db_text = options.pop("db", None) or parts.path.strip("/") or "0"
+        path_db = parts.path.strip("/")
+        if path_db and "db" in options:
+            raise ConfigurationError(
+                f"The Redis URL {shown} names its database twice (/{path_db} and ?db=): give one.",
+                details={"url": shown},
+            )
+        db_text = options.pop("db", path_db or "0")
         tls_options = tuple((name, options.pop(name)) for name in _TLS_OPTIONS if name in options)
         if tls_options and parts.scheme != "rediss":
             raise ConfigurationError(
@@ -124,8 +151,8 @@ class RedisSettings:
             password=unquote(parts.password) if parts.password is not None else None,
             tls=parts.scheme == "rediss",
             prefix=prefix,
-            connect_timeout=_number(options.pop("connect_timeout", "5"), "connect_timeout", shown, float),
-            timeout=_number(options.pop("timeout", "10"), "timeout", shown, float),
+            connect_timeout=_seconds(options.pop("connect_timeout", "5"), "connect_timeout", shown, MAX_TIMEOUT),
+            timeout=_seconds(options.pop("timeout", "10"), "timeout", shown, MAX_TIMEOUT),
             max_connections=_optional_int(options.pop("max_connections", None), shown),
             retention=_retention(options.pop("retention", None), shown),
             tls_options=tls_options,
@@ -206,9 +233,9 @@ async def load_script(client: aioredis.Redis, settings: RedisSettings, name: str
 
 @contextmanager
 def redis_errors(settings: RedisSettings, *, connecting: bool = False) -> Iterator[None]:
-    """Raise redis-py's errors as :class:`~flue_core.errors.FlueError`: refused credentials and a
-    missing database as :class:`ConfigurationError`, the rest as :class:`StoreUnavailable` (a write
-    that failed that way may or may not have been applied)."""
+    """Raise redis-py's errors as :class:`~flue_core.errors.FlueError`: error replies as
+    :func:`reply_error` says, a lost or unreachable server as :class:`StoreUnavailable` (a write that
+    failed that way may or may not have been applied)."""
     shown = settings.url
     try:
         yield
@@ -217,12 +244,25 @@ def redis_errors(settings: RedisSettings, *, connecting: bool = False) -> Iterat
             f"Redis at {shown} refused the credentials: {exc}", details={"url": shown}
         ) from None
     except redis_exceptions.ResponseError as exc:
-        if "DB index is out of range" in str(exc) or str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
-            raise ConfigurationError(f"Redis at {shown} refused the connection: {exc}", details={"url": shown}) from None
-        raise StoreUnavailable(f"Redis at {shown} failed: {exc}", details={"url": shown}) from None
+        raise reply_error(str(exc), shown) from None
     except (redis_exceptions.RedisError, OSError) as exc:
         what = "Cannot reach" if connecting else "Lost the connection to"
         raise StoreUnavailable(f"{what} Redis at {shown}: {exc}", details={"url": shown}) from None
+
+
+def reply_error(message: str, shown: str) -> ConfigurationError | StoreUnavailable:
+    """The typed error of an error reply from Redis at ``shown``: refused credentials, a database it
+    lacks, and a key of the prefix holding another kind of value (something other than Flue writes
+    under it) are :class:`ConfigurationError`; the rest :class:`StoreUnavailable`."""
+    if message.startswith(_REFUSED) or "DB index is out of range" in message:
+        return ConfigurationError(f"Redis at {shown} refused the connection: {message}", details={"url": shown})
+    if "WRONGTYPE" in message:  # at the start from Redis 7, inside a script's error before
+        return ConfigurationError(
+            f"Keys under the prefix of {shown} hold data Flue did not write ({message}): give Flue a key"
+            " prefix of its own (?prefix=).",
+            details={"url": shown},
+        )
+    return StoreUnavailable(f"Redis at {shown} failed: {message}", details={"url": shown})
 
 
 def _query(query: str, shown: str) -> dict[str, str]:
@@ -253,6 +293,18 @@ def _number(text: str, name: str, shown: str, kind: type, *, minimum: float = 0)
     return value
 
 
+def _seconds(text: str, name: str, shown: str, maximum: float, scale: float = 1) -> float:
+    """A finite number of seconds > 0 and at most ``maximum`` (``inf`` would let a silent server
+    block a call forever)."""
+    value = _number(text, name, shown, float) * scale
+    if not math.isfinite(value) or value > maximum:
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds up to {maximum:.0f}, not {text!r} ({shown}).",
+            details={"url": shown, "option": name},
+        )
+    return value
+
+
 def _optional_int(text: str | None, shown: str) -> int | None:
     if text is None:
         return None
@@ -266,10 +318,18 @@ def _retention(text: str | None, shown: str) -> float | None:
     if text is None:
         return None
     unit = _UNITS.get(text[-1:], None)
-    return _number(text[:-1] if unit else text, "retention", shown, float) * (unit or 1)
+    return _seconds(text[:-1] if unit else text, "retention", shown, MAX_RETENTION, unit or 1)
 
 
-def _redacted(url: object) -> str:
-    """``url`` with its password replaced by ``***``."""
-    text = str(url)
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text)
+def _redacted(url: str) -> str:
+    """``url`` with everything before the host that may hold credentials replaced by ``***``.
+
+    The credentials end at the last ``@`` after the scheme, whatever reserved characters the password
+    holds unencoded (``/``, ``?``, ``#``): guessing where a URL parser would cut them is how a piece of
+    a password gets shown."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"

@@ -32,7 +32,7 @@ from typing import Any
 import hiredis
 
 from flue_core.errors import ConfigurationError, StoreUnavailable
-from flue_node_like.redis_connection import MIN_SERVER_VERSION, RedisSettings
+from flue_node_like.redis_connection import MIN_SERVER_VERSION, RedisSettings, reply_error
 
 log = logging.getLogger("flue.redis")
 
@@ -41,7 +41,6 @@ __all__ = ["Link", "ReplyError", "Wire", "open_wire"]
 ReplyError = hiredis.ReplyError
 #: Answers that mean "not now": the command was not applied, and is sent again after reconnecting.
 _TRANSIENT = ("LOADING", "READONLY", "MASTERDOWN", "NOSCRIPT", "TRYAGAIN", "CLUSTERDOWN", "BUSY ")
-_REFUSED = ("NOAUTH", "WRONGPASS", "NOPERM", "ERR invalid password", "ERR AUTH", "ERR DB index")
 MAX_BACKOFF = 1.0
 
 
@@ -169,20 +168,12 @@ async def open_wire(
             raise StoreUnavailable(f"Lost the connection to Redis at {shown}: {exc or 'timed out'}", details={"url": shown}) from None
         for command, reply in zip(commands, replies, strict=True):
             if isinstance(reply, ReplyError) and not (command[0] == "CLIENT" and "unknown" in str(reply).lower()):
-                raise refusal(reply, shown)
+                raise reply_error(str(reply), shown)
     except BaseException:
         wire.abort()
         raise
     ready = True
     return wire, replies[len(commands) - len(prelude) :]
-
-
-def refusal(reply: ReplyError, shown: str) -> Exception:
-    """The typed error of an error reply (:class:`ConfigurationError` for credentials and databases)."""
-    message = str(reply)
-    if message.startswith(_REFUSED):
-        return ConfigurationError(f"Redis at {shown} refused the connection: {message}", details={"url": shown})
-    return StoreUnavailable(f"Redis at {shown} failed: {message}", details={"url": shown})
 
 
 def transient(reply: ReplyError) -> bool:

@@ -7,6 +7,7 @@ the hash's fields as Redis returns them (``HGETALL``: name, value, name, value..
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,7 +51,16 @@ def record_of(flat: list[str]) -> RunRecord:
         wake_at=None if wake_at is None else parse_timestamp(wake_at),
         waiting_for=None if waiting is None else WaitingFor.model_validate_json(waiting),
         carrier=None if carrier is None else json.loads(carrier),
+        recoveries=int(get("rc") or 0),
+        rerun_of=get("rr"),
     )
+
+
+def netstrings(items: Iterable[str]) -> str:
+    """``items`` as one argument the script splits again: ``<length in bytes>:<text>`` each, back to
+    back (a script's arguments are unpacked onto a bounded stack, so a re-run's thousands of steps
+    go as one)."""
+    return "".join(f"{len(item.encode())}:{item}" for item in items)
 
 
 def json_or_empty(value: Any) -> str:

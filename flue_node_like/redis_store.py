@@ -26,7 +26,8 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from flue_core.errors import RunFinished, RunIdConflict, RunNotFound, StoreUnavailable, UnsupportedSchemaVersion
+from flue_core.errors import ConfigurationError, RunFinished, RunIdConflict, RunNotFound, StoreUnavailable
+from flue_core.errors import UnsupportedSchemaVersion
 from flue_core.models import RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp, utc_now
 from flue_core.snapshot import dumps
 from flue_core.store import (
@@ -51,7 +52,7 @@ from flue_core.store import (
     event_json,
     signal_received_data,
 )
-from flue_node_like.redis_connection import RedisSettings
+from flue_node_like.redis_connection import RedisSettings, reply_error
 from flue_node_like.redis_link import Link, ReplyError
 from flue_node_like.redis_rows import (
     DURATION_TAIL,
@@ -60,6 +61,7 @@ from flue_node_like.redis_rows import (
     from_ms,
     json_or_empty,
     ms,
+    netstrings,
     record_of,
     schedule_definition,
     schedule_of,
@@ -191,7 +193,13 @@ class RedisStore(RunStore):
             return RunFinished(
                 f"Run {run_id} has ended ({status}); it takes no more signals.", details={"run_id": run_id, "status": status}
             )
-        return StoreUnavailable(f"Redis at {self.url} failed: {message}", details={"url": self.url})
+        if code == "layout_type":
+            return ConfigurationError(
+                f"{self._base}layout is a {details[0]}, not the version of Flue's keys: something other than"
+                f" Flue writes under {self._base}*; give Flue a key prefix of its own (?prefix=) in {self.url}.",
+                details={"url": self.url, "prefix": self.settings.prefix},
+            )
+        return reply_error(message, self.url)
 
     # -- admission and lifecycle --------------------------------------------------------------------
 
@@ -214,6 +222,8 @@ class RedisStore(RunStore):
             "" if waiting_for is None else waiting_for.model_dump_json(exclude_none=True),
             json_or_empty(run.carrier),
             event_json(run.run_id, run.first_event),
+            run.rerun_of or "",
+            netstrings(item for step in run.steps for item in step) if run.steps else "",
         )
         if len(reply) > 2:  # the key was bound already (or this very call was applied before)
             return Admission(record_of(reply[2]), created=bool(reply[1]))
@@ -234,6 +244,8 @@ class RedisStore(RunStore):
             wake_at=start,
             waiting_for=waiting_for,
             carrier=run.carrier,
+            recoveries=0,
+            rerun_of=run.rerun_of,
         )
         return Admission(record, created=True)
 
@@ -248,10 +260,12 @@ class RedisStore(RunStore):
             return None
         return Attempt(record_of(reply[1]), int(reply[2]), reply[3] == "1")
 
-    async def requeue(self, run_id: str, owner: str | None, *, held_by: str | None = None) -> RunRecord | None:
+    async def requeue(
+        self, run_id: str, owner: str | None, *, held_by: str | None = None, interrupted: bool = False
+    ) -> RunRecord | None:
         now = utc_now()
         reply = await self._write(
-            "requeue", run_id, owner or "", held_by or "", ms(now), event_head(run_id),
+            "requeue", run_id, owner or "", held_by or "", "1" if interrupted else "", ms(now), event_head(run_id),
             event_mid("signal_received", format_timestamp(now)),
         )  # fmt: skip
         return None if reply[1] is None else record_of(reply[1])
@@ -403,6 +417,7 @@ class RedisStore(RunStore):
             query.workflow or "",
             "" if query.status is None else query.status.value,
             query.parent or "",
+            query.rerun_of or "",
         )
         return [record_of(flat) for flat in reply]
 
@@ -425,11 +440,14 @@ class RedisStore(RunStore):
     # -- steps --------------------------------------------------------------------------------------
 
     async def save_step(self, run_id: str, name: str, value: str) -> None:
-        await self._command("HSETNX", self._base + "steps:" + run_id, name, value)
+        await self._write("save_step", run_id, name, value)
 
     async def load_steps(self, run_id: str) -> dict[str, str]:
-        flat = await self._command("HGETALL", self._base + "steps:" + run_id)
-        return dict(zip(flat[::2], flat[1::2]))
+        names, flat = await self._read("steps", run_id)
+        values = dict(zip(flat[::2], flat[1::2]))
+        ordered = {name: values.pop(name) for name in names if name in values}
+        ordered.update(values)  # saved by a version of Flue that kept no order: after the others
+        return ordered
 
     # -- signals ------------------------------------------------------------------------------------
 

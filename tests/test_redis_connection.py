@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from flue_core.errors import ConfigurationError, StoreUnavailable
 from flue_node_like.redis_connection import RedisSettings, connect
-from flue_node_like.streams_redis import RedisStreamStore
 from flue_node_like.redis_server import RedisServer, RedisServerMissing
+from flue_node_like.redis_store import RedisStore
+from flue_node_like.streams_redis import RedisStreamStore
 
 pytestmark = pytest.mark.anyio
 FAST = "connect_timeout=0.5&timeout=0.5"
@@ -78,6 +80,85 @@ def test_errors_and_the_shown_url_never_contain_the_password() -> None:
     assert "hunter2" not in str(caught.value) and "***" in str(caught.value)
     settings = RedisSettings.from_url("redis://ann:hunter2@localhost")
     assert "hunter2" not in settings.url and "hunter2" not in repr(settings)
+
+
+#: A password with every reserved character a URL parser cuts at; no piece of it may ever be shown.
+PIECES = ("sekrit", "pazz", "wurd", "lazt")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:sekrit/pazz@127.0.0.1:6379/0",
+        "redis://:sekrit#pazz@127.0.0.1:6379/0",
+        "redis://:sekrit?pazz@127.0.0.1:6379/0",
+        "redis://ann:sekrit/pazz#wurd?lazt@cache:6380/1?prefix=app",
+        "redis://:sekrit?timeout=pazz@127.0.0.1/0",
+        "redis://:sekrit://pazz@127.0.0.1/0",
+        "rediss://ann:sekrit@pazz@[::1/0",
+        "redis://ann:sekrit/1234@127.0.0.1/0",
+    ],
+)
+def test_a_password_with_unencoded_reserved_characters_is_refused_without_showing_it(
+    url: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level("DEBUG")
+    for make in (RedisSettings.from_url, RedisStreamStore, RedisStore):
+        with pytest.raises(ConfigurationError) as caught:
+            make(url)
+        shown = f"{caught.value} {caught.value.details!r}"
+        assert not [piece for piece in PIECES if piece in shown], shown
+        assert "must be percent-encoded" in str(caught.value)
+    from flue_core.cli import main
+
+    assert main(["runs", "--store", url]) == 78
+    said = capsys.readouterr()
+    assert not [piece for piece in PIECES if piece in said.out + said.err + caplog.text]
+
+
+def test_reserved_characters_percent_encoded_give_the_password_they_spell() -> None:
+    settings = RedisSettings.from_url("redis://:sekrit%2Fpazz%23wurd%3Flazt%40x@127.0.0.1/0")
+    assert settings.password == "sekrit/pazz#wurd?lazt@x" and "sekrit" not in settings.url
+
+
+@pytest.mark.parametrize(
+    "query", ["timeout=inf", "timeout=-inf", "timeout=nan", "connect_timeout=inf", "timeout=1e300", "retention=infd"]
+)
+def test_a_timeout_that_is_not_a_finite_number_of_seconds_is_refused(query: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        RedisStore(f"redis://localhost/0?{query}")
+    assert caught.value.details["option"] == query.split("=")[0]
+
+
+@pytest.mark.parametrize("url", ["redis://localhost/2?db=3", "redis://localhost/2?db=2", "redis://localhost?db="])
+def test_a_database_named_twice_or_not_at_all_is_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        RedisSettings.from_url(url)
+
+
+def test_a_database_is_named_by_the_path_or_the_option() -> None:
+    assert RedisSettings.from_url("redis://localhost/2").db == RedisSettings.from_url("redis://localhost?db=2").db == 2
+    assert RedisSettings.from_url("redis://localhost/").db == 0
+
+
+async def test_refused_credentials_leave_the_password_out_of_the_logs(
+    locked_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    for make in (RedisStreamStore, RedisStore):
+        store = make(f"redis://:sekrit%2Fpazz@127.0.0.1:{locked_server.port}/0?{FAST}")
+        with pytest.raises(ConfigurationError) as caught:
+            await store.open(lambda keys: None)
+        assert not [piece for piece in PIECES if piece in str(caught.value) + caplog.text]
+
+
+async def test_a_stream_layout_key_of_another_kind_is_a_configuration_error(redis_server: RedisServer) -> None:
+    client = aioredis.Redis(port=redis_server.port)
+    await client.rpush("clash:ds:layout", "not ours")
+    await client.aclose()
+    with pytest.raises(ConfigurationError) as caught:
+        await open_store(redis_server.url(prefix="clash"))
+    assert "WRONGTYPE" in str(caught.value) and "prefix" in str(caught.value)
 
 
 # -- servers that cannot be used -------------------------------------------------------------------------

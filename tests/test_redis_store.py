@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -298,9 +299,10 @@ async def test_a_run_whose_end_could_not_be_written_while_redis_was_away_is_take
         await anyio.sleep(1.2)  # the attempt ended meanwhile; writing its end failed
         own_redis_server.start()
         with anyio.fail_after(10):
-            assert await runs.result(receipt.run_id) == 2  # executed again: at least once, never lost
+            assert await runs.result(receipt.run_id) == 1  # executed again: at least once, never lost
+        assert (await runs.get(receipt.run_id)).recoveries == 1  # an interruption, not a second attempt
         types = [event.type async for event in runs.events(receipt.run_id)]
-        assert types == ["run_queued", "run_start", "run_interrupted", "run_start", "run_end"]
+        assert types == ["run_queued", "run_start", "run_interrupted", "run_resume", "run_end"]
         assert rt.target._unsettled == set()  # type: ignore[attr-defined]
 
 
@@ -310,3 +312,137 @@ def test_events_the_scripts_write_have_the_wire_shape_of_event_json() -> None:
                                ("custom-id_7", "signal_received", {})]:  # fmt: skip
         built = event_head(run_id) + "7" + event_mid(type, format_timestamp(when)) + dumps(data) + "}"
         assert built == event_json(run_id, NewEvent(7, type, data, when))
+
+
+# -- recoveries, re-runs and the order of steps -------------------------------------------------------
+
+
+def queued(run_id: str, *, minutes: int = 0, key: str | None = None, rerun_of: str | None = None,
+           steps: tuple[tuple[str, str], ...] = (), owner: str | None = "wkr") -> NewRun:  # fmt: skip
+    created = utc_now().replace(year=2030) + timedelta(minutes=minutes)
+    return NewRun(run_id, "w", None, key, created, owner, NewEvent(0, "run_queued", {}, created), rerun_of=rerun_of, steps=steps)
+
+
+@contextlib.asynccontextmanager
+async def opened(url: str) -> AsyncIterator[RedisStore]:
+    store = RedisStore(url)
+    await store.open(lambda keys: None)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_a_rerun_and_its_recoveries_are_stored_and_read_back(redis_url: str) -> None:
+    async with opened(redis_url) as store:
+        admission = await store.admit(queued("run_b", rerun_of="run_a"))
+        assert (admission.record.rerun_of, admission.record.recoveries) == ("run_a", 0)
+        stored = await store.get("run_b")
+        assert stored is not None and (stored.rerun_of, stored.recoveries) == ("run_a", 0)
+        assert [(r.run_id, r.rerun_of) for r in await store.list(RunQuery())] == [("run_b", "run_a")]
+
+
+async def test_an_interrupted_run_is_claimed_again_in_the_same_attempt_with_a_recovery_counted(redis_url: str) -> None:
+    async with opened(redis_url) as store:
+        await store.admit(queued("run_i"))
+        first = await store.claim("run_i", "wkr")
+        assert first is not None and first.record.attempt == 1 and not first.resumed
+        requeued = await store.requeue("run_i", None, interrupted=True)
+        assert requeued is not None and requeued.status == RunStatus.QUEUED and requeued.recoveries == 1
+        assert [r.run_id for r in await store.take_ready("wkr2", {"w": None}, 10)] == ["run_i"]
+        again = await store.claim("run_i", "wkr2")
+        assert again is not None and again.resumed and (again.record.attempt, again.record.recoveries) == (1, 1)
+        await store.requeue("run_i", "wkr2")  # handed back without an interruption: a new attempt
+        retried = await store.claim("run_i", "wkr2")
+        assert retried is not None and not retried.resumed and (retried.record.attempt, retried.record.recoveries) == (2, 1)
+
+
+async def test_steps_taken_over_at_admission_come_first_in_their_order_and_keep_it(redis_url: str) -> None:
+    async with opened(redis_url) as store:
+        taken = (("zeta", '"z"'), ("alpha", '{"é":"😀"}'), ("mid:1", "3"), ("", "null"))
+        await store.admit(queued("run_s", rerun_of="run_a", steps=taken))
+        await store.save_step("run_s", "beta", "4")
+        await store.save_step("run_s", "alpha", '"second save"')  # the first save of a name wins
+        await store.save_step("run_s", "aardvark", "5")
+        assert list((await store.load_steps("run_s")).items()) == [*taken, ("beta", "4"), ("aardvark", "5")]
+
+
+async def test_thousands_of_steps_taken_over_go_in_one_admission(redis_url: str) -> None:
+    async with opened(redis_url) as store:
+        taken = tuple((f"step-{n:05d}"[::-1], str(n)) for n in range(20_000))  # past a script's stack of arguments
+        await store.admit(queued("run_many", steps=taken))
+        assert list((await store.load_steps("run_many")).items()) == list(taken)
+
+
+async def test_an_admission_that_creates_nothing_stores_no_steps(redis_url: str) -> None:
+    async with opened(redis_url) as store:
+        await store.admit(queued("run_k1", key="once"))
+        admission = await store.admit(queued("run_k2", key="once", steps=(("a", "1"),)))
+        assert not admission.created and admission.record.run_id == "run_k1"
+        assert await store.load_steps("run_k2") == {} and await store.load_steps("run_k1") == {}
+
+
+async def test_list_by_rerun_of_pages_newest_first_and_combines_with_the_other_filters(redis_url: str) -> None:
+    async with opened(redis_url) as store:
+        for n in range(5):
+            await store.admit(queued(f"run_r{n}", minutes=n, rerun_of="run_a"))
+        await store.admit(queued("run_other", minutes=9, rerun_of="run_z"))
+        await store.claim("run_r3", "wkr")
+        pages, after = [], None
+        while page := await store.list(RunQuery(rerun_of="run_a", limit=2, after=after)):
+            pages.append([r.run_id for r in page])
+            after = (page[-1].created_at, page[-1].run_id)
+        assert pages == [["run_r4", "run_r3"], ["run_r2", "run_r1"], ["run_r0"]]
+        running = await store.list(RunQuery(rerun_of="run_a", status=RunStatus.RUNNING))
+        assert [r.run_id for r in running] == ["run_r3"]
+        assert await store.list(RunQuery(rerun_of="run_a", workflow="other")) == []
+        child = queued("run_child", minutes=20, rerun_of="run_a")
+        await store.admit(dataclasses.replace(child, parent_run_id="run_parent"))
+        both = await store.list(RunQuery(rerun_of="run_a", parent="run_parent"))
+        assert [r.run_id for r in both] == ["run_child"] and await store.list(RunQuery(rerun_of="run_z", parent="run_parent")) == []
+
+
+async def test_pruning_a_rerun_removes_its_index_entry_and_its_step_order(redis_url: str, redis_server: RedisServer) -> None:
+    prefix = redis_url.split("prefix=")[1]
+    async with opened(redis_url) as store:
+        await store.admit(queued("run_p", rerun_of="run_a", steps=(("a", "1"),)))
+        await store.save_step("run_p", "b", "2")
+        await store.finish("run_p", Outcome(RunStatus.COMPLETED, utc_now().replace(year=2031)))
+        client = aioredis.Redis(port=redis_server.port, decode_responses=True)
+        try:
+            assert await client.exists(f"{prefix}:runs:rr:run_a", f"{prefix}:steporder:run_p") == 2
+            assert await store.prune(utc_now().replace(year=2032)) == 1
+            assert await client.keys(f"{prefix}:*run_p*") == [] and await client.exists(f"{prefix}:runs:rr:run_a") == 0
+        finally:
+            await client.aclose()
+        assert await store.list(RunQuery(rerun_of="run_a")) == []
+
+
+async def test_runs_and_steps_stored_before_this_layout_change_read_with_defaults(redis_url: str, redis_server: RedisServer) -> None:
+    prefix = redis_url.split("prefix=")[1]
+    async with opened(redis_url) as store:
+        await store.admit(queued("run_old"))
+        client = aioredis.Redis(port=redis_server.port)
+        try:  # as an earlier release wrote them: no recoveries, no re-run, steps in a hash alone
+            await client.hset(f"{prefix}:steps:run_old", mapping={"x": "1", "y": "2"})
+            await store.save_step("run_old", "z", "3")
+        finally:
+            await client.aclose()
+        record = await store.get("run_old")
+        assert record is not None and (record.recoveries, record.rerun_of) == (0, None)
+        steps = await store.load_steps("run_old")
+        assert steps == {"x": "1", "y": "2", "z": "3"} and list(steps)[0] == "z"  # the ordered ones first
+
+
+async def test_a_layout_key_of_another_kind_is_a_configuration_error_not_an_outage(redis_url: str, redis_server: RedisServer) -> None:
+    from flue_core.cli.exits import Exit, exit_code
+
+    prefix = redis_url.split("prefix=")[1]
+    client = aioredis.Redis(port=redis_server.port)
+    await client.rpush(f"{prefix}:layout", "not", "ours")
+    await client.aclose()
+    with pytest.raises(ConfigurationError) as caught:
+        async with Runtime([echo], store=redis_url):
+            pass
+    assert not isinstance(caught.value, UnsupportedSchemaVersion) and f"{prefix}:layout is a list" in str(caught.value)
+    assert exit_code(caught.value) == Exit.CONFIG  # the command line's 78, not 69

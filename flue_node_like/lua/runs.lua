@@ -2,10 +2,11 @@
 each is atomic. The rules are those of flue_core/store.py (RunStore), which states them; this is the
 same logic over Redis keys, which docs/redis.md lists.
 
-This file is the prelude every script starts with; the operations are the chunks of runs_*.lua, each
-headed "-- op: <name>" and defining the local function <name>. The script of an operation is this
-prelude, its chunk, and "return respond(<name>(unpack(ARGV, 4)))" (flue_node_like/redis_scripts.py):
-a script per operation, because Lua creates every function a script defines on every call.
+This file is the prelude every script starts with (after steps.lua); the operations are the chunks of
+runs_*.lua, each headed "-- op: <name>" and defining the local function <name>. The script of an
+operation is steps.lua, this prelude, its chunk, and "return respond(<name>(unpack(ARGV, 4)))"
+(flue_node_like/redis_scripts.py): a script per operation, because Lua creates every function a script
+defines on every call.
 
   EVALSHA <sha> 1 <base>layout <base> <origin> <opid> <operation's arguments...>
 
@@ -47,7 +48,6 @@ end
 
 local function run_key(id) return base .. 'run:' .. id end
 local function events_key(id) return base .. 'ev:' .. id end
-local function steps_key(id) return base .. 'steps:' .. id end
 local function mailbox_key(id) return base .. 'sig:' .. id end
 local function ready_key(wf) return base .. 'ready:' .. wf end
 local function held_key(wf) return base .. 'held:' .. wf end
@@ -66,8 +66,9 @@ end
 
 local function record(id) return redis.call('HGETALL', run_key(id)) end
 
--- The list indexes: every run, by workflow, by status, by workflow and status, by parent. Sorted sets
--- of run ids scored by their creation time in ms ("cams"): with ties ordered by id, that is list order.
+-- The list indexes: every run, by workflow, by status, by workflow and status, by parent, by the run it
+-- re-runs. Sorted sets of run ids scored by their creation time in ms ("cams"): with ties ordered by id,
+-- that is list order.
 local function index(row, status)
   redis.call('ZADD', base .. 'runs:st:' .. status, row.cams, row.id)
   redis.call('ZADD', base .. 'runs:wfst:' .. row.wf .. ':' .. status, row.cams, row.id)

@@ -21,16 +21,18 @@ local function before(key, score, id, count)
   return out, last
 end
 
--- Newest first, strictly after the cursor (after_ms, after_id), through the narrowest index the filters allow.
-local function list(limit, after_ms, after_id, wf, status, parent)
+-- Newest first, strictly after the cursor (after_ms, after_id), through the narrowest index the filters
+-- allow; the filters that index does not cover are checked run by run.
+local function list(limit, after_ms, after_id, wf, status, parent, rerun_of)
   limit = tonumber(limit)
   local key
   if parent ~= '' then key = base .. 'runs:par:' .. parent
+  elseif rerun_of ~= '' then key = base .. 'runs:rr:' .. rerun_of
   elseif wf ~= '' and status ~= '' then key = base .. 'runs:wfst:' .. wf .. ':' .. status
   elseif wf ~= '' then key = base .. 'runs:wf:' .. wf
   elseif status ~= '' then key = base .. 'runs:st:' .. status
   else key = base .. 'runs' end
-  local check = parent ~= '' and (wf ~= '' or status ~= '')
+  local check = (parent ~= '' or rerun_of ~= '') and (wf ~= '' or status ~= '' or (parent ~= '' and rerun_of ~= ''))
   local out = {}
   local score, id = after_ms == '' and '+inf' or after_ms, after_id
   while #out < limit do
@@ -39,8 +41,9 @@ local function list(limit, after_ms, after_id, wf, status, parent)
     for _, each in ipairs(chunk) do
       local keep = true
       if check then
-        local fields = redis.call('HMGET', run_key(each), 'wf', 'st')
+        local fields = redis.call('HMGET', run_key(each), 'wf', 'st', 'rr')
         keep = (wf == '' or fields[1] == wf) and (status == '' or fields[2] == status)
+          and (rerun_of == '' or fields[3] == rerun_of)
       end
       if keep then
         local flat = record(each)
@@ -55,11 +58,12 @@ end
 
 -- op: prune
 local function delete_run(id, row)
-  redis.call('DEL', run_key(id), events_key(id), steps_key(id), mailbox_key(id))
+  redis.call('DEL', run_key(id), events_key(id), mailbox_key(id), step_keys(base, id))
   redis.call('ZREM', base .. 'runs', id)
   redis.call('ZREM', base .. 'runs:wf:' .. row.wf, id)
   unindex(row)
   if row.par then redis.call('ZREM', base .. 'runs:par:' .. row.par, id) end
+  if row.rr then redis.call('ZREM', base .. 'runs:rr:' .. row.rr, id) end
   if row.key and redis.call('HGET', keys_key(row.wf), row.key) == id then redis.call('HDEL', keys_key(row.wf), row.key) end
   redis.call('ZREM', ENDED, id)
   release_kept(id)

@@ -4,6 +4,8 @@
 local LAYOUT = '1'
 
 local function open()
+  local kind = redis.call('TYPE', base .. 'layout').ok
+  if kind ~= 'none' and kind ~= 'string' then return fail('layout_type', kind) end  -- not ours: another prefix's data
   local layout = redis.call('GET', base .. 'layout')
   if not layout then
     redis.call('SET', base .. 'layout', LAYOUT)
@@ -13,7 +15,21 @@ local function open()
 end
 
 -- op: admit
-local function admit(id, wf, key, input, ca, ca_ms, owner, parent, start_iso, start_ms, wfor, carrier, first)
+-- The items of a string of netstrings ("<length in bytes>:<bytes>" each, back to back), in order: one
+-- argument however many there are (a script's arguments are unpacked onto a bounded stack).
+local function netstrings(text)
+  local out, at = {}, 1
+  while at <= #text do
+    local colon = string.find(text, ':', at, true)
+    local length = tonumber(string.sub(text, at, colon - 1))
+    out[#out + 1] = string.sub(text, colon + 1, colon + length)
+    at = colon + length + 1
+  end
+  return out
+end
+
+-- steps: netstrings of name, value, name, value... (the results a re-run takes over), or ''.
+local function admit(id, wf, key, input, ca, ca_ms, owner, parent, start_iso, start_ms, wfor, carrier, first, rerun_of, steps)
   if key ~= '' then
     local existing = redis.call('HGET', keys_key(wf), key)
     if existing then
@@ -39,6 +55,7 @@ local function admit(id, wf, key, input, ca, ca_ms, owner, parent, start_iso, st
   put('key', key)
   put('par', parent)
   put('car', carrier)
+  put('rr', rerun_of)
   if status == 'scheduled' then
     put('wa', start_iso)
     put('wams', start_ms)
@@ -59,6 +76,11 @@ local function admit(id, wf, key, input, ca, ca_ms, owner, parent, start_iso, st
   redis.call('ZADD', base .. 'runs', ca_ms, id)
   redis.call('ZADD', base .. 'runs:wf:' .. wf, ca_ms, id)
   if parent ~= '' then redis.call('ZADD', base .. 'runs:par:' .. parent, ca_ms, id) end
+  if rerun_of ~= '' then redis.call('ZADD', base .. 'runs:rr:' .. rerun_of, ca_ms, id) end
+  if steps ~= '' then
+    local items = netstrings(steps)
+    for i = 1, #items, 2 do put_step(base, id, items[i], items[i + 1]) end
+  end
   index(row, status)
   if key ~= '' then redis.call('HSET', keys_key(wf), key, id) end
   mark(id)
@@ -88,13 +110,18 @@ local function claim(id, owner, limit, now_iso, now_ms, head, mid_received)
 end
 
 -- op: requeue
-local function requeue(id, owner, held_by, now_ms, head, mid_received)
+-- interrupted '1': nothing failed, the execution was cut short; the next claim resumes the same attempt.
+local function requeue(id, owner, held_by, interrupted, now_ms, head, mid_received)
   if remembered() then return {changed, record(id)} end
   local row = load(id)
   if not row or row.st ~= 'running' or (held_by ~= '' and row.own ~= held_by) then return {changed, false} end
   row.id = id
-  set_status(row, 'queued', 'ra', now_ms)
-  redis.call('HDEL', run_key(id), 'rs')
+  if interrupted == '1' then
+    set_status(row, 'queued', 'ra', now_ms, 'rs', '1', 'rc', tonumber(row.rc or '0') + 1)
+  else
+    set_status(row, 'queued', 'ra', now_ms)
+    redis.call('HDEL', run_key(id), 'rs')
+  end
   announce(row, head, mid_received)
   if owner == '' then
     to_pool(row, now_ms)
@@ -204,6 +231,14 @@ local function append(...)
     i = i + 2 + count * 2
   end
   return {changed}
+end
+
+-- op: steps
+-- The run's step names in the order first saved (names stored by a version of Flue that kept no order
+-- are in the hash only), and the hash's fields.
+local function steps(id)
+  local results, order = step_keys(base, id)
+  return {redis.call('LRANGE', order, 0, -1), redis.call('HGETALL', results)}
 end
 
 -- op: read

@@ -133,7 +133,7 @@ local function take_signal(id, owner, name, step, head, mid_received, mid_delive
   local box = mailbox_key(id)
   local fields = redis.call('HMGET', box, seq .. ':id', seq .. ':data', seq .. ':step', seq .. ':dlv')
   redis.call('HSET', box, seq .. ':done', '1')
-  redis.call('HSETNX', steps_key(id), step, fields[3])
+  put_step(base, id, step, fields[3])
   write_event(row, head, mid_delivered, fields[4])
   remember(tostring(seq))
   return {changed, row.n, fields[1], fields[2]}
