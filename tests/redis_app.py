@@ -41,12 +41,34 @@ async def parent(ctx: RunContext, input: dict) -> int:
     return await ctx.wait_for(child)
 
 
-@workflow(name="mp-steps", retries=1)
+_FIRST_HERE: set[str] = set()  # runs whose step "first" ran in this process (not replayed)
+
+
+def _first(run_id: str) -> str:
+    _FIRST_HERE.add(run_id)
+    return record("first", run_id)
+
+
+@workflow(name="mp-steps")
 async def steps(ctx: RunContext, input: dict) -> dict:
-    first = await ctx.step("first", record, "first", ctx.run_id)
-    if ctx.attempt == 1:
-        await anyio.sleep_forever()  # the test kills the process executing this attempt
+    first = await ctx.step("first", _first, ctx.run_id)
+    if ctx.run_id in _FIRST_HERE:
+        await anyio.sleep_forever()  # the test kills the process that ran the step
     return {"first": first, "attempt": ctx.attempt}
+
+
+@workflow(name="mp-outage")
+async def outage(ctx: RunContext, input: dict) -> dict:
+    """A step that outlasts its start by ``seconds`` (the test stops Redis meanwhile), then another."""
+    await ctx.step("long", _long, ctx.run_id, input["seconds"])
+    await ctx.step("after", record, "after", ctx.run_id)
+    return {"attempt": ctx.attempt}
+
+
+async def _long(run_id: str, seconds: float) -> str:
+    record("long", run_id)
+    await anyio.sleep(seconds)
+    return "long"
 
 
 @workflow(name="mp-ticker")
@@ -65,7 +87,7 @@ async def sleepy(ctx: RunContext, input: dict) -> str:
     return "slept"
 
 
-WORKFLOWS = [noop, parent, steps, ticker, sleepy]
+WORKFLOWS = [noop, parent, steps, ticker, sleepy, outage]
 
 
 async def admit_many(url: str, count: int, modulo: int, out: str) -> None:

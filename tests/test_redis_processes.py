@@ -126,10 +126,12 @@ async def test_a_worker_killed_mid_run_leaves_its_run_to_the_other_worker_withou
             victim.kill()  # -9: no goodbye, its lease stays registered
             victim.wait()
             with anyio.fail_after(15):
-                assert await runs.result(receipt.run_id) == {"first": "first", "attempt": 2}
+                assert await runs.result(receipt.run_id) == {"first": "first", "attempt": 1}
             types = [event.type async for event in runs.events(receipt.run_id)]
+            record = await runs.get(receipt.run_id)
     assert executions(calls)[("first", receipt.run_id)] == 1  # the stored step was replayed, not run again
-    assert types == ["run_queued", "run_start", "step", "run_interrupted", "run_start", "step", "run_end"]
+    assert types == ["run_queued", "run_start", "step", "run_interrupted", "run_resume", "run_end"]
+    assert record.attempt == 1 and record.recoveries == 1  # retries=0: the crash was no failed attempt
 
 
 async def test_ten_thousand_runs_from_four_processes_complete_once_and_each_key_names_one_run(
