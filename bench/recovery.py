@@ -34,7 +34,7 @@ APP = Path(__file__).with_name("recovery_app.py")
 
 
 async def measure(store: str, how: str, count: int, lease: float, sweep: float, folder: Path) -> dict[str, float]:
-    ready = folder / f"{how}.ready"
+    ready = folder / f"{store.split(':', 1)[0]}-{how}.ready"
     child = subprocess.Popen([sys.executable, str(APP), store, str(count), str(ready), str(lease), str(sweep)])
     try:
         deadline = time.monotonic() + 60
@@ -83,7 +83,6 @@ async def main() -> None:
         try:
             for name, store in stores:
                 for how in ("kill", "stop"):
-                    print(f"measuring {name} {how}", file=sys.stderr)
                     figures = await measure(store, how, args.runs, args.lease, args.sweep, folder)
                     rows.append((name, how, figures))
         finally:

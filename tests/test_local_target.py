@@ -210,14 +210,16 @@ async def test_a_target_that_fails_to_open_raises_that_error_and_leaves_nothing_
     assert store.closed
 
 
-def test_a_live_process_on_this_host_is_not_dead_even_when_its_lease_ran_out():
+def test_on_this_host_a_process_that_exited_is_dead_at_once_and_a_live_one_once_its_lease_ran_out():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
+        renewing = WorkerInfo("wkr_renewing", liveness.HOST, child.pid, liveness.process_started(child.pid), time.time())
+        assert not liveness.is_dead(renewing, lease=30.0)
         stalled = WorkerInfo("wkr_stalled", liveness.HOST, child.pid, liveness.process_started(child.pid), 0.0)
-        assert not liveness.is_dead(stalled, lease=1.0)
+        assert liveness.is_dead(stalled, lease=1.0)  # hung: alive, but it stopped renewing its lease
         child.kill()
         child.wait(timeout=10)
-        assert liveness.is_dead(stalled, lease=1.0)
+        assert liveness.is_dead(renewing, lease=30.0)  # exited: dead without waiting for the lease
     finally:
         child.kill()
     elsewhere = WorkerInfo("wkr_far", "another-host", 1, None, time.time())
