@@ -208,6 +208,21 @@ class FlueClient:
         response = await self._send("POST", self._run_path(run_id) + "/cancel", may_retry=True)  # idempotent
         return self._parse(RunRecord, response)
 
+    async def rerun(self, run_id: str, from_step: str | None = None, *, key: str | None = None) -> RunReceipt:
+        """``POST /runs/{run_id}/rerun``: start a new run of the finished run's workflow with its
+        input, taking over its stored steps before ``from_step`` (all of them by default); the new
+        run's receipt. ``key`` is sent as ``Idempotency-Key``, which makes retrying it safe. Raises
+        ``RunNotFound`` (also when unreadable), ``RerunDenied``, ``RunUnfinished``, ``InvalidRerun``
+        and what admission raises."""
+        headers = _key_headers(key)
+        content = None
+        if from_step is not None:
+            content = self._body({"fromStep": from_step}, "The re-run's options", {"run_id": run_id})
+            headers["content-type"] = "application/json"
+        path = self._run_path(run_id) + "/rerun"
+        response = await self._send("POST", path, content=content, headers=headers, may_retry=key is not None)
+        return self._parse(RunReceipt, response)
+
     async def list(
         self,
         *,
@@ -216,10 +231,19 @@ class FlueClient:
         limit: int | None = None,
         cursor: str | None = None,
         parent: str | None = None,
+        rerun_of: str | None = None,
     ) -> RunPage:
         """``GET /runs``: one page of the server's run listing, newest first, where the application
-        enables it (``create_app(list_runs_enabled=True)``); otherwise a 404 ``route_not_found``."""
-        params = {"workflow": workflow, "status": status, "limit": limit, "cursor": cursor, "parent": parent}
+        enables it (``create_app(list_runs_enabled=True)``); otherwise a 404 ``route_not_found``.
+        ``parent`` keeps the child runs of that run, ``rerun_of`` its re-runs."""
+        params = {
+            "workflow": workflow,
+            "status": status,
+            "limit": limit,
+            "cursor": cursor,
+            "parent": parent,
+            "rerunOf": rerun_of,
+        }
         response = await self._send(
             "GET", "/runs", params={k: str(v) for k, v in params.items() if v is not None}, may_retry=True
         )

@@ -245,6 +245,20 @@ def flue_authorize_run_cancel(request: Request, run: RunRecord) -> bool | None:
 
 
 @hookspec
+def flue_authorize_run_rerun(request: Request, run: RunRecord) -> bool | None:
+    """May this HTTP request re-run ``run`` (``POST /runs/<id>/rerun``, and the dashboard's re-run
+    button): start a new run of its workflow with its input, taking over its stored steps?
+
+    Asked only of a caller already granted reading the run (``flue_authorize_run_read``), before the
+    body is read and whether or not the run has ended; the app's own ``authorize_run_rerun=``
+    callable is asked first. The first answer that is not ``None`` wins: ``True`` grants, ``False``
+    refuses; no answer refuses, with 403 ``run_rerun_denied``. Return a ``bool``; any other answer
+    is a configuration error (500). A granted re-run is still admitted like any start: admission
+    policies (``flue_check_admission``) see ``source="rerun"`` and may refuse it.
+    """
+
+
+@hookspec
 def flue_authorize_run_signal(request: Request, run: RunRecord) -> bool | None:
     """May this HTTP request send a signal into ``run`` (``POST /runs/<id>/signals/<name>``)?
 

@@ -34,6 +34,7 @@ _DISPATCHED_HOOKS = (
     "flue_authorize_run_read",
     "flue_authorize_run_list",
     "flue_authorize_run_cancel",
+    "flue_authorize_run_rerun",
     "flue_authorize_run_signal",
     "flue_authorize_schedules",
 )

@@ -1,6 +1,6 @@
 """The dashboard in a real headless Chromium (Debian's, driven by selenium) against the app served by
 uvicorn on 127.0.0.1: runs appear and follow their runs live, a run's timeline fills in from its SSE
-stream and ends, filters, paging, cancel, and a browser without a grant sees nothing.
+stream and ends, filters, paging, cancel, re-run, and a browser without a grant sees nothing.
 
 One browser for the module; every test has its own app on a fresh SQLite file. The browser's grant
 is the ``viewer=ops`` cookie the apps' authorizers look for.
@@ -74,13 +74,14 @@ def driver() -> Iterator[WebDriver]:
 
 @contextmanager
 def dashboard_app(tmp_path: Path, driver: WebDriver, **options: Any) -> Iterator[Served]:
-    """The app, with the dashboard granted (reads, listing, cancel) to the ``viewer=ops`` cookie."""
+    """The app, with the dashboard granted (reads, listing, actions) to the ``viewer=ops`` cookie."""
     runtime = Runtime([report, cleanup, approval], store=f"sqlite:///{tmp_path}/flue.db", adopt=False)
     grants = {
         "authorize_run_read": ops_only,
         "authorize_run_list": ops_only,
         "authorize_run_cancel": ops_only,
         "authorize_run_signal": ops_only,
+        "authorize_run_rerun": ops_only,
     }
     with served_in_background(runtime, lambda rt: create_app(rt, dashboard=True, **grants, **options)) as served:
         try:
@@ -272,6 +273,40 @@ def test_cancel_from_the_run_page_cancels_the_run(driver, served):
     wait_for(driver, lambda d: timeline(d)[-1][1] == "run_end")
     assert "Cancelled" in text(driver, '#timeline li[data-type="run_end"]')
     assert served.call(runs.get, run_id, runtime=served.runtime).status == "cancelled"
+
+
+def test_rerun_from_the_run_page_opens_the_new_run_which_takes_over_the_stored_step(driver, served):
+    opened = gate(served)
+    run_id = start_over_http(served, "report", {"gate": opened})
+    grant(driver, served)
+    driver.get(f"{served.url}/dashboard/runs/{run_id}")
+    wait_for(driver, lambda d: text(d, "#status") == "Running", message="the running record")
+    assert not driver.find_elements(By.ID, "rerun")  # only a finished run can be re-run
+    served.call(GATES[opened].set)
+    wait_for(driver, lambda d: text(d, "#status") == "Completed", message="the completed record")
+    driver.find_element(By.ID, "rerun").click()
+    wait_for(driver, lambda d: d.current_url.rsplit("/", 1)[-1] != run_id, message="the new run's page")
+    new_id = driver.current_url.rsplit("/", 1)[-1]
+    wait_for(driver, lambda d: text(d, "#status") == "Completed", message="the re-run completed")
+    assert text(driver, "#rerun-of") == run_id and text(driver, "#recoveries") == "0"
+    assert driver.find_element(By.CSS_SELECTOR, '#steps li[data-name="count"]').get_attribute("class") == "step replayed"
+    record = served.call(runs.get, new_id, runtime=served.runtime)
+    assert record.rerun_of == run_id and record.result == {"rows": 42}
+    driver.find_element(By.ID, "rerun-of").click()
+    wait_for(driver, lambda d: d.current_url.endswith(f"/runs/{run_id}"), message="back on the old run")
+
+
+def test_rerun_from_a_step_runs_that_step_again(driver, served):
+    run_id = start_over_http(served, "report", {})
+    finish(served, run_id)
+    grant(driver, served)
+    driver.get(f"{served.url}/dashboard/runs/{run_id}")
+    wait_for(driver, lambda d: d.find_elements(By.ID, "rerun-from"), message="the re-run form")
+    driver.find_element(By.ID, "rerun-from").send_keys("count")
+    driver.find_element(By.ID, "rerun").click()
+    wait_for(driver, lambda d: d.current_url.rsplit("/", 1)[-1] != run_id, message="the new run's page")
+    wait_for(driver, lambda d: text(d, "#status") == "Completed", message="the re-run completed")
+    assert driver.find_element(By.CSS_SELECTOR, '#steps li[data-name="count"]').get_attribute("class") == "step"
 
 
 def test_a_signal_sent_from_the_run_page_resumes_the_waiting_run(driver, served):

@@ -45,8 +45,8 @@ class LinkAccess:
     def granted(self, request: Request, run: Any = None) -> bool | None:
         """``True`` for a request with the cookie or the bearer token; ``None`` (let plugins decide) otherwise.
 
-        Fits ``authorize_run_read``, ``authorize_run_list``, ``authorize_run_cancel`` and
-        ``authorize_run_signal`` alike."""
+        Fits ``authorize_run_read``, ``authorize_run_list``, ``authorize_run_cancel``,
+        ``authorize_run_signal`` and ``authorize_run_rerun`` alike."""
         sent = request.cookies.get(self.cookie) or request.headers.get("authorization", "").removeprefix("Bearer ")
         return True if sent and secrets.compare_digest(sent.encode(), self.token.encode()) else None
 
@@ -58,6 +58,7 @@ class LinkAccess:
             "authorize_run_list": self.granted,
             "authorize_run_cancel": self.granted,
             "authorize_run_signal": self.granted,
+            "authorize_run_rerun": self.granted,
         }
 
 

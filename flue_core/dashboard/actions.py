@@ -6,8 +6,9 @@ that the action and the run exist and the run may be read (else the same 404 as 
 the method (``POST``), that the request comes from the dashboard's own page (:mod:`.csrf`), and the
 action's grant (403 ``action_denied``). Its answer is the run's record after the action, as JSON.
 
-The actions: ``cancel``, granted like ``POST /runs/{id}/cancel``, and ``signal`` (a JSON body
-``{"name", "data"}``), granted like ``POST /runs/{id}/signals/{name}``.
+The actions: ``cancel``, granted like ``POST /runs/{id}/cancel``; ``signal`` (a JSON body
+``{"name", "data"}``), granted like ``POST /runs/{id}/signals/{name}``; and ``rerun`` (no body, or
+``{"fromStep"}``), granted like ``POST /runs/{id}/rerun``, whose answer is the new run's record.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from starlette.responses import JSONResponse, Response
 
 from flue_core import runs
 from flue_core.dashboard.csrf import check_same_site
-from flue_core.errors import InvalidSignal
-from flue_core.http.authorization import may_cancel_run, may_read_run, may_signal_run
+from flue_core.errors import InvalidSignal, RunNotFound
+from flue_core.http.authorization import may_cancel_run, may_read_run, may_rerun_run, may_signal_run
 from flue_core.http.body import read_json
 from flue_core.http.config import HttpConfig
 from flue_core.http.envelope import PRIVATE_HEADERS
 from flue_core.http.error_handling import route_not_found
 from flue_core.http.errors import ActionDenied, MethodNotAllowed
+from flue_core.http.rerun_route import rerun_options
+from flue_core.http.workflow_route import request_principal
 from flue_core.models import RunRecord
+from flue_core.rerun import rerun
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +39,7 @@ class Action:
     name: str
     #: Whether this caller may take the action on this run (they may already read it).
     may: Callable[[HttpConfig, Request, RunRecord], Awaitable[bool]]
-    #: Take it; returns the run's record afterwards.
+    #: Take it; returns the run's record afterwards (a re-run: the new run's).
     perform: Callable[[HttpConfig, Request, RunRecord], Awaitable[RunRecord]]
 
 
@@ -61,8 +65,26 @@ async def _signal(config: HttpConfig, request: Request, run: RunRecord) -> RunRe
     return after if after is not None else run
 
 
+async def _may_rerun(config: HttpConfig, request: Request, run: RunRecord) -> bool:
+    return await may_rerun_run(config.authorize_run_rerun, config.runtime.pm.hook.flue_authorize_run_rerun, request, run)
+
+
+async def _rerun(config: HttpConfig, request: Request, run: RunRecord) -> RunRecord:
+    from_step = rerun_options(await read_json(request, config.max_body_size, "the re-run's options"))
+    receipt = await rerun(config.runtime, run.run_id, from_step=from_step, principal=request_principal(request))
+    new = await runs.get(receipt.run_id, runtime=config.runtime)
+    if new is None:  # stored before its receipt was made: only a prune in between removes it
+        raise RunNotFound(f"Run {receipt.run_id} was not found.", details={"run_id": receipt.run_id})
+    return new
+
+
 ACTIONS: dict[str, Action] = {
-    action.name: action for action in (Action("cancel", _may_cancel, _cancel), Action("signal", _may_signal, _signal))
+    action.name: action
+    for action in (
+        Action("cancel", _may_cancel, _cancel),
+        Action("signal", _may_signal, _signal),
+        Action("rerun", _may_rerun, _rerun),
+    )
 }
 
 

@@ -17,6 +17,7 @@ from flue_core.http.authorization import (
     RunCancelAuthorizer,
     RunListAuthorizer,
     RunReadAuthorizer,
+    RunRerunAuthorizer,
     RunSignalAuthorizer,
     SchedulesAuthorizer,
 )
@@ -25,6 +26,7 @@ from flue_core.limits import DEFAULT_MAX_BODY_SIZE
 from flue_core.http.config import HttpConfig
 from flue_core.http.endpoint import BoundEndpoint
 from flue_core.http.error_handling import ErrorEnvelope, http_exception
+from flue_core.http.rerun_route import rerun_run
 from flue_core.http.route_middleware import check_route_middleware
 from flue_core.http.run_routes import list_runs, read_run
 from flue_core.http.schedule_routes import schedule_action, schedule_item, schedules_collection
@@ -61,9 +63,11 @@ def create_app(
     authorize_run_signal: RunSignalAuthorizer | None = None,
     schedules_enabled: bool = False,
     authorize_schedules: SchedulesAuthorizer | None = None,
+    authorize_run_rerun: RunRerunAuthorizer | None = None,
 ) -> Starlette:
     """The HTTP surface of ``runtime``: ``POST /workflows/{name}``, ``GET|HEAD /runs/{run_id}``,
-    ``POST /runs/{run_id}/cancel``, ``POST /runs/{run_id}/signals/{name}``, when
+    ``POST /runs/{run_id}/cancel``, ``POST /runs/{run_id}/signals/{name}``,
+    ``POST /runs/{run_id}/rerun``, when
     ``list_runs_enabled`` ``GET /runs``, when ``schedules_enabled`` the ``/schedules`` routes
     (:mod:`flue_core.http.schedule_routes`), and with ``streams`` a general Durable Streams server
     over that store at ``/streams/{path}`` (:func:`~flue_core.streams.server.streams_app`).
@@ -79,9 +83,10 @@ def create_app(
 
     Run reads are refused unless ``authorize_run_read(request, run)`` or a ``flue_authorize_run_read``
     hook grants them; likewise the listing with ``authorize_run_list(request)`` /
-    ``flue_authorize_run_list``; cancelling and signalling, to callers granted reading the run, with
-    ``authorize_run_cancel(request, run)`` / ``flue_authorize_run_cancel`` and
-    ``authorize_run_signal(request, run)`` / ``flue_authorize_run_signal``; schedules with
+    ``flue_authorize_run_list``; cancelling, signalling and re-running, to callers granted reading
+    the run, with ``authorize_run_cancel(request, run)`` / ``flue_authorize_run_cancel``,
+    ``authorize_run_signal(request, run)`` / ``flue_authorize_run_signal`` and
+    ``authorize_run_rerun(request, run)`` / ``flue_authorize_run_rerun``; schedules with
     ``authorize_schedules(request)`` / ``flue_authorize_schedules``. Request bodies larger than
     ``max_body_size`` bytes are refused while being read. ``?wait=result`` waits at most ``wait_timeout`` seconds (``None``: until the run ends).
     ``stream_options`` tunes stream reads, of runs and of ``streams`` (long-poll timeout, SSE
@@ -92,7 +97,8 @@ def create_app(
     ``dashboard=True`` serves the web dashboard (:mod:`flue_core.dashboard`) under ``dashboard_prefix``
     and turns the listing on, which its runs page reads. Its pages are granted by the same authorizers
     as the API (the runs page by ``authorize_run_list``, a run's page by ``authorize_run_read``); its
-    cancel button like ``POST /runs/{run_id}/cancel``. ``state.dashboard`` is the prefix, or ``None``.
+    cancel and re-run buttons like ``POST /runs/{run_id}/cancel`` and ``POST /runs/{run_id}/rerun``.
+    ``state.dashboard`` is the prefix, or ``None``.
     """
     if not isinstance(max_body_size, int) or max_body_size < 0:
         raise ConfigurationError(f"max_body_size must be a number of bytes >= 0, not {max_body_size!r}.")
@@ -116,12 +122,14 @@ def create_app(
         authorize_run_cancel,
         authorize_run_signal,
         authorize_schedules,
+        authorize_run_rerun,
     )
     routes: list[BaseRoute] = [
         Route("/workflows/{name}", BoundEndpoint(config, post_workflow), name="flue:workflow"),
         Route("/runs/{run_id}", BoundEndpoint(config, read_run), name="flue:run"),
         Route("/runs/{run_id}/cancel", BoundEndpoint(config, cancel_run), name="flue:cancel"),
         Route("/runs/{run_id}/signals/{name}", BoundEndpoint(config, signal_run), name="flue:signal"),
+        Route("/runs/{run_id}/rerun", BoundEndpoint(config, rerun_run), name="flue:rerun"),
     ]
     if list_runs_enabled:
         routes.append(Route("/runs", BoundEndpoint(config, list_runs), name="flue:runs"))

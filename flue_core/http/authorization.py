@@ -1,11 +1,12 @@
-"""Who may read, list, cancel and signal runs, and manage schedules, over HTTP: the app's callable
-first, then plugin hooks, else no.
+"""Who may read, list, cancel, signal and re-run runs, and manage schedules, over HTTP: the app's
+callable first, then plugin hooks, else no.
 
 Every decision is closed by default. A run id is not a credential, so an application opts in by
 passing ``authorize_run_read=`` / ``authorize_run_list=`` / ``authorize_run_cancel=`` /
-``authorize_run_signal=`` / ``authorize_schedules=`` to :func:`~flue_core.http.create_app` or by
-implementing the ``flue_authorize_*`` hook of the same name in a plugin. Cancelling and signalling
-are asked only of callers already granted reading the run: a reader is not necessarily allowed to act.
+``authorize_run_signal=`` / ``authorize_run_rerun=`` / ``authorize_schedules=`` to
+:func:`~flue_core.http.create_app` or by implementing the ``flue_authorize_*`` hook of the same name
+in a plugin. Cancelling, signalling and re-running are asked only of callers already granted reading
+the run: a reader is not necessarily allowed to act.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ RunReadAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool
 RunCancelAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
 #: ``(request, run) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
 RunSignalAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
+#: ``(request, run) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
+RunRerunAuthorizer = Callable[[Request, RunRecord], "bool | None | Awaitable[bool | None]"]
 #: ``(request) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
 SchedulesAuthorizer = Callable[[Request], "bool | None | Awaitable[bool | None]"]
 #: ``(request) -> True | False | None`` (or an awaitable of it); ``None`` lets the hooks decide.
@@ -56,6 +59,13 @@ async def may_signal_run(
 ) -> bool:
     """``True`` only when the app's callable or, if it abstains, a ``flue_authorize_run_signal`` grants."""
     return await _decide("flue_authorize_run_signal", own, hook, request=request, run=run)
+
+
+async def may_rerun_run(
+    own: RunRerunAuthorizer | None, hook: pluggy.HookCaller, request: Request, run: RunRecord
+) -> bool:
+    """``True`` only when the app's callable or, if it abstains, a ``flue_authorize_run_rerun`` grants."""
+    return await _decide("flue_authorize_run_rerun", own, hook, request=request, run=run)
 
 
 async def may_manage_schedules(own: SchedulesAuthorizer | None, hook: pluggy.HookCaller, request: Request) -> bool:

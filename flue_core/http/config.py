@@ -11,6 +11,7 @@ from flue_core.http.authorization import (
     RunCancelAuthorizer,
     RunListAuthorizer,
     RunReadAuthorizer,
+    RunRerunAuthorizer,
     RunSignalAuthorizer,
     SchedulesAuthorizer,
 )
@@ -32,6 +33,7 @@ class HttpConfig:
     authorize_run_cancel: RunCancelAuthorizer | None = None
     authorize_run_signal: RunSignalAuthorizer | None = None
     authorize_schedules: SchedulesAuthorizer | None = None
+    authorize_run_rerun: RunRerunAuthorizer | None = None
 
     def open_runtime(self) -> Runtime:
         """The runtime, which must be open (else :class:`~flue_core.errors.RuntimeNotRunning`, 503)."""

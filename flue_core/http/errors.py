@@ -97,7 +97,8 @@ class CrossSiteRequest(HttpError):
 
 
 class ActionDenied(HttpError):
-    """The caller may read the run but the app does not grant this action on it (``authorize_run_cancel``)."""
+    """The caller may read the run but the app does not grant this action on it (``authorize_run_cancel``,
+    ``authorize_run_signal``, ``authorize_run_rerun``)."""
 
     code = "action_denied"
     status = 403

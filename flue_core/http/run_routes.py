@@ -18,7 +18,7 @@ from flue_core.http.query import parse_query
 from flue_core.streams import serve_run_stream
 from flue_core.http.error_handling import route_not_found
 
-LIST_PARAMETERS = ("workflow", "status", "limit", "cursor", "parent")
+LIST_PARAMETERS = ("workflow", "status", "limit", "cursor", "parent", "rerunOf")
 DEFAULT_LIST_LIMIT = 50
 
 
@@ -46,6 +46,7 @@ async def list_runs(config: HttpConfig, request: Request) -> Response:
         limit=params.get("limit", DEFAULT_LIST_LIMIT),  # text, parsed by the API's own strict parser
         cursor=params.get("cursor"),
         parent=params.get("parent"),
+        rerun_of=params.get("rerunOf"),
         runtime=runtime,
     )
     return JSONResponse(page.model_dump(mode="json"), headers=PRIVATE_HEADERS)

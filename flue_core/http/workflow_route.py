@@ -63,28 +63,29 @@ async def post_workflow(config: HttpConfig, request: Request) -> Response:
                 input,
                 key=idempotency_key(request),
                 source="http",
-                principal=_principal(request),
+                principal=request_principal(request),
                 at=at,
                 delay=delay,
             )
             receipt = receipt.model_copy(update={"stream_url": stream_path(request, receipt.run_id)})
             if wait:
                 return await _wait_for_result(config, request, receipt)
-            return _accepted(receipt)
+            return accepted(receipt)
         except FlueError as exc:  # an envelope, so route middleware sees (and may edit) a response
             return error_response(exc)
 
     return await through_middleware(wf, request, admit_request)
 
 
-def _principal(request: Request) -> Any:
+def request_principal(request: Request) -> Any:
     """``request.state.principal``, or ``None``: read from the dict ``request.state`` keeps it in
     (``scope["state"]``), without the ``AttributeError`` Starlette raises for a name never set."""
     state = request.scope.get("state")
     return None if state is None else state.get("principal")
 
 
-def _accepted(receipt: RunReceipt) -> Response:
+def accepted(receipt: RunReceipt) -> Response:
+    """202 with the receipt and ``Location: <its stream url>``: a run admitted, not yet run."""
     # The bytes JSONResponse would send (compact, UTF-8), from the one encoder built once.
     body = dumps(receipt.model_dump(mode="json")).encode()
     return Response(body, status_code=202, media_type="application/json", headers={"Location": receipt.stream_url})
@@ -101,7 +102,7 @@ async def _wait_for_result(config: HttpConfig, request: Request, receipt: RunRec
             pass
         waiting.cancel_scope.cancel()
     if record is None:  # still going after wait_timeout (or the client left): the detached answer
-        return _accepted(receipt)
+        return accepted(receipt)
     if record.status == RunStatus.COMPLETED:
         body: dict[str, Any] = {**receipt.model_dump(mode="json"), "status": record.status.value, "result": record.result}
         return JSONResponse(body)

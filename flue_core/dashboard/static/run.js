@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const {config, el, api, act, badge, label, duration, agoNode, when, fullTime, runDuration, jsonNodes, compact, live, toast, FINISHED} = Flue;
+  const {config, el, api, act, runUrl, badge, label, duration, agoNode, when, fullTime, runDuration, jsonNodes, compact, live, toast, FINISHED} = Flue;
   const runId = config.runId;
   const streamUrl = `${config.api}/runs/${encodeURIComponent(runId)}`;
 
@@ -44,6 +44,7 @@
     const rows = [
       ["Workflow", el("span", {class: "mono"}, run.workflow)],
       ["Attempts", run.attempt ? String(run.attempt) : el("span", {class: "muted"}, "not started")],
+      ["Recoveries", el("span", {id: "recoveries", class: run.recoveries ? null : "muted", title: "times the run was interrupted (a process stopped or died, the store was lost) and resumed"}, String(run.recoveries || 0))],
       ["Created", timeNode(run.createdAt)],
       ["Started", run.startedAt ? timeNode(run.startedAt) : el("span", {class: "muted"}, "—")],
       ["Ended", run.endedAt ? timeNode(run.endedAt) : el("span", {class: "muted"}, "—")],
@@ -51,6 +52,7 @@
     ];
     if (run.key) rows.push(["Idempotency key", el("span", {class: "mono"}, run.key)]);
     if (run.parentRunId) rows.push(["Parent run", el("a", {class: "mono", href: `${config.base}/runs/${encodeURIComponent(run.parentRunId)}`}, run.parentRunId)]);
+    if (run.rerunOf) rows.push(["Re-run of", el("a", {class: "mono", id: "rerun-of", href: runUrl(run.rerunOf)}, run.rerunOf)]);
     if (run.waitingFor) rows.push([run.status === "scheduled" ? "Starts" : "Waiting for", waitingNode(run)]);
     if (run.cancelRequested && !FINISHED.has(run.status)) rows.push(["Cancel", el("span", {class: "warn-text"}, "requested")]);
     $("details").replaceChildren(...rows.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
@@ -110,7 +112,30 @@
       toast(FINISHED.has(record.status) ? `Run ${label(record.status).toLowerCase()}.` : "Cancel requested; the run stops at its next await.", "info");
     }),
     signal: (run) => FINISHED.has(run.status) ? null : signalForm(run),
+    rerun: (run) => FINISHED.has(run.status) ? rerunForm() : null,
   };
+
+  /** Re-run a finished run, from a step or (empty) from where it stopped, and open the new run. */
+  function rerunForm() {
+    const names = el("datalist", {id: "rerun-steps"});
+    const fillNames = () => names.replaceChildren(...[...new Set(steps.map((step) => step.key || step.name))].map((name) => el("option", {value: name})));
+    const from = el("input", {type: "text", id: "rerun-from", list: "rerun-steps", placeholder: "from step (optional)", "aria-label": "Re-run from step", spellcheck: "false", onfocus: fillNames});
+    const send = el("button", {type: "submit", class: "button", id: "rerun", title: "A new run with the same input; the steps stored before the one named are taken over"}, "Re-run");
+    async function submit(event) {
+      event.preventDefault();
+      send.disabled = true;
+      try {
+        const fromStep = from.value.trim();
+        const started = await act(runId, "rerun", fromStep ? {fromStep} : undefined);
+        location.href = runUrl(started.runId);
+      } catch (error) {
+        toast(error.message);
+        send.disabled = false;
+      }
+    }
+    fillNames();
+    return el("form", {class: "rerun-form", onsubmit: submit}, from, names, send);
+  }
 
   /** Send a named signal with a JSON payload: the name is prefilled when the run waits for one. */
   function signalForm(run) {
