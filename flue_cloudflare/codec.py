@@ -106,7 +106,7 @@ def event_of(wire: dict[str, Any]) -> NewEvent:
 
 
 def new_run_wire(run: NewRun) -> dict[str, Any]:
-    return {
+    wire: dict[str, Any] = {
         "runId": run.run_id,
         "workflow": run.workflow,
         "input": run.input,
@@ -118,6 +118,12 @@ def new_run_wire(run: NewRun) -> dict[str, Any]:
         "startAt": when(run.start_at),
         "carrier": run.carrier,
     }
+    # Only a re-run carries these: an ordinary admission's request stays as small as it was.
+    if run.rerun_of is not None:
+        wire["rerunOf"] = run.rerun_of
+    if run.steps:
+        wire["steps"] = [list(step) for step in run.steps]
+    return wire
 
 
 def new_run_of(wire: dict[str, Any]) -> NewRun:
@@ -132,6 +138,8 @@ def new_run_of(wire: dict[str, Any]) -> NewRun:
         parent_run_id=wire["parent"],
         start_at=moment(wire["startAt"]),
         carrier=wire["carrier"],
+        rerun_of=wire.get("rerunOf"),
+        steps=tuple((name, value) for name, value in wire.get("steps", ())),
     )
 
 
@@ -182,7 +190,14 @@ def signal_of(wire: dict[str, Any]) -> NewSignal:
 def query_wire(query: RunQuery) -> dict[str, Any]:
     after = None if query.after is None else [when(query.after[0]), query.after[1]]
     status = None if query.status is None else query.status.value
-    return {"workflow": query.workflow, "status": status, "limit": query.limit, "after": after, "parent": query.parent}
+    return {
+        "workflow": query.workflow,
+        "status": status,
+        "limit": query.limit,
+        "after": after,
+        "parent": query.parent,
+        "rerunOf": query.rerun_of,
+    }
 
 
 def query_of(wire: dict[str, Any]) -> RunQuery:
@@ -193,6 +208,7 @@ def query_of(wire: dict[str, Any]) -> RunQuery:
         limit=wire["limit"],
         after=None if after is None else (parse_timestamp(after[0]), after[1]),
         parent=wire["parent"],
+        rerun_of=wire.get("rerunOf"),
     )
 
 

@@ -7,8 +7,8 @@ The object is its run's only worker. When the alarm rings:
   workflow) gives it a slot; otherwise the limit object pokes it when one is free;
 * a run still held by an executor that is gone (the isolate died or was evicted mid-run: its alarm
   rings again) is recovered exactly as adopted runs are everywhere
-  (:func:`flue_core.execution.resume_adopted`): re-executed with its steps replayed while attempts
-  remain, else failed ``run_interrupted``;
+  (:func:`flue_core.execution.resume_adopted`): handed back with ``requeue(interrupted=True)`` to
+  continue its attempt (steps replayed), or retried or failed as that function decides;
 * the taken run is executed, in the alarm handler, until it ends or suspends.
 
 The alarm is armed after every change (:func:`next_alarm`): at once for a run to take or recover, at

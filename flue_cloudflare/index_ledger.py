@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL,
     created_at TEXT NOT NULL,
     parent TEXT,
+    rerun_of TEXT,
     ended_at TEXT,
     run_key TEXT,
     owner TEXT,
@@ -55,10 +56,17 @@ CREATE TABLE IF NOT EXISTS run_keys (
 CREATE TABLE IF NOT EXISTS workers (worker_id TEXT PRIMARY KEY, info TEXT NOT NULL);
 """
 
-_COLUMNS = ("run_id", "version", "workflow", "status", "created_at", "parent", "ended_at", "run_key", "owner",
-            "ready_at", "wake_at", "cancel", "record")  # fmt: skip
-_FIELDS = ("runId", "version", "workflow", "status", "createdAt", "parent", "endedAt", "key", "owner", "readyAt",
-           "wakeAt", "cancel", "record")  # fmt: skip
+#: What an index stored before runs carried ``rerun_of`` lacks (its rows' ``rerun_of`` stays NULL,
+#: which is right: none of those runs re-ran another).
+MIGRATION = "ALTER TABLE runs ADD COLUMN rerun_of TEXT"
+RERUN_INDEX = (
+    "CREATE INDEX IF NOT EXISTS runs_rerun ON runs (rerun_of, created_at, run_id) WHERE rerun_of IS NOT NULL"
+)
+
+_COLUMNS = ("run_id", "version", "workflow", "status", "created_at", "parent", "rerun_of", "ended_at", "run_key",
+            "owner", "ready_at", "wake_at", "cancel", "record")  # fmt: skip
+_FIELDS = ("runId", "version", "workflow", "status", "createdAt", "parent", "rerunOf", "endedAt", "key", "owner",
+           "readyAt", "wakeAt", "cancel", "record")  # fmt: skip
 _UPSERT = (
     f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
     " ON CONFLICT (run_id) DO UPDATE SET "
@@ -71,6 +79,9 @@ class IndexLedger:
     def __init__(self, sql: Sql) -> None:
         self.sql = sql
         sql.script(SCHEMA)
+        if not sql.has_column("runs", "rerun_of"):
+            sql.run(MIGRATION)
+        sql.run(RERUN_INDEX)
 
     # -- copies of the runs -------------------------------------------------------------------------
 
@@ -97,7 +108,8 @@ class IndexLedger:
 
     @staticmethod
     def _values(row: dict[str, Any]) -> list[Any]:
-        return [int(row[field]) if field == "cancel" else row[field] for field in _FIELDS]
+        # .get: a row queued in a run's outbox before a field existed lacks it (NULL is its default).
+        return [int(row[field]) if field == "cancel" else row.get(field) for field in _FIELDS]
 
     def row(self, run_id: str) -> dict[str, Any] | None:
         return self.sql.one("SELECT * FROM runs WHERE run_id = ?", run_id)
@@ -109,7 +121,7 @@ class IndexLedger:
 
     def list(self, query: RunQuery) -> list[RunRecord]:
         where, params = [], []
-        for column, value in (("workflow", query.workflow), ("parent", query.parent)):
+        for column, value in (("workflow", query.workflow), ("parent", query.parent), ("rerun_of", query.rerun_of)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)

@@ -222,6 +222,8 @@ class RunLedger:
                 codec.when(state.ready_at),
             )
             self.sql.run("INSERT INTO events (idx, body) VALUES (0, ?)", event_json(run.run_id, run.first_event))
+            for name, value in run.steps:  # the re-run run's results, in order (a repeated name: the first is kept)
+                self.sql.run("INSERT OR IGNORE INTO steps (name, value) VALUES (?, ?)", name, value)
             return self._save(state, new=True)
 
         self._created = True
@@ -257,12 +259,18 @@ class RunLedger:
 
         return self._mutate(work)
 
-    def requeue(self, owner: str | None, held_by: str | None) -> RunRecord | None:
+    def requeue(self, owner: str | None, held_by: str | None, *, interrupted: bool = False) -> RunRecord | None:
+        """Hand the running run back (see :meth:`RunStore.requeue`). ``interrupted``: it counts a
+        recovery, and its next claim continues the attempt (as after a wait)."""
+
         def work(state: RunState | None) -> tuple[RunRecord | None, RunState | None]:
             if state is None or state.status != RunStatus.RUNNING or (held_by is not None and state.owner != held_by):
                 return None, None
-            record = state.record.model_copy(update={"status": RunStatus.QUEUED})
-            state = state.but(record=record, owner=owner, resume=False, ready_at=utc_now())
+            update: dict[str, Any] = {"status": RunStatus.QUEUED}
+            if interrupted:
+                update["recoveries"] = state.record.recoveries + 1
+            record = state.record.model_copy(update=update)
+            state = state.but(record=record, owner=owner, resume=interrupted, ready_at=utc_now())
             if owner is None:
                 self.changed.add(READY)
                 state = self._give_back_slot(state)
@@ -468,7 +476,8 @@ class RunLedger:
     def load_steps(self) -> dict[str, str]:
         if self.state() is None:
             return {}
-        return {row["name"]: row["value"] for row in self.sql.rows("SELECT name, value FROM steps")}
+        # A step is never saved twice (INSERT OR IGNORE) nor deleted, so rowids keep the order of first saves.
+        return {row["name"]: row["value"] for row in self.sql.rows("SELECT name, value FROM steps ORDER BY rowid")}
 
     # -- signals ------------------------------------------------------------------------------------
 
@@ -584,6 +593,7 @@ def index_row(state: RunState) -> dict[str, Any]:
         "status": record.status.value,
         "createdAt": codec.when(record.created_at),
         "parent": record.parent_run_id,
+        "rerunOf": record.rerun_of,
         "endedAt": codec.when(record.ended_at),
         "key": record.key,
         "owner": state.owner,

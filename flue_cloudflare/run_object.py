@@ -72,7 +72,7 @@ class RunObject(FlueObject):
         return codec.attempt_wire(self.ledger.claim(wire["owner"], over_limit=wire["over"]))
 
     def _op_requeue(self, wire: dict[str, Any]) -> Any:
-        return _record(self.ledger.requeue(wire["owner"], wire["heldBy"]))
+        return _record(self.ledger.requeue(wire["owner"], wire["heldBy"], interrupted=wire.get("interrupted", False)))
 
     def _op_suspend(self, wire: dict[str, Any]) -> Any:
         return codec.suspended_wire(self.ledger.suspend(wire["owner"], codec.suspension_of(wire["suspension"])))

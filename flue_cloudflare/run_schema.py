@@ -60,10 +60,11 @@ class RunState:
     """The run row: the record and what the store keeps beside it.
 
     ``owner``: the worker a ``queued`` or ``running`` run is held by (``None``: the ready pool).
-    ``ready_at``: when it entered the pool (its place in line). ``resume``: woken from a wait that
-    continues its attempt. ``version`` grows with every change of the record or owner (the index
-    keeps the newest version it was sent); ``seq`` with every change at all (readers waiting on the run
-    are woken when it grows). ``slot``: the run holds a slot of its workflow's concurrency limit.
+    ``ready_at``: when it entered the pool (its place in line). ``resume``: woken from a wait, or
+    handed back after an interruption: its next claim continues its attempt. ``version`` grows with
+    every change of the record or owner (the index keeps the newest version it was sent); ``seq`` with
+    every change at all (readers waiting on the run are woken when it grows). ``slot``: the run holds
+    a slot of its workflow's concurrency limit.
     """
 
     record: RunRecord

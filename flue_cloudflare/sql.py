@@ -118,3 +118,6 @@ class Sql:
 
     def has_table(self, name: str) -> bool:
         return self.one("SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = ?", name) is not None
+
+    def has_column(self, table: str, column: str) -> bool:
+        return self.one("SELECT 1 AS found FROM pragma_table_info(?) WHERE name = ?", table, column) is not None

@@ -191,8 +191,11 @@ class ObjectStore(RunStore):
             over = await self._index("running", {"workflow": record.workflow}) >= limit
         return codec.attempt_of(await self._run(run_id, "claim", {"owner": owner, "over": over}))
 
-    async def requeue(self, run_id: str, owner: str | None, *, held_by: str | None = None) -> RunRecord | None:
-        return codec.maybe_record(await self._run(run_id, "requeue", {"owner": owner, "heldBy": held_by}))
+    async def requeue(
+        self, run_id: str, owner: str | None, *, held_by: str | None = None, interrupted: bool = False
+    ) -> RunRecord | None:
+        payload = {"owner": owner, "heldBy": held_by, "interrupted": interrupted}
+        return codec.maybe_record(await self._run(run_id, "requeue", payload))
 
     async def suspend(self, run_id: str, owner: str, suspension: Suspension) -> Suspended | None:
         payload = {"owner": owner, "suspension": codec.suspension_wire(suspension)}

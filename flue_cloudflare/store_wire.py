@@ -58,8 +58,15 @@ OPS: dict[str, StoreOp] = {
         run=True,
     ),
     "requeue": StoreOp(
-        lambda run_id, owner, *, held_by=None: {"runId": run_id, "owner": owner, "heldBy": held_by},
-        lambda store, w: store.requeue(w["runId"], w["owner"], held_by=w["heldBy"]),
+        lambda run_id, owner, *, held_by=None, interrupted=False: {
+            "runId": run_id,
+            "owner": owner,
+            "heldBy": held_by,
+            "interrupted": interrupted,
+        },
+        lambda store, w: store.requeue(
+            w["runId"], w["owner"], held_by=w["heldBy"], interrupted=w.get("interrupted", False)
+        ),
         _record,
         codec.maybe_record,
         run=True,

@@ -99,8 +99,10 @@ class RemoteRunStore(RunStore):
     async def claim(self, run_id: str, owner: str, *, limit: int | None = None) -> Attempt | None:
         return await self._op("claim", run_id, owner, limit=limit)
 
-    async def requeue(self, run_id: str, owner: str | None, *, held_by: str | None = None) -> RunRecord | None:
-        return await self._op("requeue", run_id, owner, held_by=held_by)
+    async def requeue(
+        self, run_id: str, owner: str | None, *, held_by: str | None = None, interrupted: bool = False
+    ) -> RunRecord | None:
+        return await self._op("requeue", run_id, owner, held_by=held_by, interrupted=interrupted)
 
     async def suspend(self, run_id: str, owner: str, suspension: Suspension) -> Suspended | None:
         return await self._op("suspend", run_id, owner, suspension)

@@ -95,12 +95,20 @@ async def one_at_a_time(ctx: RunContext, input: dict[str, Any]) -> int:
     return input["n"]
 
 
+_STEPPED_HERE: set[str] = set()  # runs whose step "first" ran in this isolate (not replayed)
+
+
+def _first(ctx: RunContext) -> int:
+    _STEPPED_HERE.add(ctx.run_id)
+    return ctx.attempt
+
+
 @workflow(name="slow", http=True, retries=1)
 async def slow(ctx: RunContext, input: dict[str, Any]) -> dict[str, Any]:
-    first = await ctx.step("first", lambda: ctx.attempt)
+    first = await ctx.step("first", _first, ctx)
     ctx.emit("working", {"attempt": ctx.attempt})
-    if ctx.attempt == 1:
-        await anyio.sleep(input["seconds"])  # not durable: a crash here interrupts the attempt
+    if ctx.run_id in _STEPPED_HERE:
+        await anyio.sleep(input["seconds"])  # not durable: a crash here interrupts the execution
     return {"first": first, "attempt": ctx.attempt}
 
 
@@ -109,6 +117,12 @@ async def slow_once(ctx: RunContext, input: dict[str, Any]) -> str:
     ctx.emit("working", {})
     await anyio.sleep(input["seconds"])
     return "done"
+
+
+@workflow(name="slow-legacy", http=True, max_recoveries=0)
+async def slow_legacy(ctx: RunContext, input: dict[str, Any]) -> str:
+    """Interrupted, it fails (``max_recoveries=0``: an interruption counts as a failed attempt)."""
+    return await slow_once.fn(ctx, input)
 
 
 @workflow(name="echo", http=True)
@@ -156,6 +170,7 @@ WORKFLOWS = [
     one_at_a_time,
     slow,
     slow_once,
+    slow_legacy,
     cron_tick,
     job,
 ]
