@@ -14,6 +14,18 @@ class InspectionContract(ContractBase):
         async with open_runtime():
             assert await runs.get("run_unknown") is None
 
+    async def test_a_timeout_of_0_reads_once_and_answers(self, open_runtime, gate):
+        async with open_runtime():
+            done = (await workflows.start(no_input)).run_id
+            await runs.wait(done, timeout=5)
+            assert await runs.result(done, timeout=0) == "done"
+            assert (await runs.wait(done, timeout=0)).status == RunStatus.COMPLETED
+            with pytest.raises(RunNotFound):
+                await runs.result("run_unknown", timeout=0)
+            going = (await workflows.start(gated, input={"gate": gate()})).run_id
+            with pytest.raises(RunNotFinished):
+                await runs.wait(going, timeout=0)
+
     async def test_list_is_newest_first_and_filters(self, open_runtime):
         async with open_runtime():
             greeted = [(await workflows.start(greet, input={"name": str(i)})).run_id for i in range(3)]
