@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 
 __all__ = ["INSTALL_HINT", "RedisServer", "RedisServerMissing"]
@@ -70,7 +71,7 @@ class RedisServer:
         key prefix."""
         assert self.port is not None, "start the server first"
         secret = password if password is not None else self.password
-        auth = f":{secret}@" if secret else ""
+        auth = f":{quote(secret, safe='')}@" if secret else ""  # reserved characters percent-encoded
         query = f"?prefix={prefix}" if prefix else ""
         return f"redis://{auth}127.0.0.1:{self.port}/{db}{query}"
 
