@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 import anyio
 from pydantic import ValidationError
@@ -23,6 +23,7 @@ from flue_core.definition import Workflow
 from flue_core.errors import StoreUnavailable
 from flue_core.models import RunError, RunRecord, RunStatus, WaitingFor, utc_now
 from flue_core.plugins import has_implementations, notify, scope
+from flue_core.recovery import RECOVERY_LIMIT, Reason, after_interruption, interruption_data
 from flue_core.snapshot import NotJSON, snapshot
 from flue_core.store import Attempt, NewEvent, Outcome, Suspension
 
@@ -229,53 +230,6 @@ async def finish_run(
     if final is not None and final.status == outcome.status and final.ended_at == outcome.ended_at and has_implementations(hook):
         await notify(hook, run=final)
     return final
-
-
-RECOVERY_LIMIT = "recovery_limit"
-#: Why an execution was interrupted, as ``run_interrupted`` events say: its process ``stopped``
-#: (graceful shutdown past its grace), ``died`` (or stopped renewing its lease), or its ``store``
-#: failed under it.
-Reason = Literal["stopped", "died", "store"]
-_MESSAGES = {
-    "stopped": "The process executing the run stopped.",
-    "died": "The process executing the run died.",
-    "store": "The store failed while the run was executing.",
-}
-
-
-def after_interruption(
-    wf: Workflow | None, record: RunRecord, reason: Reason
-) -> tuple[Literal["resume", "retry", "fail"], RunError]:
-    """What becomes of a run whose execution was interrupted, and the error it ends with if it fails.
-
-    An interruption is not a failure of the workflow: the same attempt ``resume``s by replay while
-    the run has had fewer than its workflow's ``max_recoveries`` interruptions, and then fails with
-    ``recovery_limit``. With ``max_recoveries=0`` an interruption counts as a failed attempt (the
-    behaviour before recoveries existed): a ``retry`` while ``retries`` allow, else it fails with
-    ``run_interrupted``. A run of a workflow this process lacks cannot go on here: it fails.
-    """
-    if wf is None:
-        return "fail", RunError(code="workflow_not_found", message=f"Workflow {record.workflow!r} is not registered.")
-    if wf.max_recoveries > 0:
-        if record.recoveries < wf.max_recoveries:
-            return "resume", _NO_ERROR
-        message = (
-            f"The run was interrupted {record.recoveries + 1} times, more than its workflow's max_recoveries"
-            f" ({wf.max_recoveries}): a process executing it crashes or stops every time."
-        )
-        return "fail", RunError(code=RECOVERY_LIMIT, message=message)
-    if record.attempt < wf.max_attempts:
-        return "retry", _NO_ERROR
-    return "fail", RunError(code="run_interrupted", message=_MESSAGES[reason])
-
-
-_NO_ERROR = RunError(code="", message="")
-
-
-def interruption_data(record: RunRecord, action: str, reason: Reason) -> dict[str, Any]:
-    """The ``data`` of a ``run_interrupted`` event."""
-    recoveries = record.recoveries + 1 if action == "resume" else record.recoveries
-    return {"attempt": record.attempt, "action": action, "reason": reason, "recoveries": recoveries}
 
 
 async def resume_adopted(

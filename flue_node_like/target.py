@@ -19,6 +19,7 @@ from flue_core.scheduler import run_schedules, sync_declared_schedules
 from flue_core.store import CANCELS, READY, Attempt, Outcome, RunStore
 from flue_core.target import AdmissionClaim, Target
 from flue_node_like.liveness import is_dead, this_worker
+from flue_node_like.outage import Outage
 
 if TYPE_CHECKING:
     from flue_core.definition import Workflow
@@ -343,27 +344,6 @@ class LocalTarget(Target):
         if adopted:
             log.info("flue: adopted %d unfinished run(s) from stopped workers", len(adopted))
             await resume_adopted(self._runtime, adopted, self._enqueue)
-
-
-class Outage:
-    """Logs a store outage once when it begins and once when it ends, not a traceback per call."""
-
-    __slots__ = ("_since",)
-
-    def __init__(self) -> None:
-        self._since: float | None = None
-
-    def failed(self, exc: Exception) -> None:
-        if self._since is None:
-            self._since = time.monotonic()
-            log.warning(
-                "flue: the store is unavailable (%s); runs executing here pause and resume by replay once it answers", exc
-            )
-
-    def over(self) -> None:
-        if self._since is not None:
-            log.warning("flue: the store answers again after %.1f s; runs cut short are resumed", time.monotonic() - self._since)
-            self._since = None
 
 
 #: What the executor tasks receive: a run to claim and execute, or one claimed at admission.
