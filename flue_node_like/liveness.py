@@ -1,4 +1,5 @@
-"""Is a worker process still alive? Exact on the same machine, by lease elsewhere."""
+"""Is a worker still alive? Dead once its lease ran out, and sooner on the same machine when its
+process is gone."""
 
 from __future__ import annotations
 
@@ -55,15 +56,23 @@ def this_worker(worker_id: str) -> WorkerInfo:
 
 
 def is_dead(worker: WorkerInfo, lease: float, now: float | None = None) -> bool:
-    """On this host a worker is dead exactly when its process is gone: exited (a zombie its parent has
-    not reaped yet included) or its pid taken by another process. A live process that stopped renewing
-    its lease, say stuck in a long synchronous call, is not dead. Elsewhere a worker is dead when its
-    lease ran out. A worker of this very process is judged by its lease: only its own runtime renews it."""
-    expired = (now if now is not None else time.time()) - worker.heartbeat_at > lease
+    """Whether ``worker`` is dead, so that its runs may be taken over.
+
+    On every host a worker is dead once its lease ran out (its last heartbeat is more than ``lease``
+    seconds old): a worker that stopped renewing it is gone, or hung (deadlocked, stopped by
+    ``SIGSTOP``, its event loop blocked past the lease by a synchronous call) and may never come
+    back; its runs are executed elsewhere, and what it writes for them if it does come back is
+    refused (the store ends or parks a run only for the worker that holds it). On this host the
+    process tells death sooner: a worker whose process exited (a zombie its parent has not reaped
+    yet included) or whose pid another process took is dead at once, lease or not. A worker of
+    this very process is judged by its lease alone: only its own runtime renews it.
+    """
+    if (now if now is not None else time.time()) - worker.heartbeat_at > lease:
+        return True
     if worker.host != HOST:
-        return expired
+        return False
     if worker.pid == os.getpid() and worker.pid_started == process_started(worker.pid):
-        return expired
+        return False
     try:
         os.kill(worker.pid, 0)
     except ProcessLookupError:
