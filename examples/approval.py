@@ -10,12 +10,14 @@ decision that does not come within a day is a timeout the workflow handles itsel
 from __future__ import annotations
 
 import argparse
+from contextlib import suppress
 
 import anyio
 import httpx
 from pydantic import BaseModel
 
 from flue_core import RunContext, Runtime, runs, workflow, workflows
+from flue_core.cli.stopping import sigterm_as_ctrl_c
 from flue_core.errors import SignalTimeout
 from flue_core.http import create_app, serve
 
@@ -81,7 +83,5 @@ if __name__ == "__main__":
     parser.add_argument("--approve", action="store_true", help="send the approving signal from here")
     parser.add_argument("--port", type=int, default=PORT)
     options = parser.parse_args()
-    try:
+    with sigterm_as_ctrl_c(), suppress(KeyboardInterrupt):  # a deploy's SIGTERM stops it as Ctrl-C does
         anyio.run(main, options.approve, options.port)
-    except KeyboardInterrupt:
-        pass

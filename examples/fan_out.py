@@ -7,9 +7,12 @@ waits it is ``waiting`` in the store and holds no worker slot. Run it with ``pyt
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import anyio
 
 from flue_core import RunContext, Runtime, runs, workflow, workflows
+from flue_core.cli.stopping import sigterm_as_ctrl_c
 
 
 async def resize(image: str) -> dict:
@@ -39,4 +42,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    with sigterm_as_ctrl_c(), suppress(KeyboardInterrupt):  # a deploy's SIGTERM stops it as Ctrl-C does
+        anyio.run(main)

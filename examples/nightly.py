@@ -9,10 +9,12 @@ runs once). ``--every-minute`` adds a schedule that ticks every minute, to watch
 from __future__ import annotations
 
 import argparse
+from contextlib import suppress
 
 import anyio
 
 from flue_core import RunContext, Runtime, runs, schedules, workflow
+from flue_core.cli.stopping import sigterm_as_ctrl_c
 
 
 @workflow(name="nightly-report", schedule="0 2 * * *", schedule_timezone="Europe/Berlin", schedule_input={"scope": "all"})
@@ -43,7 +45,5 @@ async def main(every_minute: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--every-minute", action="store_true", help="also tick every minute, to watch a run start")
-    try:
+    with sigterm_as_ctrl_c(), suppress(KeyboardInterrupt):  # a deploy's SIGTERM stops it as Ctrl-C does
         anyio.run(main, parser.parse_args().every_minute)
-    except KeyboardInterrupt:
-        pass

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import random
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from datetime import UTC, datetime
 
 import anyio
 from pydantic import BaseModel
 
 from flue_core import RunContext, Runtime, runs, workflow, workflows
+from flue_core.cli.stopping import sigterm_as_ctrl_c
 from flue_core.dashboard import LinkAccess
 from flue_core.http import create_app, serve
 
@@ -90,7 +91,5 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=3583, help="port of the app and its dashboard (default 3583)")
     parser.add_argument("--no-dashboard", action="store_true", help="do not serve the app and its dashboard")
     args = parser.parse_args()
-    try:
+    with sigterm_as_ctrl_c(), suppress(KeyboardInterrupt):  # a deploy's SIGTERM stops it as Ctrl-C does
         anyio.run(main, args.every, args.runs, None if args.no_dashboard else args.port)
-    except KeyboardInterrupt:
-        pass

@@ -1,5 +1,6 @@
 """Interrupting a program with an open runtime (Ctrl-C, SIGINT, a host's own cancellation) ends it
-promptly, closes the store (no connection thread keeps the interpreter alive) and leaves no run running.
+promptly, closes the store (no connection thread keeps the interpreter alive) and leaves no run running:
+a run cut short is handed back, queued for the next process to resume (an interruption is no failure).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import anyio
 import pytest
 
 import interrupt_app
-from flue_core import RunStatus, runs, workflows
+from flue_core import RunStatus, Runtime, runs, workflows
 
 pytestmark = pytest.mark.anyio
 
@@ -79,11 +80,11 @@ def test_sigint_lets_a_run_finish_within_the_grace_then_ends_the_process(tmp_pat
 
 
 @pytest.mark.parametrize("host", ["async", "thread"])
-def test_sigint_ends_a_run_still_going_after_the_grace_and_the_process(tmp_path, host):
+def test_sigint_hands_back_a_run_still_going_after_the_grace_and_ends_the_process(tmp_path, host):
     child, db, run_id = interrupted_app(tmp_path, host, run_seconds=3600, grace=0.2)
     child.send_signal(signal.SIGINT)
     assert exits_within(child, 5) < 2
-    assert statuses(db)[run_id] == "failed"  # no retries left: ended run_interrupted, not left running
+    assert statuses(db)[run_id] == "queued"  # handed back, not left running
 
 
 def test_a_second_sigint_cuts_the_grace_short_and_still_closes_cleanly(tmp_path):
@@ -93,7 +94,7 @@ def test_a_second_sigint_cuts_the_grace_short_and_still_closes_cleanly(tmp_path)
     assert child.poll() is None, "the first Ctrl-C gives running runs their grace period"
     child.send_signal(signal.SIGINT)
     assert exits_within(child, 5) < 2
-    assert statuses(db)[run_id] == "failed"
+    assert statuses(db)[run_id] == "queued"
 
 
 def test_ctrl_c_on_the_example_exits_within_a_second_and_leaves_no_run_running(tmp_path):
@@ -123,7 +124,7 @@ def connection_threads() -> list[threading.Thread]:
 
 
 @pytest.mark.parametrize("how", ["asyncio-task-cancel", "anyio-cancel-scope"])
-async def test_a_runtime_cancelled_by_its_host_closes_its_store_and_ends_its_runs(tmp_path, how):
+async def test_a_runtime_cancelled_by_its_host_closes_its_store_and_hands_back_its_runs(tmp_path, how):
     """A host's own cancellation: asyncio's ``task.cancel()`` (what ``asyncio.run`` does on Ctrl-C,
     and ``asyncio.wait_for`` on a timeout), delivered at every await, or an anyio cancel scope."""
     ready = tmp_path / "ready"
@@ -153,7 +154,8 @@ async def test_a_runtime_cancelled_by_its_host_closes_its_store_and_ends_its_run
     for thread in set(connection_threads()) - set(before):
         thread.join(timeout=2)  # the store's close returns as its thread is leaving: let it leave
         assert not thread.is_alive(), "the store's connection thread was left running"
-    async with interrupt_app.runtime(str(tmp_path / "flue.db"), grace=0.1):
+    async with Runtime([interrupt_app.sleeper], store=f"sqlite:///{tmp_path / 'flue.db'}", execute=False):
         record = await runs.get(started[0])
-    assert record is not None and record.status == RunStatus.FAILED
-    assert record.error is not None and record.error.code == "run_interrupted"
+        interrupted = [event.data async for event in runs.events(started[0]) if event.type == "run_interrupted"]
+    assert record is not None and record.status == RunStatus.QUEUED and record.recoveries == 1
+    assert [(data["action"], data["reason"]) for data in interrupted] == [("resume", "stopped")]

@@ -1,22 +1,34 @@
 """OpenTelemetry across process boundaries: a run executed by another process continues the caller's
-trace, an HTTP caller's ``traceparent`` is continued by its run, and Flue imports without OpenTelemetry."""
+trace, an HTTP caller's ``traceparent`` is continued by its run, the spans of a ``flue serve`` stopped
+by SIGTERM are all exported, and Flue imports without OpenTelemetry."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.trace import SpanKind
+from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 import otel_app
+from cli_support import FLUE, flue_env
 from flue_core import Runtime, runs, workflows
+from flue_core.http import create_app
+from flue_core.otel import FlueTelemetry
 from flue_core.otel import spans as keys
 from http_served import served
 from otel_support import Telemetry, parent_id
@@ -94,6 +106,51 @@ async def test_an_http_callers_traceparent_is_continued_by_the_run(tmp_path):
     assert parent_id(admit) == request_span.context.span_id
     assert admit.attributes[keys.ADMISSION_SOURCE] == "http"
     assert parent_id(execute) == admit.context.span_id
+
+
+SPANS_ENV = "OTEL_TEST_SPANS_FILE"
+
+
+def exporting_app() -> Starlette:
+    """``flue serve test_otel_processes:exporting_app --factory``: the otel app on ``FLUE_STORE``,
+    its spans batched for a minute by the SDK, so that only the provider's exit handler (registered
+    by the SDK, which flushes at shutdown) exports those of a short-lived server, to ``SPANS_ENV``."""
+    out = open(os.environ[SPANS_ENV], "a", encoding="utf-8")  # noqa: SIM115 - the exporter's until exit
+    provider = TracerProvider()
+    exporter = ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n")
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    runtime = Runtime(otel_app.WORKFLOWS, plugins=[FlueTelemetry(tracer_provider=provider)])
+    return create_app(runtime, open_runtime=True)
+
+
+def test_the_spans_of_a_server_stopped_by_sigterm_are_all_exported(tmp_path):
+    spans_file = tmp_path / "spans.jsonl"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = flue_env(tmp_path, **{SPANS_ENV: str(spans_file)})
+    args = ["serve", "test_otel_processes:exporting_app", "--factory", "--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen([str(FLUE), *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/runs/nothing")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, "flue serve did not start"
+                time.sleep(0.05)
+        for n in range(6):
+            assert httpx.post(f"{url}/workflows/otel-fetch", json={"url": str(n)}).status_code == 202
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0, server.stderr.read() if server.stderr else ""
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
+    admissions = [span for span in exported(spans_file) if span["name"] == "admit otel-fetch"]
+    assert len(admissions) == 6
 
 
 BLOCK_OPENTELEMETRY = """

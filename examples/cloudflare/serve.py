@@ -15,11 +15,13 @@ import asyncio
 import secrets
 import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import httpx
 
 from flue_cloudflare.devtools import LocalWorker, Queue, WorkerApp
+from flue_core.cli.stopping import sigterm_as_ctrl_c
 from flue_core.client import FlueClient
 
 HERE = Path(__file__).resolve().parent
@@ -85,4 +87,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with sigterm_as_ctrl_c(), suppress(KeyboardInterrupt):  # a deploy's SIGTERM stops it as Ctrl-C does
+        main()

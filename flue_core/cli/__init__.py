@@ -16,9 +16,11 @@ from typing import Any
 
 import anyio
 
-from flue_core.cli.commands import COMMANDS, run, serve
-from flue_core.cli.exits import Exit, exit_code
+from flue_core.cli.commands import COMMANDS, run
+from flue_core.cli.exits import RUN_UNTIL_STOPPED, Exit, exit_code
 from flue_core.cli.parser import parse_args
+from flue_core.cli.server import serve
+from flue_core.cli.stopping import sigterm_as_ctrl_c
 from flue_core.cli.view import Output
 from flue_core.errors import FlueError
 
@@ -26,30 +28,39 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``flue`` command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    try:
+    """Run the ``flue`` command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    SIGTERM stops every command as Ctrl-C does (:mod:`flue_core.cli.stopping`), so the process
+    ends by returning here, its exit handlers run: ``serve``, ``dashboard`` and ``worker``, which
+    run until stopped, exit 0; other commands 130 for SIGINT, 143 for SIGTERM."""
+    command: str | None = None
+    with sigterm_as_ctrl_c() as stop:
         try:
-            args = parse_args(argv)
-            if args.command == "serve":
-                return serve(args)
-            _quiet_run_logs()
-            return anyio.run(run, COMMANDS[args.command], args, Output(sys.stdout, args.format), **_loop(args.command))
-        except BaseExceptionGroup as group:
-            raise _sole(group) from None
-    except SystemExit as exc:  # --help and --version
-        return exc.code if isinstance(exc.code, int) else 0
-    except FlueError as error:
-        report(error)
-        return exit_code(error)
-    except KeyboardInterrupt:
-        return Exit.INTERRUPTED
-    except BrokenPipeError:  # the reader went away (`flue logs ... | head`): stop quietly, as SIGPIPE would
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
-        return Exit.BROKEN_PIPE
-    except Exception:
-        print("flue: internal_error: an unexpected error occurred; please report it:", file=sys.stderr)
-        traceback.print_exc()
-        return Exit.INTERNAL
+            try:
+                args = parse_args(argv)
+                command = args.command
+                if command == "serve":
+                    return serve(args)
+                _quiet_run_logs()
+                return anyio.run(run, COMMANDS[command], args, Output(sys.stdout, args.format), **_loop(command))
+            except BaseExceptionGroup as group:
+                raise _sole(group) from None
+        except SystemExit as exc:  # --help and --version
+            return exc.code if isinstance(exc.code, int) else 0
+        except FlueError as error:
+            report(error)
+            return exit_code(error)
+        except KeyboardInterrupt:  # a signal outside a command's own handling (while it starts, say)
+            if command in RUN_UNTIL_STOPPED:
+                return Exit.COMPLETED
+            return Exit.TERMINATED if stop.terminated else Exit.INTERRUPTED
+        except BrokenPipeError:  # the reader went away (`flue logs ... | head`): stop quietly, as SIGPIPE would
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+            return Exit.BROKEN_PIPE
+        except Exception:
+            print("flue: internal_error: an unexpected error occurred; please report it:", file=sys.stderr)
+            traceback.print_exc()
+            return Exit.INTERNAL
 
 
 def report(error: FlueError) -> None:

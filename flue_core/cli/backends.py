@@ -34,10 +34,18 @@ class Runs(Protocol):
     def events(self, run_id: str, offset: str, follow: bool) -> AsyncIterator[Event]: ...
 
     async def list(
-        self, workflow: str | None, status: str | None, limit: int, cursor: str | None, parent: str | None = None
+        self,
+        workflow: str | None,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+        parent: str | None = None,
+        rerun_of: str | None = None,
     ) -> RunPage: ...
 
     async def cancel(self, run_id: str) -> RunRecord: ...
+
+    async def rerun(self, run_id: str, from_step: str | None, key: str | None) -> RunReceipt: ...
 
     async def signal(self, run_id: str, name: str, data: Any, key: str | None) -> SignalReceipt: ...
 
@@ -72,10 +80,22 @@ class LocalRuns:
             ) from None
 
     async def list(
-        self, workflow: str | None, status: str | None, limit: int, cursor: str | None, parent: str | None = None
+        self,
+        workflow: str | None,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+        parent: str | None = None,
+        rerun_of: str | None = None,
     ) -> RunPage:
         return await runs.list(
-            workflow=workflow, status=status, limit=limit, cursor=cursor, parent=parent, runtime=self.runtime
+            workflow=workflow,
+            status=status,
+            limit=limit,
+            cursor=cursor,
+            parent=parent,
+            rerun_of=rerun_of,
+            runtime=self.runtime,
         )
 
     async def cancel(self, run_id: str) -> RunRecord:
@@ -83,14 +103,21 @@ class LocalRuns:
         try:
             record = await runs.cancel(run_id, runtime=self.runtime)
         except RunNotFound as exc:
-            raise reworded(exc, f"{exc.message} Looked in the local store: choose another with --store, or --url.") from None
+            raise _not_in_local_store(exc) from None
         return runs.refuse_finished(record)
+
+    async def rerun(self, run_id: str, from_step: str | None, key: str | None) -> RunReceipt:
+        """Admit a re-run on this runtime, which executes it (the application's workflows are needed)."""
+        try:
+            return await runs.rerun(run_id, from_step=from_step, key=key, runtime=self.runtime)
+        except RunNotFound as exc:
+            raise _not_in_local_store(exc) from None
 
     async def signal(self, run_id: str, name: str, data: Any, key: str | None) -> SignalReceipt:
         try:
             return await runs.signal(run_id, name, data, key=key, runtime=self.runtime)
         except RunNotFound as exc:
-            raise reworded(exc, f"{exc.message} Looked in the local store: choose another with --store, or --url.") from None
+            raise _not_in_local_store(exc) from None
 
     async def schedules(self) -> list[Schedule]:
         return await schedules.list(runtime=self.runtime)
@@ -123,6 +150,10 @@ class LocalRuns:
                 return total
 
 
+def _not_in_local_store(exc: RunNotFound) -> FlueError:
+    return reworded(exc, f"{exc.message} Looked in the local store: choose another with --store, or --url.")
+
+
 class RemoteRuns:
     """Runs on a Flue server, over its HTTP API and the Durable Streams protocol."""
 
@@ -141,10 +172,18 @@ class RemoteRuns:
         return self.client.events(run_id, offset=offset, follow=follow, live=self.live)
 
     async def list(
-        self, workflow: str | None, status: str | None, limit: int, cursor: str | None, parent: str | None = None
+        self,
+        workflow: str | None,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+        parent: str | None = None,
+        rerun_of: str | None = None,
     ) -> RunPage:
         try:
-            return await self.client.list(workflow=workflow, status=status, limit=limit, cursor=cursor, parent=parent)
+            return await self.client.list(
+                workflow=workflow, status=status, limit=limit, cursor=cursor, parent=parent, rerun_of=rerun_of
+            )
         except FlueError as exc:
             if exc.code != "route_not_found":
                 raise
@@ -156,6 +195,9 @@ class RemoteRuns:
 
     async def cancel(self, run_id: str) -> RunRecord:
         return await self.client.cancel(run_id)
+
+    async def rerun(self, run_id: str, from_step: str | None, key: str | None) -> RunReceipt:
+        return await self.client.rerun(run_id, from_step, key=key)
 
     async def signal(self, run_id: str, name: str, data: Any, key: str | None) -> SignalReceipt:
         return await self.client.signal(run_id, name, data, key=key)

@@ -1,4 +1,5 @@
-"""The sub-commands: ``serve``, ``start``, ``logs``, ``runs``, ``cancel`` and ``dashboard``.
+"""The sub-commands: ``start``, ``logs``, ``runs``, ``cancel``, ``rerun`` and ``dashboard`` (``serve``
+is in :mod:`flue_core.cli.server`, ``worker`` in :mod:`flue_core.cli.worker`).
 
 Each async command gets its parsed arguments, the :class:`Output` and the :class:`Interrupts`, and
 returns an exit code; errors are raised as :class:`~flue_core.errors.FlueError` and mapped by ``main``.
@@ -7,6 +8,7 @@ returns an exit code; errors are raised as :class:`~flue_core.errors.FlueError` 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import signal
@@ -14,15 +16,14 @@ import sys
 import webbrowser
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, ExitStack, contextmanager
-from typing import Any
 
 import anyio
 import anyio.abc
 
 from flue_core.cli import manage
-from flue_core.cli.app import APP_ENV, AppNotLoaded, app_runtime, import_object, importable_from_cwd, reader_runtime
+from flue_core.cli.app import APP_ENV, app_runtime, reader_runtime
 from flue_core.cli.backends import Runs, open_runs
-from flue_core.cli.exits import OUTCOMES, Exit, reworded
+from flue_core.cli.exits import OUTCOMES, RUN_UNTIL_STOPPED, Exit, reworded
 from flue_core.cli.view import EventView, Output, records_table
 from flue_core.cli.worker import worker
 from flue_core.errors import FlueError, RunFinished, RunNotFound
@@ -37,17 +38,24 @@ class Interrupts:
 
     A command may :meth:`claim` the first signal: it is then told through :attr:`first` instead of
     being stopped (a local ``start`` cancels its run and waits for it to end); a second signal stops
-    it at once. A command that runs until stopped (``dashboard``) sets :attr:`stop_is_success`: being
-    stopped is then its normal end, exit 0, as for ``flue serve``.
+    it. For a command that runs until stopped (``dashboard``, ``worker``), :attr:`stop_is_success`:
+    being stopped is its normal end, exit 0, as for ``flue serve``.
+
+    A signal that comes once the command was stopped, while it is still closing (a runtime giving
+    its runs their shutdown grace), ends it at once: the host task is cancelled the way asyncio's
+    runner cancels it on a second Ctrl-C, which cuts through the grace (the runtime then ends or
+    hands back its runs and closes its store), and :attr:`cut_short` is set.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stop_is_success: bool = False) -> None:
         self.signal: int | None = None
-        self.stop_is_success = False
+        self.stop_is_success = stop_is_success
+        self.cut_short = False
         self.first = anyio.Event()
         self._scope: anyio.CancelScope | None = None
         self._claimed = False
         self._stop = False
+        self._host = asyncio.current_task()
 
     def claim(self) -> None:
         self._claimed = True
@@ -68,9 +76,20 @@ class Interrupts:
                 if self._claimed:
                     self.first.set()
                     continue
+            if self._stop and self._host is not None:
+                self.cut_short = True
+                self._host.cancel()  # not an anyio cancellation: those stop at the shielded grace
+                return
             self._stop = True
             if self._scope is not None:
                 self._scope.cancel()
+
+    def exit_code(self, code: int) -> int:
+        """The command's exit ``code``, unless a signal stopped it: then 0 for a command that runs
+        until stopped, else 128 + the signal's number (130 for SIGINT, 143 for SIGTERM)."""
+        if self.signal is None:
+            return code
+        return Exit.COMPLETED if self.stop_is_success else 128 + self.signal
 
 
 @contextmanager
@@ -84,19 +103,22 @@ def _signal_receiver() -> Iterator[AsyncIterator[int] | None]:
 
 
 async def run(command: Command, args: argparse.Namespace, out: Output) -> int:
-    """Run one command under signal handling; 128 + the signal number when interrupted."""
-    interrupts = Interrupts()
-    async with anyio.create_task_group() as tasks:
-        with _signal_receiver() as signals:
-            if signals is not None:
-                tasks.start_soon(interrupts.watch, signals)
-            try:
-                code = await command(args, out, interrupts)
-            finally:
-                tasks.cancel_scope.cancel()
-    if interrupts.signal is not None and not interrupts.stop_is_success:
-        return 128 + interrupts.signal
-    return code
+    """Run one command under signal handling (see :class:`Interrupts`)."""
+    interrupts = Interrupts(stop_is_success=args.command in RUN_UNTIL_STOPPED)
+    code: int = Exit.INTERRUPTED
+    try:
+        async with anyio.create_task_group() as tasks:
+            with _signal_receiver() as signals:
+                if signals is not None:
+                    tasks.start_soon(interrupts.watch, signals)
+                try:
+                    code = await command(args, out, interrupts)
+                finally:
+                    tasks.cancel_scope.cancel()
+    except asyncio.CancelledError:
+        if not interrupts.cut_short:
+            raise
+    return interrupts.exit_code(code)
 
 
 def _runs(args: argparse.Namespace, *, execute: bool = False) -> AbstractAsyncContextManager[Runs]:
@@ -180,7 +202,7 @@ async def list_runs(args: argparse.Namespace, out: Output, interrupts: Interrupt
     """One page of runs, newest first; the next page's cursor goes to stderr (stdout in text)."""
     async with _runs(args) as runs:
         with interrupts.stoppable():
-            page = await runs.list(args.workflow, args.status, args.limit, args.cursor, args.parent)
+            page = await runs.list(args.workflow, args.status, args.limit, args.cursor, args.parent, args.rerun_of)
     if interrupts.signal is not None:
         return Exit.INTERRUPTED
     if out.ndjson:
@@ -215,6 +237,35 @@ async def cancel(args: argparse.Namespace, out: Output, interrupts: Interrupts) 
     return Exit.COMPLETED
 
 
+async def rerun(args: argparse.Namespace, out: Output, interrupts: Interrupts) -> int:
+    """Re-run a finished run and print the new run's id. A server executes it: the command returns
+    (with ``--follow``, once it ended). Locally this process executes it, so it waits for its end,
+    as a local ``start`` does; the exit code is then the new run's outcome."""
+    async with _runs(args, execute=not args.url) as runs:
+        receipt = await runs.rerun(args.run_id, args.from_step, args.key)
+        if out.ndjson:
+            if not args.follow:
+                out.line(receipt.model_dump_json())
+        else:
+            out.line(f"{out.style(receipt.run_id, 'bold')}  {receipt.workflow}  admitted, re-run of {args.run_id}")
+        if not (runs.executes or args.follow):
+            return Exit.COMPLETED
+        return await _until_end(runs, receipt.run_id, EventView(out, show_events=args.follow), interrupts)
+
+
+async def _until_end(runs: Runs, run_id: str, view: EventView, interrupts: Interrupts) -> int:
+    """Show the run's events until it ends; the exit code is its outcome. A run this process
+    executes is cancelled by the first interrupt, and its end still shown; one elsewhere goes on."""
+    code: int = Exit.INTERRUPTED
+    if runs.executes:
+        interrupts.claim()
+    with interrupts.stoppable():
+        async with anyio.create_task_group() as tasks:
+            if runs.executes:
+                tasks.start_soon(_cancel_when_interrupted, interrupts, runs, run_id)
+            code = await show_events(runs.events(run_id, "-1", True), view)
+            tasks.cancel_scope.cancel()
+    return code
 
 
 class CannotServe(FlueError):
@@ -245,7 +296,6 @@ async def dashboard(args: argparse.Namespace, out: Output, interrupts: Interrupt
         out.line(link)
         if args.open:
             webbrowser.open(link)
-        interrupts.stop_is_success = True
         with interrupts.stoppable():
             await anyio.sleep_forever()
     return Exit.COMPLETED
@@ -263,37 +313,9 @@ COMMANDS: dict[str, Command] = {
     "logs": logs,
     "runs": runs_command,
     "cancel": cancel,
+    "rerun": rerun,
     "signal": manage.signal,
     "schedules": manage.schedules,
     "dashboard": dashboard,
     "worker": worker,
 }
-
-
-def serve(args: argparse.Namespace) -> int:
-    """Serve the ASGI app with uvicorn until stopped. The app is imported first (unless reloading,
-    where uvicorn imports it in its worker) so a wrong import string is a configuration error."""
-    import uvicorn
-
-    app: Any = args.app
-    if args.reload:
-        importable_from_cwd()  # uvicorn's reloading worker inherits sys.path
-    else:
-        app = import_object(args.app)
-        if args.factory and not callable(app):
-            raise AppNotLoaded(f"{args.app!r} is not callable, so it cannot be an app factory (--factory).")
-        prefix = getattr(getattr(app, "state", None), "dashboard", None)
-        if isinstance(prefix, str):  # an app made by create_app(..., dashboard=True)
-            print(f"flue: dashboard at http://{args.host}:{args.port}{prefix}/", file=sys.stderr)
-    try:
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            reload=args.reload,
-            factory=args.factory,
-            log_level=args.log_level,
-        )
-    except SystemExit as exc:  # uvicorn exits 1 when it cannot start (address in use, import error)
-        return Exit.COMPLETED if exc.code in (0, None) else Exit.UNAVAILABLE
-    return Exit.COMPLETED

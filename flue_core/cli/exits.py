@@ -24,9 +24,13 @@ class Exit(IntEnum):
     UNAVAILABLE = 69  # the server or the store could not be reached, or answered with a 5xx error
     INTERNAL = 70  # a bug: an unexpected exception
     CONFIG = 78  # the application or store is configured wrongly (--app, --store, FLUE_*)
-    INTERRUPTED = 130  # Ctrl-C (SIGINT); 143 for SIGTERM
+    INTERRUPTED = 130  # a command that waits (start, logs -f...) stopped by Ctrl-C (SIGINT), as 128 + 2
+    TERMINATED = 143  # the same stopped by SIGTERM, as 128 + 15 (serve, dashboard, worker exit 0)
     BROKEN_PIPE = 141  # stdout's reader went away (`flue logs ... | head`), as SIGPIPE would
 
+
+#: The commands that run until stopped: SIGINT or SIGTERM is their normal end, exit 0.
+RUN_UNTIL_STOPPED = frozenset({"serve", "dashboard", "worker"})
 
 #: The exit code of a run that ended with each status.
 OUTCOMES = {"completed": Exit.COMPLETED, "failed": Exit.FAILED, "cancelled": Exit.CANCELLED}

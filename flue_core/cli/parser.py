@@ -38,9 +38,10 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> Parser:
     parser = Parser(
         prog="flue",
-        description="Serve a Flue application, start workflow runs, follow their events, list and cancel runs, open a dashboard.",
+        description="Serve a Flue application, start workflow runs, follow their events, list, cancel and re-run runs, open a dashboard.",
         epilog="Exit codes: 0 completed, 1 failed, 2 cancelled, 64 usage, 65 rejected, 66 not found,"
-        " 69 unavailable, 70 internal error, 78 configuration, 130 interrupted. See docs/cli.md.",
+        " 69 unavailable, 70 internal error, 78 configuration, 130/143 interrupted by SIGINT/SIGTERM"
+        " (serve, dashboard and worker exit 0 when stopped). See docs/cli.md.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -76,10 +77,19 @@ def build_parser() -> Parser:
     _output(cancel)
     _where(cancel, app=False)
 
+    rerun = commands.add_parser("rerun", help="re-run a finished run: a new run with its input, its stored steps taken over")
+    rerun.add_argument("run_id", metavar="RUN_ID")
+    rerun.add_argument("--from-step", metavar="NAME", help="run this step and the ones after it again (default: only what never ran)")
+    rerun.add_argument("--key", help="idempotency key: re-running again with it returns the same new run")
+    rerun.add_argument("-f", "--follow", action="store_true", help="print the new run's events until it ends")
+    _output(rerun)
+    _where(rerun, app=True)
+
     listing = commands.add_parser("runs", help="list runs, newest first; `flue runs prune` deletes old ones")
     listing.add_argument("action", nargs="?", choices=["prune"], help="prune: delete runs that ended before --older-than")
     listing.add_argument("--older-than", metavar="AGE", help="with prune: an age such as 30d, 12h, 45m or 90s")
     listing.add_argument("--parent", metavar="RUN_ID", help="only the child runs of this run")
+    listing.add_argument("--rerun-of", metavar="RUN_ID", help="only the re-runs of this run")
     listing.add_argument("--workflow", help="only runs of this workflow")
     listing.add_argument("--status", choices=[s.value for s in RunStatus], help="only runs with this status")
     listing.add_argument("--limit", type=int, default=20, help="runs per page, 1-1000 (default 20)")

@@ -231,7 +231,11 @@ def _end(data: dict[str, Any]) -> tuple[str, str | None, str]:
 
 
 def records_table(records: Iterable[RunRecord], out: Output) -> list[str]:
-    """Runs as aligned columns: id, workflow, status, created (local time), duration."""
+    """Runs as aligned columns: id, workflow, status, created (local time), duration; and, when a
+    run of the page has them, how often it recovered from an interruption and the run it re-runs."""
+    records = list(records)
+    recovered = any(r.recoveries for r in records)
+    reruns = any(r.rerun_of for r in records)
     rows = [
         (
             r.run_id,
@@ -239,10 +243,13 @@ def records_table(records: Iterable[RunRecord], out: Output) -> list[str]:
             r.status.value,
             r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
             "" if r.duration_ms is None else f"{r.duration_ms / 1000:.2f} s",
+            *([str(r.recoveries or "")] if recovered else []),
+            *([r.rerun_of or ""] if reruns else []),
         )
         for r in records
     ]
     header = ("RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION")
+    header += ("RECOVERIES",) * recovered + ("RERUN OF",) * reruns
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def fmt(row: tuple[str, ...], status_style: str | None) -> str:

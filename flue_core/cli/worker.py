@@ -65,7 +65,6 @@ async def worker(args: argparse.Namespace, out: Output, interrupts: Any) -> int:
             " Ctrl-C or SIGTERM stops it gracefully",
             file=sys.stderr,
         )
-        interrupts.stop_is_success = True
         with interrupts.stoppable():
             await anyio.sleep_forever()
         print(f"flue: worker {target.worker_id} stopping: finishing or handing back its runs", file=sys.stderr)
