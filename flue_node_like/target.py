@@ -41,9 +41,10 @@ class LocalTarget(Target):
     pool (runs admitted by processes that execute nothing, runs woken from a wait, runs of workflows
     with a concurrency limit) whenever it has room, woken by the store's notifications and, at the
     latest, at the next due wake-up time. Every ``sweep_interval`` seconds it renews its lease,
-    applies cancels made by other processes and adopts runs of workers that died (on this host at
-    once; elsewhere once their ``lease`` of seconds ran out). It also admits the ticks of schedules.
-    On close, running runs get ``shutdown_grace`` seconds to finish.
+    applies cancels made by other processes and adopts runs of workers that died or hung (once their
+    ``lease`` of seconds ran out; on this host at once when their process exited). It also admits the
+    ticks of schedules. On close, running runs get ``shutdown_grace`` seconds to finish; the rest are
+    handed back to the ready pool, to resume in the next process.
 
     With ``execute=False`` the target only admits (a web process, say): runs go to the ready pool
     for worker processes, and nothing executes here. With ``adopt=False`` it executes only runs
@@ -71,7 +72,6 @@ class LocalTarget(Target):
             self.store = self._store_spec
         self.concurrency = concurrency
         self.lease = lease
-        self.store_patience = lease  # past its lease another worker may take the run over anyway
         self.sweep_interval = sweep_interval
         self.shutdown_grace = shutdown_grace
         self.adopt = adopt
@@ -129,6 +129,12 @@ class LocalTarget(Target):
                 runtime.changes.attach(None)
                 await self.store.close()
             raise
+
+    @property
+    def store_patience(self) -> float:  # type: ignore[override]
+        """An executing run waits out a store outage for up to a lease: past it another worker may
+        take the run over anyway."""
+        return self.lease
 
     def owner_for(self, workflow: Workflow) -> str | None:
         return super().owner_for(workflow) if self.execute else None

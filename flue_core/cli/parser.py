@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -126,7 +127,13 @@ def build_parser() -> Parser:
     worker = commands.add_parser("worker", help="execute runs (from the store's ready pool) until stopped; no HTTP")
     worker.add_argument("app", metavar="APP", help="module[:attribute]: the workflows, or a Runtime that executes them")
     worker.add_argument("--concurrency", type=_positive, help="runs executed at a time (default 16)")
-    worker.add_argument("--grace", type=float, help="seconds running runs get to finish when stopped (default 10)")
+    worker.add_argument("--grace", type=_seconds, help="seconds running runs get to finish when stopped (default 10)")
+    worker.add_argument(
+        "--lease", type=_seconds, help="seconds without a heartbeat after which other workers take over its runs (default 30)"
+    )
+    worker.add_argument(
+        "--sweep-interval", type=_seconds, help="seconds between heartbeats and recovery sweeps (default 2)"
+    )
     worker.add_argument("--store", help="store URL (default $FLUE_STORE, else sqlite:///.flue/flue.db)")
     worker.set_defaults(format=None)
 
@@ -155,6 +162,16 @@ def _positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, not {text!r}")
     return value
 
 
