@@ -1,11 +1,12 @@
 """Run the example Worker locally on workerd (offline, with flue's tooling) and watch its triggers.
 
-    python examples/cloudflare/serve.py            # fire the cron trigger, queue a job, follow both runs
-    python examples/cloudflare/serve.py --keep     # then keep serving until Ctrl-C
+    .venv/bin/python examples/cloudflare/serve.py          # fire the cron trigger, queue a job, follow both runs
+    .venv/bin/python examples/cloudflare/serve.py --keep   # then keep serving until Ctrl-C, SIGTERM or SIGHUP
 
-The first start fetches and builds what is missing (workerd and Pyodide from npm, wheels from PyPI;
-see docs/cloudflare.md). The cron trigger is workerd's own ``cron.js``, moved forward with its test
-clock so that it fires at once; the queue is workerd's ``queues.js``.
+The application is the one ``wrangler.toml`` describes, as it deploys. The first start fetches and
+builds what is missing (workerd and Pyodide from npm, wheels from PyPI; see docs/cloudflare.md). The
+cron trigger is workerd's own ``cron.js``, moved forward with its test clock so that it fires at
+once; the queue is workerd's ``queues.js``.
 """
 
 from __future__ import annotations
@@ -20,24 +21,18 @@ from pathlib import Path
 
 import httpx
 
-from flue_cloudflare.devtools import LocalWorker, Queue, WorkerApp
-from flue_core.cli.stopping import sigterm_as_ctrl_c
+from flue_cloudflare.devtools import LocalWorker, WorkerApp
+from flue_cloudflare.devtools.process import stop_signals_as_ctrl_c
+from flue_cloudflare.devtools.wrangler import app_from_wrangler
 from flue_core.client import FlueClient
 
 HERE = Path(__file__).resolve().parent
 
 
 def worker_app(read_token: str | None = None) -> WorkerApp:
-    """The example as workerd (and ``wrangler.toml``) sees it: its modules, its cron trigger, its queue,
-    and ``READ_TOKEN`` when given (on Cloudflare it is a secret, not in ``wrangler.toml``)."""
-    return WorkerApp.flue(
-        "flue-example",
-        HERE / "src" / "worker.py",
-        sources=(HERE / "src" / "digest_workflows.py",),
-        crons=("*/5 * * * *",),
-        queues=(Queue("jobs", "JOBS", settings={"maxBatchSize": 10, "maxBatchTimeout": 1}),),
-        vars={} if read_token is None else {"READ_TOKEN": read_token},
-    )
+    """The example as ``wrangler.toml`` describes it (its modules, objects, cron trigger and queue),
+    with ``READ_TOKEN`` when given (on Cloudflare it is a secret, not in ``wrangler.toml``)."""
+    return app_from_wrangler(HERE / "wrangler.toml", vars={} if read_token is None else {"READ_TOKEN": read_token})
 
 
 def newest_run(worker: LocalWorker, token: str, workflow: str, timeout: float = 30.0) -> str:
@@ -87,5 +82,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with sigterm_as_ctrl_c(), suppress(KeyboardInterrupt):  # a deploy's SIGTERM stops it as Ctrl-C does
+    with stop_signals_as_ctrl_c(), suppress(KeyboardInterrupt):  # SIGTERM and SIGHUP stop it as Ctrl-C does
         main()

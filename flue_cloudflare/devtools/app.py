@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flue_cloudflare.devtools.python_version import COMPATIBILITY_DATE
 from flue_core.errors import ConfigurationError
 
-COMPATIBILITY_DATE = "2026-08-01"
 #: workerd loads the dev bundle, which is built offline, only under this experimental flag.
 DEV_BUNDLE_FLAG = "python_workers_development"
 #: Lets another Worker (cron.js, queues.js) call this one's scheduled() and queue() handlers.

@@ -18,7 +18,8 @@ from pathlib import Path
 from flue_cloudflare.devtools import pyodide_patch
 from flue_cloudflare.devtools.cache import Cache, digest
 from flue_cloudflare.devtools.errors import BundleBuildFailed
-from flue_cloudflare.devtools.ingredients import PYODIDE_VERSION, WORKERD_VERSION, NodePackages, capnp_tool
+from flue_cloudflare.devtools.ingredients import WORKERD_VERSION, NodePackages, capnp_tool
+from flue_cloudflare.devtools.python_version import PYODIDE_VERSION
 
 BUNDLE_FILE = "pyodide_dev.capnp.bin"
 SCHEMA = """\

@@ -1,12 +1,17 @@
 """The one git-ignored folder that holds every fetched ingredient and built artefact.
 
-Layout under the root (``.cloudflare/`` of the project by default, ``FLUE_CLOUDFLARE_CACHE`` to
-move it)::
+One per machine, wherever a command runs from: ``--cache DIR`` or ``$FLUE_CLOUDFLARE_CACHE`` when
+given; else ``.cloudflare/`` of the source checkout flue is installed from (a clone of its
+repository, installed editable); else the user's cache folder (``$XDG_CACHE_HOME/flue-cloudflare``,
+``~/.cache/flue-cloudflare``). Its layout::
 
     npm/            package.json + package-lock.json copied from the package; node_modules/ (npm ci)
+    npm-node/       the same for Node.js 22, only when the host's node is too old for wrangler
     wheels/<key>/   wheels downloaded by pip for one requirement set
     bundle/<key>/   pyodide_dev.capnp.bin for one set of inputs
     apps/<key>/     an application laid out for workerd (entry module, python_modules/)
+    deploy/<key>/   an application assembled for wrangler (wrangler.toml, its modules, python_modules/)
+    local/<name>/   the default folder of ``serve``: configuration, log and Durable Object storage
 
 Every ``<key>`` is a digest of the inputs, so a changed input builds a new entry and an unchanged
 one is reused. An entry is built in a temporary sibling and renamed into place when complete, so an
@@ -25,18 +30,27 @@ from pathlib import Path
 
 #: The environment variable that moves the cache root.
 CACHE_ENV = "FLUE_CLOUDFLARE_CACHE"
-#: The folder name of the default cache root, inside the project.
+#: The folder name of the cache root inside a source checkout of flue.
 CACHE_DIR_NAME = ".cloudflare"
+#: Its name in the user's cache folder.
+USER_CACHE_NAME = "flue-cloudflare"
 
 
-def project_root(start: Path | None = None) -> Path:
-    """The nearest folder at or above ``start`` (default: the current directory) holding a
-    ``pyproject.toml``, else ``start`` itself."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file():
-            return folder
-    return here
+def flue_checkout() -> Path | None:
+    """The source checkout this ``flue_cloudflare`` is imported from (the folder above the package,
+    holding flue's ``pyproject.toml``), or ``None`` when it is installed from a wheel."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        text = (root / "pyproject.toml").read_text()
+    except OSError:
+        return None
+    return root if 'name = "flue"' in text else None
+
+
+def user_cache_root() -> Path:
+    """``$XDG_CACHE_HOME/flue-cloudflare``, else ``~/.cache/flue-cloudflare``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / USER_CACHE_NAME
 
 
 @dataclass(frozen=True)
@@ -47,11 +61,15 @@ class Cache:
 
     @classmethod
     def default(cls, project: Path | None = None) -> Cache:
-        """``$FLUE_CLOUDFLARE_CACHE``, else ``.cloudflare/`` in the project root."""
+        """``$FLUE_CLOUDFLARE_CACHE``; else ``.cloudflare/`` in ``project`` when given, or in the checkout
+        flue is installed from; else the user's cache folder. Never found from the current directory."""
         configured = os.environ.get(CACHE_ENV)
         if configured:
             return cls(Path(configured).resolve())
-        return cls(project_root(project) / CACHE_DIR_NAME)
+        checkout = project or flue_checkout()
+        if checkout is not None:
+            return cls(checkout.resolve() / CACHE_DIR_NAME)
+        return cls(user_cache_root())
 
     @property
     def npm(self) -> Path:

@@ -5,7 +5,9 @@ classes SQLite-backed on a local disk (each object is ``<storage>/<uniqueKey>/<6
 its bindings, and a socket on ``127.0.0.1:<port>``. Cron expressions run through workerd's own
 ``/workerd/cron.js`` (a ``Schedule`` object whose alarm calls the Worker's ``scheduled()``; with
 ``TEST_CLOCK``, ``POST /clock?advance=<ms>`` on its socket moves its clock). Queues run through
-``/workerd/queues.js`` (messages in ``QueueShard`` objects, batches delivered to ``queue()``).
+``/workerd/queues.js`` (messages in ``QueueShard`` objects, batches delivered to ``queue()``); each
+queue has a socket of its own that speaks the producer's protocol (``POST /message`` with the body,
+``X-Msg-Fmt: text``), so a message can be sent from outside the Worker.
 
 ``embed`` paths are resolved against the configuration file's folder, not the file system root, so
 they are written relative to where the configuration is written.
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flue_cloudflare.devtools.app import EXTRA_HANDLERS_FLAG
@@ -32,12 +35,12 @@ APP_BINDING = "APP"
 
 @dataclass(frozen=True)
 class Ports:
-    """The loopback ports of the sockets: the application's, and cron.js's and queues.js's (their
-    ``/clock`` endpoints) when the application has crons or queues."""
+    """The loopback ports of the sockets: the application's, cron.js's (its ``/clock``) when the
+    application has crons, and one of queues.js's per queue (sending to it; ``/clock``)."""
 
     app: int
     cron: int | None = None
-    queues: int | None = None
+    queues: Mapping[str, int] = field(default_factory=dict)
 
 
 def render(laid_out: LaidOutApp, *, config_dir: Path, storage: Path, ports: Ports, test_clock: bool = True) -> str:
@@ -68,8 +71,9 @@ def render(laid_out: LaidOutApp, *, config_dir: Path, storage: Path, ports: Port
                 f"{app.name}-queue-shard", app.compatibility_date, test_clock,
             )
         )  # fmt: skip
-        if ports.queues is not None:
-            sockets.append(_socket("queues", ports.queues, QUEUES_SERVICE))
+        for index, (queue, port) in enumerate(ports.queues.items()):
+            designator = f'(name = "{QUEUES_SERVICE}", props = (json = {_str(json.dumps({"queue": queue}))}))'
+            sockets.append(_socket(f"queue-{index}", port, designator))
     header = (
         '@0xe0a6c1d1f4b2c3a7;\nusing Workerd = import "/workerd/workerd.capnp";\n\n'
         f"const {CONST} :Workerd.Config = (\n  services = [\n    "
@@ -148,7 +152,8 @@ def _worker(
 
 
 def _socket(name: str, port: int, service: str) -> str:
-    return f'(name = "{name}", address = "127.0.0.1:{port}", http = (), service = "{service}")'
+    designator = service if service.startswith("(") else f'"{service}"'
+    return f'(name = "{name}", address = "127.0.0.1:{port}", http = (), service = {designator})'
 
 
 def _var(name: str, value: object) -> str:

@@ -4,16 +4,29 @@ workerd's socket accepts connections at once, but a request waits until Python i
 takes seconds: Pyodide, the standard library and every imported package load first), so readiness is
 an HTTP answer from the application, not an open port. A 5xx answer while starting means the Worker
 failed to load, and is reported with workerd's log rather than waited out.
+
+workerd never outlives the process that started it: on Linux the kernel kills it when that process
+dies, however it dies (SIGTERM, SIGHUP, SIGKILL, a crash), since it is started with a parent-death
+signal from a thread that lives as long as the process. A workerd left running would keep its port
+and go on executing runs beside the next one.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import queue
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -49,8 +62,11 @@ class Workerd:
         url: str,
         log: Path,
         ready_path: str = "/",
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.binary = binary
+        self.pass_fds = pass_fds
+        """Descriptors workerd inherits: a lock on its storage lives as long as it does."""
         self.config = config
         self.const = const
         self.bundle_dir = bundle_dir
@@ -93,14 +109,15 @@ class Workerd:
         with self.log.open("ab") as out:
             out.write(f"\n--- workerd started {time.strftime('%H:%M:%S')}: {' '.join(self.command)}\n".encode())
             out.flush()
-            self._process = subprocess.Popen(
+            self._process = spawn_with_parent(
                 self.command,
                 cwd=self.config.parent,
                 env={**os.environ, "PWD": str(self.config.parent)},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: a signal to the tests never reaches it
+                start_new_session=True,  # its own process group: a Ctrl-C in a terminal never reaches it
+                pass_fds=self.pass_fds,
             )
         try:
             self._wait_ready(began + timeout)
@@ -162,3 +179,73 @@ class Workerd:
         except OSError:
             return ""
         return f"\n--- workerd log ({self.log}) ---\n{text}"
+
+
+_PR_SET_PDEATHSIG = 1
+_spawn_requests: queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue[Any]]] = queue.SimpleQueue()
+_spawner: threading.Thread | None = None
+_spawner_lock = threading.Lock()
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send SIGKILL to the child when its parent thread ends
+    (Linux's ``PR_SET_PDEATHSIG``); ``None`` elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    prctl = libc.prctl
+
+    def set_parent_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+    return set_parent_death_signal
+
+
+def _spawner_loop() -> None:
+    while True:
+        start, answer = _spawn_requests.get()
+        try:
+            answer.put((start(), None))
+        except BaseException as error:  # handed back to the caller's thread
+            answer.put((None, error))
+
+
+def spawn_with_parent(command: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen(command, **options)`` for a child that dies with this process.
+
+    The kernel's parent-death signal follows the *thread* that forked, so the child is forked by one
+    daemon thread that lives as long as the process, whichever thread asks.
+    """
+    global _spawner
+    preexec = _parent_death_signal()
+    if preexec is None:
+        return subprocess.Popen(command, **options)
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = threading.Thread(target=_spawner_loop, name="flue-workerd-spawner", daemon=True)
+            _spawner.start()
+    answer: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    _spawn_requests.put((lambda: subprocess.Popen(command, preexec_fn=preexec, **options), answer))
+    process, error = answer.get()
+    if error is not None:
+        raise error
+    return process  # type: ignore[no-any-return]
+
+
+@contextmanager
+def stop_signals_as_ctrl_c() -> Iterator[None]:
+    """While entered (in the main thread), SIGTERM and SIGHUP raise :class:`KeyboardInterrupt` as
+    Ctrl-C does, so that a command serving workerd stops it on its way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

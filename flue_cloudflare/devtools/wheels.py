@@ -1,8 +1,9 @@
-"""Fetch the wheels of a Worker's Python packages for Pyodide 314, with pip, into the cache.
+"""Fetch the wheels of a Worker's Python packages for its Pyodide, with pip, into the cache.
 
-A package works in a Python Worker when PyPI has a pure wheel or a ``pyemscripten_2026_0_wasm32`` one
-(Pyodide 314's ABI; pydantic_core publishes one). pip resolves the set for that platform; with
-``--platform pyodide_...`` instead it would pick a placeholder ``pydantic_core 0.0.1``. The versions
+A package works in a Python Worker when PyPI has a pure wheel or one for its Pyodide's ABI
+(:data:`~flue_cloudflare.devtools.python_version.WHEEL_PLATFORM`; pydantic_core publishes one). pip
+resolves the set for that platform; with ``--platform pyodide_...`` instead it would pick a
+placeholder ``pydantic_core 0.0.1``. The versions
 are held by ``worker-constraints.txt`` beside this module: the set proven to import in workerd, so a
 fresh machine fetches what the last one tested.
 """
@@ -19,16 +20,9 @@ from pathlib import Path
 from flue_cloudflare.devtools.cache import Cache, digest
 from flue_cloudflare.devtools.errors import VendoringFailed
 from flue_cloudflare.devtools.ingredients import SDK_REQUIREMENT
+from flue_cloudflare.devtools.python_version import PYODIDE_VERSION, pip_platform_args
 
-PLATFORM_ARGS = (
-    "--platform", "pyemscripten_2026_0_wasm32",
-    "--platform", "any",
-    "--python-version", "3.14",
-    "--implementation", "cp",
-    "--abi", "cp314",
-    "--abi", "none",
-    "--only-binary=:all:",
-)  # fmt: skip
+PLATFORM_ARGS = pip_platform_args()
 CONSTRAINTS = Path(__file__).resolve().parent / "worker-constraints.txt"
 #: flue's own dependencies that a Worker neither can use nor needs: they run on threads or sockets
 #: (aiosqlite, uvicorn) or serve the host-side client (httpx, httpx-sse, sniffio).
@@ -52,7 +46,7 @@ def flue_worker_requirements(distribution: str = "flue") -> list[str]:
 
 
 def download_wheels(cache: Cache, requirements: Sequence[str], *, constraints: Path | None = CONSTRAINTS) -> Path:
-    """The folder of wheels resolving ``requirements`` for Pyodide 314, downloaded unless the same
+    """The folder of wheels resolving ``requirements`` for the Worker's Pyodide, downloaded unless the same
     requirement set (and constraints) was downloaded before."""
     wanted = sorted(set(requirements))
     key = digest([*PLATFORM_ARGS, *wanted, constraints if constraints else ""])
@@ -65,7 +59,7 @@ def download_wheels(cache: Cache, requirements: Sequence[str], *, constraints: P
         result = subprocess.run([*command, *wanted], capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise VendoringFailed(
-                f"pip could not fetch wheels for Pyodide 314 (exit {result.returncode}) for"
+                f"pip could not fetch wheels for Pyodide {PYODIDE_VERSION} (exit {result.returncode}) for"
                 f" {' '.join(wanted)}:\n{result.stderr[-3000:]}"
             )
 

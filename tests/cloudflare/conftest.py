@@ -18,6 +18,22 @@ from workerd_support import ROOT, WORKERS, runs_app, smoke_app, store_app
 
 # The workflows a test Worker serves are imported by host-side tests too (to serve them locally).
 sys.path.insert(0, str(WORKERS))
+#: The deploy check's upload sizes, reported at the end of the run.
+UPLOAD_REPORTS = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def upload_reports(request: pytest.FixtureRequest) -> list[str]:
+    """Lines shown in the run's summary: the size of an upload against the plans' limits."""
+    return request.config.stash.setdefault(UPLOAD_REPORTS, [])
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    reports = config.stash.get(UPLOAD_REPORTS, [])
+    if reports:
+        terminalreporter.section("Cloudflare: the upload of wrangler deploy --dry-run")
+        for line in reports:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

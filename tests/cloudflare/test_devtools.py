@@ -20,9 +20,11 @@ from flue_cloudflare.devtools import (
     Cache,
     IngredientUnavailable,
     LocalWorker,
+    Queue,
     WorkerApp,
     WorkerdFailed,
 )
+from flue_cloudflare.devtools import cache as cache_module
 from flue_cloudflare.devtools.app import FLUE_OBJECTS
 from flue_cloudflare.devtools.bundle import BUNDLE_FILE, build_bundle
 from flue_cloudflare.devtools.config import Ports, render
@@ -30,6 +32,7 @@ from flue_cloudflare.devtools.ingredients import capnp_tool, node_packages
 from flue_cloudflare.devtools.pyodide_patch import EDITS, PRELUDE, patch
 from flue_cloudflare.devtools.vendor import PYTHON_MODULES, lay_out
 from flue_cloudflare.devtools.wheels import HOST_ONLY, flue_worker_requirements
+from flue_cloudflare.devtools.wrangler import parse_queue
 from flue_core.errors import ConfigurationError
 
 
@@ -120,12 +123,13 @@ def test_the_configuration_embeds_every_module_relative_to_its_own_folder(
     cloudflare_cache: Cache, tmp_path: Path
 ) -> None:
     laid_out = lay_out(cloudflare_cache, smoke_app())
-    text = render(laid_out, config_dir=tmp_path, storage=tmp_path / "storage", ports=Ports(8000, 8001, 8002))
+    text = render(laid_out, config_dir=tmp_path, storage=tmp_path / "storage", ports=Ports(8000, 8001, {"jobs": 8002}))
     embeds = [line.split('embed "')[1].split('"')[0] for line in text.splitlines() if 'embed "' in line]
     assert len(embeds) == len(laid_out.modules())
     assert all(not path.startswith("/") and (tmp_path / path).resolve().is_file() for path in embeds)
     assert '(name = "CRONS", json = "{\\"APP\\": [\\"* * * * *\\"]}")' in text
     assert 'address = "127.0.0.1:8001"' in text
+    assert '(name = "queue-0", address = "127.0.0.1:8002", http = (), service = (name = "queues", props = (json = "{\\"queue\\": \\"jobs\\"}")))' in text
 
 
 def test_an_application_with_a_bad_binding_name_is_refused() -> None:
@@ -190,3 +194,26 @@ def test_the_classes_a_worker_exports_are_the_ones_the_tooling_binds() -> None:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "__all__"
     )
     assert sorted(exported) == sorted(durable.class_name for durable in FLUE_OBJECTS)
+
+
+def test_a_queue_option_carries_wranglers_batch_settings() -> None:
+    queue = parse_queue("jobs:JOBS,max_batch_size=10,max_batch_timeout=1,dead_letter_queue=failed")
+    assert queue == Queue("jobs", "JOBS", settings={"maxBatchSize": 10, "maxBatchTimeout": 1, "deadLetterQueue": "failed"})
+    assert parse_queue("audit,consume=false") == Queue("audit", None, consume=False)
+    with pytest.raises(ConfigurationError) as raised:
+        parse_queue("jobs,batch_size=3")
+    assert "max_batch_size" in raised.value.message
+
+
+def test_the_cache_is_the_checkouts_or_the_users_never_the_current_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLUE_CLOUDFLARE_CACHE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "elsewhere"\n')
+    assert Cache.default().root == ROOT / ".cloudflare"  # flue is installed from this checkout
+    monkeypatch.setattr(cache_module, "flue_checkout", lambda: None)  # as from a wheel
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert Cache.default().root == tmp_path / "xdg" / "flue-cloudflare"
+    monkeypatch.setenv("FLUE_CLOUDFLARE_CACHE", str(tmp_path / "mine"))
+    assert Cache.default().root == tmp_path / "mine"

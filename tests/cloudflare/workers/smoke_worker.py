@@ -5,7 +5,8 @@ Routes (all JSON): ``GET /`` (ready), ``POST|GET /objects/{name}/entries``, ``PO
 /objects/{name}/alarm`` (``?in=<ms>``), ``GET /scheduled`` (what cron triggers recorded),
 ``POST /queue`` (send the body to the queue ``jobs``), ``GET /queue`` (what ``queue()`` received),
 ``POST /rpc/{name}/entries`` (the same write through an RPC call of ``Ledger.append``), ``GET /noop``
-(no object), ``GET /probe/flue``, ``ANY /probe/asgi/...``, ``ANY /probe/http/...``.
+(no object), ``GET /python`` (the interpreter's and Pyodide's versions), ``GET /probe/flue``,
+``ANY /probe/asgi/...``, ``ANY /probe/http/...``.
 """
 
 import json
@@ -73,6 +74,12 @@ class Default(WorkerEntrypoint):
             return reply({"seq": seq})
         if url.path == "/noop":
             return reply({"ok": True})
+        if url.path == "/python":
+            import sys
+
+            import pyodide
+
+            return reply({"python": ".".join(map(str, sys.version_info[:3])), "pyodide": pyodide.__version__})
         if parts[0] == "objects" and len(parts) == 3:
             return await self.forward(parts[1], "/" + parts[2], request.method, url.query, await request.text())
         if url.path == "/scheduled":
