@@ -43,10 +43,12 @@ def test_the_guides_dry_run_of_the_example_validates_offline_and_reports_its_siz
     # What wrangler would upload: the entry module's folder, and python_modules/ as laid out locally.
     uploaded = files(tmp_path / "upload")
     assert {"worker.py", "digest_workflows.py"} <= set(uploaded)
-    local = lay_out(cloudflare_cache, app_from_wrangler(EXAMPLE / "wrangler.toml")).folder / PYTHON_MODULES
-    assert {f"{PYTHON_MODULES}/{name}": data for name, data in files(local).items()} == {
-        name: data for name, data in uploaded.items() if name.startswith(f"{PYTHON_MODULES}/")
+    project = Path(next(line for line in result.stdout.splitlines() if line.startswith("project folder: "))[16:])
+    assert {name: data for name, data in uploaded.items() if name.startswith(f"{PYTHON_MODULES}/")} == {
+        f"{PYTHON_MODULES}/{name}": data for name, data in files(project / PYTHON_MODULES).items()
     }
+    local = lay_out(cloudflare_cache, app_from_wrangler(EXAMPLE / "wrangler.toml")).folder / PYTHON_MODULES
+    assert set(files(local)) == set(files(project / PYTHON_MODULES))  # the layout workerd ran
     free_plan = dict(PLAN_LIMITS)["Workers Free"]
     gzip_mib = float(report.split(" raw, ")[1].split(" MiB")[0])
     assert gzip_mib * 1024 * 1024 <= free_plan, report  # the example deploys on the Free plan
