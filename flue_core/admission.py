@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import anyio
 
 from flue_core import defaults
+from flue_core.clock import SYSTEM_CLOCK, Clock
 from flue_core.arguments import RUN_ID
 from flue_core.definition import Workflow
 from flue_core.errors import (
@@ -83,7 +84,7 @@ async def admit(
         raise InvalidKey(
             f"An idempotency key must be a non-empty string of valid Unicode, at most {MAX_KEY_LENGTH} characters."
         )
-    start_at = start_time(at, delay)
+    start_at = start_time(at, delay, runtime.clock)
     hook = runtime.pm.hook
     request = AdmissionRequest(wf, snapshot, key, source, principal, parent_run_id, start_at, rerun_of)
     with scope(hook.flue_admission_scope, request=request):
@@ -98,7 +99,7 @@ async def _admit(runtime: Runtime, request: AdmissionRequest, steps: tuple[tuple
         await call_each(hook.flue_check_admission, request=request)
     carrier = _carrier(runtime, request)
     run_id = _new_run_id(runtime, wf.name)
-    now = _timestamp_of(run_id) or utc_now()
+    now = _timestamp_of(run_id) or runtime.clock.now()
     stored_key = key if parent_run_id is None or key is None else f"{parent_run_id}/{key}"
     data: dict[str, Any] = {"workflow": wf.name, "input": snapshot, "key": stored_key}
     if parent_run_id is not None:
@@ -145,14 +146,14 @@ async def _admit(runtime: Runtime, request: AdmissionRequest, steps: tuple[tuple
     return runtime.receipt(record)
 
 
-def start_time(at: datetime | None, delay: float | None) -> datetime | None:
-    """When a delayed start begins: ``at`` (timezone-aware) or ``delay`` seconds from now, or ``None``."""
+def start_time(at: datetime | None, delay: float | None, clock: Clock = SYSTEM_CLOCK) -> datetime | None:
+    """When a delayed start begins: ``at`` (timezone-aware) or ``delay`` seconds from ``clock``'s now, or ``None``."""
     if at is not None and delay is not None:
         raise InvalidSchedule("Give a delayed start either at= or delay=, not both.")
     if at is not None:
         if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
             raise InvalidSchedule(f"at= must be a timezone-aware datetime, not {at!r}.", details={"at": repr(at)})
-        if at - utc_now() > timedelta(seconds=MAX_DELAY):
+        if at - clock.now() > timedelta(seconds=MAX_DELAY):
             raise InvalidSchedule("at= lies more than ten years ahead.", details={"at": format_timestamp(at)})
         return at.astimezone(UTC)
     if delay is None:
@@ -161,7 +162,7 @@ def start_time(at: datetime | None, delay: float | None) -> datetime | None:
         raise InvalidSchedule(
             f"delay= must be a number of seconds from 0 to {int(MAX_DELAY)}, not {delay!r}.", details={"delay": repr(delay)}
         )
-    return utc_now() + timedelta(seconds=delay)
+    return clock.now() + timedelta(seconds=delay)
 
 
 def _carrier(runtime: Runtime, request: AdmissionRequest) -> dict[str, str] | None:

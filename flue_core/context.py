@@ -95,6 +95,7 @@ class RunContext:
         input: Any,
         control: AttemptControl,
         steps: dict[str, str],
+        calls: durable.Calls | None = None,
     ) -> None:
         record = control.record
         self.run_id = record.run_id
@@ -108,7 +109,8 @@ class RunContext:
         self._definition = workflow
         self._control = control
         self._write = control.write
-        self._calls = durable.Calls(runtime, workflow, control, steps)
+        # ``calls``: another keeper of the durable calls (the replay check's, which runs nothing).
+        self._calls = calls if calls is not None else durable.Calls(runtime, workflow, control, steps)
 
     @property
     def cancel_requested(self) -> bool:
@@ -135,6 +137,29 @@ class RunContext:
         if message is not None:
             data["message"] = str(message)
         self._write("progress", _json(data, "progress"))
+
+    def now(self) -> datetime:
+        """The current time (UTC, to the millisecond) as the run's clock tells it, the same on every
+        execution: the first read at this point of the run is stored, and a replay gets it back.
+        In :mod:`flue_core.testkit` it is the test's virtual time. Decide on this, not on
+        ``datetime.now()``, which differs on replay."""
+        return self._calls.now()
+
+    def patched(self, change: str) -> bool:
+        """Whether this run takes the new path of a change to the workflow's code (see "Changing a
+        workflow safely" in ``docs/testing.md``)::
+
+            if ctx.patched("send-sms"):
+                await ctx.step("sms", send_sms, input.phone)     # the new code
+            else:
+                await ctx.step("email", send_email, input.email) # what runs started before did
+
+        ``True`` where the run reaches this point in a fresh execution (a marker is stored, so its
+        replays say ``True`` too), ``False`` where the run's history passed this point before the
+        patch existed. ``change`` is 1-200 characters without ``#``. Once ``flue replay`` reports
+        no unfinished run on the old path, delete the call and the old branch.
+        """
+        return self._calls.patched(change)
 
     # -- durable calls ------------------------------------------------------------------------------
 

@@ -3,6 +3,10 @@
 Each call is keyed by its name and occurrence in the run (``fetch``, ``fetch#2``...; Flue's own calls
 use names starting with ``#``, which step names may not). What a call produced is stored under its
 key before the call returns; an execution that replays the run finds it there and returns it again.
+
+Two values are kept without a position of their own: ``ctx.now()`` (``#now``) and the markers of
+``ctx.patched()`` (``#patch:<id>``). Reading them writes nothing at once; they are stored before the
+next durable call stores anything, so a run never holds a result that depended on one it lost.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ import anyio
 from pydantic import TypeAdapter, ValidationError
 
 from flue_core.attempt import AttemptControl, Lost
+from flue_core.call_keys import NOW, PATCH, check_change_id, history_continues
 from flue_core.errors import InvalidSignal, RunCancelled, RunFailed, SignalTimeout, StepError, StepTimeout
-from flue_core.models import RunReceipt, RunRecord, RunStatus, WaitingFor, format_timestamp, parse_timestamp, utc_now
+from flue_core.models import RunReceipt, RunRecord, RunStatus, WaitingFor, format_timestamp, parse_timestamp
 from flue_core.plugins import scope
 from flue_core.signals import check_signal_name
 from flue_core.snapshot import NotJSON, dumps, is_text, snapshot
 
 if TYPE_CHECKING:
+    from flue_core.clock import Clock
     from flue_core.definition import Workflow
     from flue_core.runtime import Runtime
 
@@ -46,6 +52,8 @@ class Calls:
         self._store = runtime.target.store
         self._steps = steps
         self._seen: Counter[str] = Counter()
+        self._notes: list[tuple[str, str]] = []  # #now and #patch values not stored yet
+        self._patches: dict[str, bool] = {}
         # A new attempt (a retry, a recovery) shows which steps it replayed; a resumption after a
         # wait continues the same attempt, whose stream already shows them.
         self._announce_replays = not control.resumed
@@ -67,8 +75,43 @@ class Calls:
         await self._save_text(key, dumps(value))
 
     async def _save_text(self, key: str, text: str) -> None:
+        if self._notes:
+            await self._write_notes()
         await self._control.patiently(lambda: self._store.save_step(self.run_id, key, text))
         self._steps[key] = text
+
+    def _note(self, key: str, text: str) -> None:
+        self._steps[key] = text
+        self._notes.append((key, text))
+
+    async def _write_notes(self) -> None:
+        notes, self._notes = self._notes, []
+        for key, text in notes:
+            await self._control.patiently(lambda key=key, text=text: self._store.save_step(self.run_id, key, text))
+
+    # -- values without a position: the time, patches ----------------------------------------------
+
+    def now(self) -> datetime:
+        key = self._key(NOW)
+        stored = self._steps.get(key)
+        if stored is not None:
+            return parse_timestamp(json.loads(stored))
+        now = self._runtime.clock.now()
+        self._note(key, dumps(format_timestamp(now)))
+        return now
+
+    def patched(self, change: str) -> bool:
+        check_change_id(change)
+        known = self._patches.get(change)
+        if known is None:
+            key = PATCH + change
+            # Stored: this run passed here with the patch. Not stored while the history goes on past
+            # this point: it passed here before the patch existed, and keeps the old path.
+            known = key in self._steps or not history_continues(self._steps, self._seen)
+            if known and key not in self._steps:
+                self._note(key, "true")
+            self._patches[change] = known
+        return known
 
     # -- steps --------------------------------------------------------------------------------------
 
@@ -83,7 +126,7 @@ class Calls:
         timeout: float | None,
         backoff: float,
     ) -> Any:
-        _check_step(name, fn, retries, timeout, backoff)
+        check_step(name, fn, retries, timeout, backoff)
         key = self._key(name)
         shown = {"name": name} if key == name else {"name": name, "key": key}
         stored = self._steps.get(key)
@@ -93,6 +136,9 @@ class Calls:
             return json.loads(stored)
         began = time.perf_counter()
         tries = 0
+        doubles = self._runtime.step_doubles
+        if doubles is not None:
+            fn = doubles.stand_in(self.run_id, name, key, fn)
         while True:
             tries += 1
             try:
@@ -105,7 +151,7 @@ class Calls:
                 delay = min(backoff * 2 ** (tries - 1), MAX_STEP_DELAY)
                 error = {"type": type(exc).__qualname__, "message": str(exc) or type(exc).__name__}
                 self._control.write("step_retry", {**shown, "attempt": tries, "error": error, "delay": delay})
-                await anyio.sleep(delay)
+                await self._runtime.clock.sleep(delay)
         try:
             text = dumps(snapshot(value, f"step {key!r} result"))
         except NotJSON as exc:
@@ -125,9 +171,9 @@ class Calls:
         if stored is not None:
             until = parse_timestamp(stored["until"])
         else:
-            until = _until(seconds, until)
+            until = _until(seconds, until, self._runtime.clock)
             await self._save(key, {"until": format_timestamp(until)})
-        while utc_now() < until:
+        while self._runtime.clock.now() < until:
             await self._control.suspend(WaitingFor(kind="sleep"), until)
 
     # -- signals ------------------------------------------------------------------------------------
@@ -164,8 +210,10 @@ class Calls:
             if stored is not None:
                 deadline = parse_timestamp(stored["until"])
             else:
-                deadline = _until(timeout, None)
+                deadline = _until(timeout, None, self._runtime.clock)
                 await self._save(deadline_key, {"until": format_timestamp(deadline)})
+        if self._notes:
+            await self._write_notes()  # before the store saves the wait's outcome
         while True:
             control = self._control
             delivery = await control.exclusive(
@@ -179,7 +227,7 @@ class Calls:
                 outcome = {"signalId": signal.signal_id, "name": name, "data": signal.data}
                 self._steps[key] = self._steps.get(key) or dumps(outcome)
                 return outcome
-            if deadline is not None and utc_now() >= deadline:
+            if deadline is not None and self._runtime.clock.now() >= deadline:
                 outcome = {"timeout": True}
                 await self._save(key, outcome)
                 control.write("signal_timeout", {"name": name})
@@ -212,12 +260,12 @@ class Calls:
         return receipt
 
     async def wait_for(self, children: list[RunReceipt | str]) -> list[Any]:
-        ids = [_run_id_of(child) for child in children]
+        ids = [child_run_id(child) for child in children]
         while True:
             records = [await self._child(run_id) for run_id in ids]
             unfinished = [record.run_id for record in records if not record.finished]
             if not unfinished:
-                return [_result(record) for record in records]
+                return [child_result(record) for record in records]
             await self._control.suspend(WaitingFor(kind="children", run_ids=unfinished), None)
 
     async def _child(self, run_id: str) -> RunRecord:
@@ -257,7 +305,7 @@ async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str,
     raise StepTimeout(f"Step {key!r} took longer than its {timeout} s timeout.", details={"step": key})
 
 
-def _check_step(name: str, fn: Any, retries: Any, timeout: Any, backoff: Any) -> None:
+def check_step(name: str, fn: Any, retries: Any, timeout: Any, backoff: Any) -> None:
     if not isinstance(name, str) or not name or len(name) > MAX_STEP_NAME or "#" in name or not is_text(name):
         raise StepError(f"A step needs a name of 1-{MAX_STEP_NAME} characters of valid Unicode without '#', not {name!r}.")
     if not callable(fn):
@@ -274,7 +322,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _until(seconds: float | None, until: datetime | None) -> datetime:
+def _until(seconds: float | None, until: datetime | None, clock: Clock) -> datetime:
     if until is not None:
         if not isinstance(until, datetime) or until.tzinfo is None:
             raise StepError(f"sleep_until needs a timezone-aware datetime, not {until!r}.")
@@ -282,12 +330,12 @@ def _until(seconds: float | None, until: datetime | None) -> datetime:
     if not (_finite(seconds) and seconds >= 0):  # type: ignore[operator]
         raise StepError(f"A wait needs a finite number of seconds >= 0, not {seconds!r}.")
     try:
-        return utc_now() + timedelta(seconds=seconds)  # type: ignore[arg-type]
+        return clock.now() + timedelta(seconds=seconds)  # type: ignore[arg-type]
     except OverflowError:
         raise StepError(f"A wait of {seconds!r} s ends after the last date Python can represent.") from None
 
 
-def _run_id_of(child: Any) -> str:
+def child_run_id(child: Any) -> str:
     if isinstance(child, RunReceipt):
         return child.run_id
     if isinstance(child, str) and child:
@@ -295,7 +343,7 @@ def _run_id_of(child: Any) -> str:
     raise StepError(f"wait_for takes a child's RunReceipt or run id, not {child!r}.")
 
 
-def _result(record: RunRecord) -> Any:
+def child_result(record: RunRecord) -> Any:
     if record.status == RunStatus.COMPLETED:
         return record.result
     if record.status == RunStatus.CANCELLED:

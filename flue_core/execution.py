@@ -189,7 +189,7 @@ class Executor:
     async def _retry_later(self, record: RunRecord, retry: _Retry) -> None:
         """Park a failed attempt until its back-off has passed: no slot is held meanwhile."""
         store = self.runtime.target.store
-        wake_at = utc_now() + timedelta(seconds=retry.delay)
+        wake_at = self.runtime.clock.now() + timedelta(seconds=retry.delay)
         parked = await store.suspend(record.run_id, self.owner, Suspension(WaitingFor(kind="retry"), wake_at))
         if parked is not None and not parked.suspended:  # a cancel was asked meanwhile
             await self._finish(record.run_id, Outcome(RunStatus.CANCELLED, utc_now()))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.from_thread
@@ -14,6 +14,7 @@ import anyio.lowlevel
 import pluggy
 
 from flue_core.changes import Changes
+from flue_core.clock import SYSTEM_CLOCK, Clock
 from flue_core.discovery import WorkflowRegistry, WorkflowSource, as_workflows
 from flue_core.errors import RuntimeNotRunning, SyncCallOnEventLoop
 from flue_core.models import RunReceipt, RunRecord
@@ -22,6 +23,13 @@ from flue_core.public_url import checked_public_url, run_url
 from flue_core.target import StoreRegistry, Target, select_target
 
 log = logging.getLogger("flue")
+
+
+class StepStandIns(Protocol):
+    """What ``Runtime.step_doubles`` holds: the function a step calls instead of ``fn`` (or ``fn``)."""
+
+    def stand_in(self, run_id: str, name: str, key: str, fn: Callable[..., Any]) -> Callable[..., Any]: ...
+
 
 _current: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar("flue_runtime", default=None)
 _open_runtimes: list[Runtime] = []
@@ -42,6 +50,8 @@ class Runtime:
     ``"https://api.example.com/flue"``): receipts of ``workflows.start()`` name ``<public_url>/runs/<id>``.
     Without it, the HTTP app teaches the runtime the path it is mounted under on the first request it
     serves; until then receipts name ``/runs/<id>`` (see :mod:`flue_core.public_url`).
+    ``clock`` is what decides *when* (sleeps, signal deadlines, back-offs, delayed starts, schedule
+    ticks): the wall clock by default, a virtual one in :mod:`flue_core.testkit`.
     """
 
     def __init__(
@@ -52,8 +62,12 @@ class Runtime:
         plugins: Iterable[object] = (),
         entry_points: bool = True,
         public_url: str | None = None,
+        clock: Clock | None = None,
         **target_options: Any,
     ) -> None:
+        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        #: Stand-ins for step functions, by step name: set by :mod:`flue_core.testkit` only.
+        self.step_doubles: StepStandIns | None = None
         self.pm: pluggy.PluginManager = plugin_manager(plugins, entry_points=entry_points)
         self.registry = WorkflowRegistry(as_workflows(workflows))
         self.stores = StoreRegistry()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from flue_core.admission import admit
 from flue_core.cron import ticks_after, ticks_until
 from flue_core.errors import AdmissionError, FlueError
-from flue_core.models import Schedule, format_timestamp, utc_now
+from flue_core.models import Schedule, format_timestamp
 from flue_core.store import SCHEDULES
 
 if TYPE_CHECKING:
@@ -40,11 +40,11 @@ async def run_schedules(runtime: Runtime, interval: float) -> None:
         while True:
             wait = reload
             try:
-                now = utc_now()
+                now = runtime.clock.now()
                 for schedule in await store.list_schedules():
                     upcoming = await tick(runtime, schedule, now)
                     if upcoming is not None:
-                        wait = min(wait, max((upcoming - utc_now()).total_seconds(), 0.001))
+                        wait = min(wait, max((upcoming - runtime.clock.now()).total_seconds(), 0.001))
             except Exception:
                 log.exception("flue: handling schedules failed; retrying")
                 wait = interval
@@ -83,7 +83,7 @@ async def sync_declared_schedules(runtime: Runtime) -> None:
     longer declares one."""
     store = runtime.target.store
     stored = {schedule.name: schedule for schedule in await store.list_schedules()}
-    now = utc_now()
+    now = runtime.clock.now()
     for workflow in runtime.registry:
         existing = stored.get(workflow.name)
         if workflow.schedule is None:

@@ -14,7 +14,7 @@ from flue_core.arguments import WORKFLOW_NAME
 from flue_core.cron import check_cron
 from flue_core.definition import Workflow
 from flue_core.errors import InvalidSchedule, ScheduleExists, ScheduleNotFound
-from flue_core.models import Schedule, utc_now
+from flue_core.models import Schedule
 from flue_core.runtime import Runtime, current_runtime
 
 MAX_CATCHUP = 100
@@ -46,7 +46,7 @@ async def create(
         raise InvalidSchedule(f"catchup must be an integer from 0 to {MAX_CATCHUP}, not {catchup!r}.")
     if not isinstance(paused, bool):
         raise InvalidSchedule(f"paused must be true or false, not {paused!r}.")
-    now = utc_now()
+    now = rt.clock.now()
     schedule = Schedule(
         name=name,
         workflow=wf.name,
@@ -102,8 +102,8 @@ async def _set_paused(name: str, paused: bool, runtime: Runtime | None) -> Sched
     if schedule.paused == paused:
         return schedule
     if not paused:  # ticks of the pause are not due afterwards
-        await store.advance_schedule(name, schedule.last_tick, utc_now())
-    changed = schedule.model_copy(update={"paused": paused, "updated_at": utc_now()})
+        await store.advance_schedule(name, schedule.last_tick, rt.clock.now())
+    changed = schedule.model_copy(update={"paused": paused, "updated_at": rt.clock.now()})
     stored, _ = await store.put_schedule(changed, replace=True)
     return stored
 

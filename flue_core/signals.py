@@ -15,7 +15,7 @@ from flue_core.errors import (
     RunNotFound,
     validation_errors,
 )
-from flue_core.models import SignalReceipt, utc_now
+from flue_core.models import SignalReceipt
 from flue_core.snapshot import NotJSON, json_form, snapshot
 from flue_core.store import NewSignal
 
@@ -52,7 +52,7 @@ async def send(runtime: Runtime, run_id: str, name: str, data: Any, key: str | N
             details={"run_id": run_id, "name": name, "accepted": sorted(declared)},
         )
     data = _data(declared.get(name), data, name)
-    sent = await store.send_signal(run_id, NewSignal(f"sig_{ULID()}", name, data, key, utc_now()))
+    sent = await store.send_signal(run_id, NewSignal(f"sig_{ULID()}", name, data, key, runtime.clock.now()))
     if not sent.created and (sent.name != name or sent.data != data):
         raise IdempotencyKeyConflict(
             f"Key {key!r} already names signal {sent.signal_id} of run {run_id}, sent with other data.",

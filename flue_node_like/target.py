@@ -260,7 +260,8 @@ class LocalTarget(Target):
                         self._runtime.changes.notify((READY,))
 
     async def _pull(self) -> None:
-        """Take runs from the ready pool and wake due runs, when told to and when the next one is due."""
+        """Take runs from the ready pool and wake due runs (due by the runtime's clock), when told to and
+        when the next one is due."""
         assert self._runtime is not None and self.worker_id is not None
         store, runtime = self.store, self._runtime
         with runtime.changes.watch(READY) as watch:
@@ -280,11 +281,11 @@ class LocalTarget(Target):
                             for record in taken:
                                 self._enqueue(record)
                     due = await store.next_wake()
-                    if due is not None and due <= utc_now():
-                        await store.wake_due(utc_now())
+                    if due is not None and due <= runtime.clock.now():
+                        await store.wake_due(runtime.clock.now())
                         due = await store.next_wake()
                     if due is not None:
-                        wait = min(wait, max((due - utc_now()).total_seconds(), 0.001))
+                        wait = min(wait, max((due - runtime.clock.now()).total_seconds(), 0.001))
                     if self._pool_unseen and self._inflight < self.concurrency:
                         # Runs ended while the take was on its way, and nobody else will say so: look again.
                         self._pool_unseen = False
