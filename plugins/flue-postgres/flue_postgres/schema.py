@@ -1,0 +1,73 @@
+"""Flue's schema in Postgres: created on first use, checked on every open.
+
+The schema (``?schema=``, default ``flue``) holds the run store's and the stream store's tables and
+functions (``sql/*.sql``) and a ``meta`` table with the version they were written in. Opening a
+store creates them in an empty or missing schema, under an advisory lock so that processes opening
+a fresh database at once create them once; a schema written by another version of this package
+raises :class:`~flue_core.errors.UnsupportedSchemaVersion`, one that holds tables that are not
+Flue's raises :class:`~flue_core.errors.ConfigurationError`.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import asyncpg
+
+from flue_core.errors import ConfigurationError, UnsupportedSchemaVersion
+from flue_postgres.settings import PostgresSettings
+
+__all__ = ["SCHEMA_VERSION", "ensure_schema", "sql"]
+
+SCHEMA_VERSION = "1"
+_FILES = ("schema.sql", "runs.sql", "streams.sql")
+
+
+def sql(name: str, settings: PostgresSettings) -> str:
+    """The text of ``sql/<name>`` for the URL's schema: ``@S@`` is the quoted schema name, ``@N@`` the
+    bare one (inside string literals), ``@C@`` the change channel as a string literal."""
+    text = files("flue_postgres").joinpath("sql", name).read_text(encoding="utf-8")
+    return (
+        text.replace("@S@", f'"{settings.schema}"')
+        .replace("@N@", settings.schema)
+        .replace("@C@", f"'{settings.channel}'")
+        .replace("@D@", f"'{settings.channel}:ds'")
+    )
+
+
+async def ensure_schema(conn: asyncpg.Connection, settings: PostgresSettings) -> None:
+    """Create the schema's tables and functions if it has none, else check their version."""
+    schema = settings.schema
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"flue-schema:{schema}")
+        version = await _stored_version(conn, schema)
+        if version is None:
+            tables = await conn.fetchval(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = $1", schema
+            )
+            if tables:
+                raise ConfigurationError(
+                    f"The Postgres schema {schema!r} of {settings.url} holds tables that are not Flue's;"
+                    " give Flue a schema of its own (?schema=).",
+                    details={"url": settings.url, "schema": schema},
+                )
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            for name in _FILES:
+                await conn.execute(sql(name, settings))
+            await conn.execute(
+                f'INSERT INTO "{schema}".meta (key, value) VALUES ($1, $2)', "schema_version", SCHEMA_VERSION
+            )
+        elif version != SCHEMA_VERSION:
+            newer = version.isdigit() and int(version) > int(SCHEMA_VERSION)
+            raise UnsupportedSchemaVersion(
+                f"The Postgres schema {schema!r} of {settings.url} was written by {'a newer' if newer else 'an unrecognised'}"
+                f" version of flue-postgres (schema version {version!r}; this version reads {SCHEMA_VERSION}).",
+                details={"url": settings.url, "stored_version": version, "supported_version": SCHEMA_VERSION},
+            )
+
+
+async def _stored_version(conn: asyncpg.Connection, schema: str) -> str | None:
+    if await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".meta') is None:
+        return None
+    version = await conn.fetchval(f'SELECT value FROM "{schema}".meta WHERE key = $1', "schema_version")
+    return "" if version is None else version
