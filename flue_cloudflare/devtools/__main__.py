@@ -54,9 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         " installed, else ~/.cache/flue-cloudflare)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("fetch", help="fetch npm workerd, pyodide and wrangler, capnp, flue's Worker wheels; build the bundle")
+    commands.add_parser(
+        "fetch", help="fetch npm workerd, pyodide and wrangler, capnp, flue's Worker wheels; build the bundle"
+    )
     commands.add_parser("bundle", help="build (or find) the Pyodide dev bundle; print its folder")
-    python = commands.add_parser("python", help="the Worker's Python locally, and on Cloudflare with a wrangler.toml")
+    python = commands.add_parser(
+        "python", help="the Worker's Python locally, and on Cloudflare with a wrangler.toml"
+    )
     python.add_argument("--config", type=Path, help="a wrangler.toml (default: ./wrangler.toml if there is one)")
     for name, text in (
         ("vendor", "lay out an application (entry module, python_modules/); print its folder"),
@@ -72,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "deploy":
             command.add_argument("--dry-run", action="store_true", help="check and measure, upload nothing")
             command.add_argument("--outdir", type=Path, help="with --dry-run: where wrangler writes the upload")
-    for name, text in (("cron", "fire the cron trigger of a served application now"), ("send", "send a message to a queue of a served application")):
+    for name, text in (
+        ("cron", "fire the cron trigger of a served application now"),
+        ("send", "send a message to a queue of a served application"),
+    ):
         command = commands.add_parser(name, help=text)
         if name == "send":
             command.add_argument("queue", help="the queue's name")
@@ -81,9 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         _folder_option(command)
     wrangler = commands.add_parser("wrangler", help="write an application's wrangler.toml")
     _app_options(wrangler, main_required=True)
-    wrangler.add_argument("--main-path", help="the entry module's path in wrangler.toml (default: relative to its folder)")
+    wrangler.add_argument(
+        "--main-path", help="the entry module's path in wrangler.toml (default: relative to its folder)"
+    )
     wrangler.add_argument("--output", type=Path, help="the file to write (default: print it)")
-    run = commands.add_parser("run-wrangler", help="run the pinned wrangler in the deploy folder: run-wrangler secret put NAME")
+    run = commands.add_parser(
+        "run-wrangler", help="run the pinned wrangler in the deploy folder: run-wrangler secret put NAME"
+    )
     run.add_argument("--config", type=Path, help="the wrangler.toml (default: ./wrangler.toml)")
     run.add_argument("arguments", nargs=argparse.REMAINDER, help="wrangler's arguments")
     return parser
@@ -169,7 +180,9 @@ def app_from(args: argparse.Namespace) -> WorkerApp:
     if getattr(args, "main", None) is None or getattr(args, "config", None) is not None:
         given = [f"--{name.replace('_', '-')}" for name in _MAIN_ONLY if getattr(args, name, None)]
         if given:
-            raise ConfigurationError(f"{', '.join(given)} describe an entry module's application; the wrangler.toml describes this one.")
+            raise ConfigurationError(
+                f"{', '.join(given)} describe an entry module's application; the wrangler.toml describes this one."
+            )
         return app_from_wrangler(config_path(args), vars=variables, **options)
     objects = []
     for spec in args.durable_object:
@@ -268,7 +281,9 @@ def _run(args: argparse.Namespace, cache: Cache) -> int:
 
 def _deploy(args: argparse.Namespace, cache: Cache) -> None:
     if args.main is not None:
-        raise ConfigurationError("deploy reads the application from its wrangler.toml (--config), not an entry module.")
+        raise ConfigurationError(
+            "deploy reads the application from its wrangler.toml (--config), not an entry module."
+        )
     path = config_path(args)
     app = app_from(args)
     node_packages(cache)

@@ -58,7 +58,8 @@ class UploadSize:
     def report(self) -> str:
         """One line: both sizes and the share of each plan's limit the compressed one takes."""
         shares = ", ".join(f"{plan} {limit / 1e6:g} MB: {self.gzip / limit:.0%}" for plan, limit in PLAN_LIMITS)
-        return f"upload {_mib(self.raw)} raw, {_mib(self.gzip)} gzip ({shares}; raw limit {UNCOMPRESSED_LIMIT / 1e6:g} MB)"
+        raw_limit = f"raw limit {UNCOMPRESSED_LIMIT / 1e6:g} MB"
+        return f"upload {_mib(self.raw)} raw, {_mib(self.gzip)} gzip ({shares}; {raw_limit})"
 
     @property
     def plans(self) -> list[str]:
@@ -131,7 +132,9 @@ def run_deploy(cache: Cache, config: Path, app: WorkerApp, *, dry_run: bool, out
     result = run_wrangler(cache, folder, arguments, capture=True)
     output = result.stdout + result.stderr
     if result.returncode != 0:
-        raise DeployFailed(f"wrangler {' '.join(arguments)} failed (exit {result.returncode}):\n{output[-WRANGLER_TAIL:]}")
+        raise DeployFailed(
+            f"wrangler {' '.join(arguments)} failed (exit {result.returncode}):\n{output[-WRANGLER_TAIL:]}"
+        )
     found = _TOTAL.search(output)
     if found is None:
         raise DeployFailed(f"wrangler did not report the upload's size:\n{output[-WRANGLER_TAIL:]}")

@@ -36,6 +36,7 @@ QUEUE_SETTINGS = {
     "retryDelay": "retry_delay",
     "maxConcurrency": "max_concurrency",
 }
+_BY_WRANGLER_NAME = {wrangler: ours for ours, wrangler in QUEUE_SETTINGS.items()}
 _LOCAL_ONLY_FLAGS = frozenset({"python_workers_development", "service_binding_extra_handlers"})
 
 
@@ -139,15 +140,14 @@ def parse_queue(spec: str) -> Queue:
     name, _, binding = head.partition(":")
     settings: dict[str, Any] = {}
     consume = True
-    by_wrangler_name = {wrangler: ours for ours, wrangler in QUEUE_SETTINGS.items()}
     for pair in pairs:
         key, equals, text = pair.partition("=")
         if key == "consume" and text in ("true", "false"):
             consume = text == "true"
-        elif key in by_wrangler_name and equals:
-            settings[by_wrangler_name[key]] = _parse_value(text)
+        elif key in _BY_WRANGLER_NAME and equals:
+            settings[_BY_WRANGLER_NAME[key]] = _parse_value(text)
         else:
-            known = ", ".join(sorted(by_wrangler_name))
+            known = ", ".join(sorted(_BY_WRANGLER_NAME))
             raise ConfigurationError(f"Queue {name!r}: {pair!r} is not SETTING=VALUE with a setting among {known}.")
     return Queue(name, binding or None, consume=consume, settings=settings)
 
@@ -184,13 +184,12 @@ def app_from_wrangler(
     queues_config = config.get("queues", {})
     producers = {entry["queue"]: entry["binding"] for entry in queues_config.get("producers", [])}
     consumers = {entry["queue"]: entry for entry in queues_config.get("consumers", [])}
-    by_wrangler_name = {wrangler: ours for ours, wrangler in QUEUE_SETTINGS.items()}
     queues = tuple(
         Queue(
             name,
             producers.get(name),
             consume=name in consumers,
-            settings={by_wrangler_name[k]: v for k, v in consumers.get(name, {}).items() if k in by_wrangler_name},
+            settings={_BY_WRANGLER_NAME[k]: v for k, v in consumers.get(name, {}).items() if k in _BY_WRANGLER_NAME},
         )
         for name in dict.fromkeys([*producers, *consumers])
     )
