@@ -8,9 +8,9 @@ import os
 import shutil
 from pathlib import Path
 
+from flue_core.streams.conformance import SKIPPED
+
 ROOT = Path(__file__).resolve().parent.parent
-#: Tests the suite runs only for servers with the reserved subscription APIs, which ours lack.
-SKIPPED = 6
 ENV = {**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"}
 
 

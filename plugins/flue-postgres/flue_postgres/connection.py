@@ -118,6 +118,13 @@ def translate(exc: BaseException, settings: PostgresSettings, what: str = "Postg
     return StoreUnavailable(f"{what} {shown}: {message}", details=details)
 
 
+def _breaks_connection(exc: BaseException) -> bool:
+    """Whether the connection that raised ``exc`` is of no further use."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "").startswith(("08", "57"))
+    return isinstance(exc, OSError | asyncio.TimeoutError | asyncpg.InterfaceError | StoreUnavailable)
+
+
 class Readers:
     """Up to ``settings.pool`` connections for reads. :meth:`run` gives one to ``work`` and, when the
     server is away, tries again on a fresh connection until ``settings.timeout`` has passed."""
@@ -141,25 +148,31 @@ class Readers:
                     conn = self._idle.pop() if self._idle else await connect(self.settings, purpose=self.purpose)
                     async with asyncio.timeout(self.settings.timeout):
                         result = await work(conn)
-                except BaseException as exc:
+                except Exception as exc:
+                    broken = _breaks_connection(exc)
                     if conn is not None:
-                        conn.terminate()
-                    if not isinstance(exc, Exception) or not is_transient(exc):
-                        if isinstance(exc, Exception):
-                            raise translate(exc, self.settings) from None
-                        raise
-                    if time.monotonic() + backoff > deadline:
+                        self._put_back(conn, broken)
+                    if not (broken or isinstance(exc, asyncpg.PostgresError)):
+                        raise  # not the driver's: a refusal of the work's own, say
+                    if not is_transient(exc) or time.monotonic() + backoff > deadline:
                         raise translate(exc, self.settings) from None
                     failure = exc
-                else:
-                    if self._closed or conn.is_closed():
+                except BaseException:
+                    if conn is not None:
                         conn.terminate()
-                    else:
-                        self._idle.append(conn)
+                    raise
+                else:
+                    self._put_back(conn, False)
                     return result
             log.debug("flue: a read from Postgres failed (%s); trying again", failure)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _put_back(self, conn: asyncpg.Connection, broken: bool) -> None:
+        if broken or self._closed or conn.is_closed():
+            conn.terminate()
+        else:
+            self._idle.append(conn)
 
     async def close(self) -> None:
         self._closed = True

@@ -1,5 +1,5 @@
 // The official Durable Streams server conformance suite, run against the server at DS_URL
-// (for example http://127.0.0.1:8787/streams). Started by scripts/conformance.
+// (for example http://127.0.0.1:8787/streams). Started by flue_core.streams.conformance and scripts/conformance.
 import { describe } from "vitest"
 import { runConformanceTests } from "@durable-streams/server-conformance-tests"
 
