@@ -111,7 +111,11 @@ class WaitsContract(ContractBase):
             receipt = await workflows.start(sleep_loop, input={"times": 4})
             assert await runs.result(receipt.run_id, timeout=10) == 1 + 2 + 3 + 4
             types = [e.type for e in await all_events(rt, receipt.run_id)]
-            assert types.count("run_waiting") == 4 and types.count("run_resume") == 4
+            waits = [t for t in types if t in ("run_waiting", "run_resume")]
+            # Each suspension is followed by exactly one resumption. A sleep whose time had come by the
+            # time it was stored (a very busy target) rightly does not suspend, so up to 4 of them.
+            assert 1 <= waits.count("run_waiting") <= 4
+            assert waits == ["run_waiting", "run_resume"] * waits.count("run_waiting")
             assert CALLS[f"{receipt.run_id}:tick"] == 4
 
     async def test_a_sleep_ends_on_time(self, open_runtime):
