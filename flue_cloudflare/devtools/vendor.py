@@ -24,7 +24,9 @@ from flue_cloudflare.devtools.errors import VendoringFailed
 from flue_cloudflare.devtools.wheels import download_wheels, flue_worker_requirements
 
 PYTHON_MODULES = "python_modules"
-_SKIP_DIRS = frozenset({"__pycache__"})
+#: Never shipped from a package's source folder: bytecode, and what tools install beside the source
+#: (the Durable Streams conformance suite's ``node_modules/``, 46 MB, lives inside ``flue_core``).
+_SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
 _SKIP_SUFFIXES = frozenset({".pyc", ".pyo"})
 
 
@@ -115,7 +117,8 @@ def _files(root: Path, excluded: list[Path] | None = None) -> Iterator[Path]:
         yield root
         return
     for path in root.iterdir():
-        if path.name in _SKIP_DIRS or path.suffix in _SKIP_SUFFIXES or path in (excluded or ()):
+        skipped = path.name in _SKIP_DIRS or path.name.startswith(".") or path.suffix in _SKIP_SUFFIXES
+        if skipped or path in (excluded or ()):
             continue
         if path.is_dir():
             yield from _files(path, excluded)

@@ -217,3 +217,8 @@ def test_the_cache_is_the_checkouts_or_the_users_never_the_current_folders(
     assert Cache.default().root == tmp_path / "xdg" / "flue-cloudflare"
     monkeypatch.setenv("FLUE_CLOUDFLARE_CACHE", str(tmp_path / "mine"))
     assert Cache.default().root == tmp_path / "mine"
+
+
+def test_what_tools_install_inside_a_package_is_not_shipped(cloudflare_cache: Cache) -> None:
+    modules = {m.name for m in lay_out(cloudflare_cache, smoke_app()).modules()}
+    assert not [name for name in modules if "/node_modules/" in name or "/." in name]
