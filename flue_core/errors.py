@@ -65,6 +65,14 @@ class UnsupportedSchemaVersion(ConfigurationError):
     code = "schema_version_unsupported"
 
 
+class UnsupportedHistory(UnsupportedSchemaVersion):
+    """Run histories a replay check (``flue replay``) cannot read: a file that is not what ``flue runs
+    export`` writes, or of another format version, or a store written in a layout this version does
+    not read."""
+
+    code = "history_unsupported"
+
+
 class RuntimeNotRunning(FlueError):
     """``start()`` or ``runs.*`` was called while no :class:`~flue_core.Runtime` is open."""
 

@@ -32,6 +32,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 if TYPE_CHECKING:
     from flue_core.admission import AdmissionRequest
     from flue_core.models import Event, RunError, RunRecord
+    from flue_core.replay.history import HistoryReader
     from flue_core.runtime import Runtime
     from flue_core.target import StoreRegistry, TargetRegistry
 
@@ -59,6 +60,21 @@ def flue_register_stores(register: StoreRegistry) -> None:
 
 
 # -- decisions --------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def flue_history_reader(url: str) -> HistoryReader | None:
+    """Return a :class:`~flue_core.replay.history.HistoryReader` of the runs stored at ``url``, or
+    ``None`` for a URL this plugin does not read; the first answer wins.
+
+    Synchronous; called by the replay check and the export of histories (``flue replay --store``,
+    ``flue runs export``). The reader must never write to the store: not at opening (no schema
+    created or upgraded, no worker registered, no retention sweep), nor while reading. Data in a
+    layout it cannot read without upgrading it is an
+    :class:`~flue_core.errors.UnsupportedHistory` (or :class:`~flue_core.errors.UnsupportedSchemaVersion`),
+    raised when reading begins. Without an answer, histories of that store can only be checked from
+    a file exported where it is reachable.
+    """
 
 
 @hookspec

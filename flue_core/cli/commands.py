@@ -25,6 +25,7 @@ from flue_core.cli.app import APP_ENV, app_runtime, reader_runtime
 from flue_core.cli.backends import Runs, open_runs
 from flue_core.cli.exits import OUTCOMES, RUN_UNTIL_STOPPED, Exit, reworded
 from flue_core.cli.view import EventView, Output, records_table
+from flue_core.cli.replay import export_histories, replay
 from flue_core.cli.worker import worker
 from flue_core.errors import FlueError, RunFinished, RunNotFound
 from flue_core.models import Event
@@ -302,9 +303,11 @@ async def dashboard(args: argparse.Namespace, out: Output, interrupts: Interrupt
 
 
 async def runs_command(args: argparse.Namespace, out: Output, interrupts: Interrupts) -> int:
-    """``flue runs``: a page of runs, or with ``prune`` the deletion of old ones."""
+    """``flue runs``: a page of runs, with ``prune`` the deletion of old ones, with ``export`` their histories."""
     if args.action == "prune":
         return await manage.prune(args, out, interrupts)
+    if args.action == "export":
+        return await export_histories(args, out, interrupts)
     return await list_runs(args, out, interrupts)
 
 
@@ -318,4 +321,5 @@ COMMANDS: dict[str, Command] = {
     "schedules": manage.schedules,
     "dashboard": dashboard,
     "worker": worker,
+    "replay": replay,
 }

@@ -15,6 +15,7 @@ from flue_core import arguments
 from flue_core.cli.app import APP_ENV
 from flue_core.cli.backends import URL_ENV
 from flue_core.cli.exits import UsageError
+from flue_core.cli.replay import add_replay_parser, check_run_selection
 from flue_core.errors import FlueError
 from flue_core.models import RunStatus
 from flue_core.limits import MAX_DEPTH
@@ -86,8 +87,18 @@ def build_parser() -> Parser:
     _output(rerun)
     _where(rerun, app=True)
 
-    listing = commands.add_parser("runs", help="list runs, newest first; `flue runs prune` deletes old ones")
-    listing.add_argument("action", nargs="?", choices=["prune"], help="prune: delete runs that ended before --older-than")
+    listing = commands.add_parser(
+        "runs", help="list runs, newest first; `flue runs prune` deletes old ones, `flue runs export` writes histories"
+    )
+    listing.add_argument(
+        "action",
+        nargs="?",
+        choices=["prune", "export"],
+        help="prune: delete runs that ended before --older-than; export: write run histories (JSON lines) for flue replay --from",
+    )
+    listing.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="with export: only these runs (default: every run)")
+    listing.add_argument("--unfinished", action="store_true", help="with export: only the runs that have not ended")
+    listing.add_argument("-o", "--output", metavar="FILE", help="with export: the file to write (default: standard output)")
     listing.add_argument("--older-than", metavar="AGE", help="with prune: an age such as 30d, 12h, 45m or 90s")
     listing.add_argument("--parent", metavar="RUN_ID", help="only the child runs of this run")
     listing.add_argument("--rerun-of", metavar="RUN_ID", help="only the re-runs of this run")
@@ -97,6 +108,8 @@ def build_parser() -> Parser:
     listing.add_argument("--cursor", help="the cursor a previous page printed, for the next page")
     _output(listing)
     _where(listing, app=False)
+
+    add_replay_parser(commands, _output)
 
     signal = commands.add_parser("signal", help="send a signal into a run (see ctx.wait_for_signal)")
     signal.add_argument("run_id", metavar="RUN_ID")
@@ -214,6 +227,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         return args
     if args.command in ("dashboard", "worker"):
         return args
+    if args.command == "replay":
+        check_run_selection(args)
+        return args
     args.headers = parse_headers(args.header)
     if args.url is None:
         args.url = os.environ.get(URL_ENV) or None
@@ -233,6 +249,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if args.schedule_command == "create":
             args.input = read_input(args.input)
     if args.command == "runs":
+        if args.action != "export" and (args.run_ids or args.unfinished or args.output):
+            raise UsageError("RUN_ID, --unfinished and --output only go with `flue runs export`.")
+        if args.action == "export":
+            check_run_selection(args)
         if args.action == "prune":
             if args.older_than is None:
                 raise UsageError("flue runs prune needs --older-than AGE (30d, 12h, 45m, 90s).")
