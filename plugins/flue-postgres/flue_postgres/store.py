@@ -45,7 +45,7 @@ from flue_core.store import (
     event_json,
     signal_received_data,
 )
-from flue_postgres.connection import Readers, connect
+from flue_postgres.connection import Readers, connect, translate
 from flue_postgres.feed import Feed
 from flue_postgres.rows import (
     DURATION_TAIL,
@@ -104,9 +104,11 @@ class PostgresStore(RunStore):
             await ensure_schema(conn, self.settings)
             await feed.start(on_change)
             await writer.open(conn)
-        except BaseException:
+        except BaseException as exc:
             await feed.stop()
             conn.terminate()
+            if isinstance(exc, Exception):
+                raise translate(exc, self.settings) from None
             raise
         self._writer, self.feed = writer, feed
         self._readers = Readers(self.settings, "reader")

@@ -34,7 +34,7 @@ import asyncpg
 from flue_core.errors import StoreUnavailable
 from flue_core.store import ANY_RUN, Capabilities, ChangeListener
 from flue_core.streams.engine import StreamRow, StreamTx, TransactionalStreamStore
-from flue_postgres.connection import OutcomeUnknown, Readers, connect
+from flue_postgres.connection import OutcomeUnknown, Readers, connect, translate
 from flue_postgres.feed import Feed
 from flue_postgres.schema import ensure_schema
 from flue_postgres.settings import PostgresSettings
@@ -75,8 +75,10 @@ class PostgresStreamStore(TransactionalStreamStore):
         conn = await connect(self.settings, purpose="streams")
         try:
             await ensure_schema(conn, self.settings)
+        except Exception as exc:
+            raise translate(exc, self.settings) from None
         finally:
-            await conn.close()
+            conn.terminate()
         feed = Feed(self.settings, self._channel, self._origin, heartbeat=self.heartbeat, parse=_paths, everything=(ANY_RUN,))
         await feed.start(on_change)
         self.feed = feed
