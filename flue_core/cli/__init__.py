@@ -1,4 +1,4 @@
-"""The ``flue`` command: ``serve``, ``start``, ``logs``, ``runs``, ``dashboard`` and ``worker`` (see ``docs/cli.md``).
+"""The ``flue`` command: ``serve``, ``start``, ``logs``, ``runs``, ``replay``, ``dashboard`` and ``worker`` (see ``docs/cli.md``).
 
 ``main(argv)`` returns the exit code (see :mod:`flue_core.cli.exits`); the console script passes it
 to ``sys.exit``. Output goes to stdout (NDJSON when piped, text and a live view on a terminal);
