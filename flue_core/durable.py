@@ -52,8 +52,9 @@ class Calls:
         self._store = runtime.target.store
         self._steps = steps
         self._seen: Counter[str] = Counter()
-        self._notes: list[tuple[str, str]] = []  # #now and #patch values not stored yet
-        self._patches: dict[str, bool] = {}
+        # #now and #patch values not stored yet, and the answers of ctx.patched: made on first use.
+        self._notes: list[tuple[str, str]] | None = None
+        self._patches: dict[str, bool] | None = None
         # A new attempt (a retry, a recovery) shows which steps it replayed; a resumption after a
         # wait continues the same attempt, whose stream already shows them.
         self._announce_replays = not control.resumed
@@ -82,10 +83,12 @@ class Calls:
 
     def _note(self, key: str, text: str) -> None:
         self._steps[key] = text
+        if self._notes is None:
+            self._notes = []
         self._notes.append((key, text))
 
     async def _write_notes(self) -> None:
-        notes, self._notes = self._notes, []
+        notes, self._notes = self._notes or [], None
         for key, text in notes:
             await self._control.patiently(lambda key=key, text=text: self._store.save_step(self.run_id, key, text))
 
@@ -102,6 +105,8 @@ class Calls:
 
     def patched(self, change: str) -> bool:
         check_change_id(change)
+        if self._patches is None:
+            self._patches = {}
         known = self._patches.get(change)
         if known is None:
             key = PATCH + change

@@ -42,14 +42,18 @@ class SqliteHistories(HistoryReader):
             for start in range(0, len(ids), PAGE):
                 chunk = ids[start : start + PAGE]
                 for history in await anyio.to_thread.run_sync(self._page, f"run_id IN ({_marks(chunk)})", chunk):
-                    yield history
+                    if selection.keeps(history.record):
+                        yield history
             return
-        status = f" AND status IN ({_marks(_UNFINISHED)})" if selection.unfinished else ""
+        where, params = "run_id > ?", []
+        if selection.unfinished:
+            where, params = f"{where} AND status IN ({_marks(_UNFINISHED)})", [*_UNFINISHED]
+        if selection.workflows is not None:
+            names = sorted(selection.workflows)
+            where, params = f"{where} AND workflow IN ({_marks(names)})", [*params, *names]
         after = ""
         while True:
-            page = await anyio.to_thread.run_sync(
-                self._page, f"run_id > ?{status}", [after, *(_UNFINISHED if selection.unfinished else ())]
-            )
+            page = await anyio.to_thread.run_sync(self._page, where, [after, *params])
             for history in page:
                 yield history
             if len(page) < PAGE:

@@ -60,6 +60,13 @@ def test_export_then_replay_from_the_file(runs, tmp_path):
     assert result.stdout.splitlines()[-1] == "checked 2 run(s) (2 unfinished) from h.jsonl: 2 diverge"
 
 
+def test_replay_and_export_keep_the_workflows_named(runs, tmp_path):
+    result = flue(tmp_path, "replay", "--app", "deployed", "--workflow", "ship", "--format", "text")
+    assert result.stdout.splitlines()[-1].startswith("checked 3 run(s) (0 unfinished)")
+    exported = flue(tmp_path, "runs", "export", "--workflow", "ship")
+    assert {json.loads(line)["run"]["workflow"] for line in exported.stdout.splitlines()[1:]} == {"ship"}
+
+
 def test_export_to_standard_output(runs, tmp_path):
     result = flue(tmp_path, "runs", "export", runs["done"])
     head, line = result.stdout.splitlines()

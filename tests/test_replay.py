@@ -130,6 +130,14 @@ async def test_a_workflow_that_no_longer_exists_diverges(store):
     assert {d.kind for d in report.divergences if d.run_id in runs.values()} == {"workflow_missing"}
 
 
+async def test_runs_of_workflows_another_application_serves_can_be_left_out(store):
+    url, runs = store
+    shipping = [wf for wf in version() if wf.name == "ship"]  # an application of its own, say
+    assert {d.kind for d in (await replay.check(shipping, store=url)).divergences} == {"workflow_missing"}
+    report = await replay.check(shipping, store=url, workflow_names=["ship"])
+    assert report.ok and len(report.runs) == 3
+
+
 async def test_new_code_that_raises_where_the_history_goes_on_diverges(store):
     url, runs = store
     divergence = only(await replay.check(version(raise_after_reserve=True), store=url), runs["sleeping"])

@@ -41,7 +41,9 @@ async def replay(args: argparse.Namespace, out: Output, interrupts: Interrupts) 
     app = new_code(args.app)
     source: dict[str, Any] = {"from_file": args.from_file} if args.from_file else {"store": store_of(args)}
     with interrupts.stoppable():
-        report = await check(app, run_ids=args.run_ids or None, unfinished=args.unfinished, **source)
+        report = await check(
+            app, run_ids=args.run_ids or None, unfinished=args.unfinished, workflow_names=args.workflow or None, **source
+        )
     if interrupts.signal is not None:
         return Exit.INTERRUPTED
     if out.ndjson:
@@ -60,7 +62,13 @@ async def export_histories(args: argparse.Namespace, out: Output, interrupts: In
         raise UsageError("flue runs export reads a store directly; it cannot be combined with --url.")
     to = args.output or "-"
     with interrupts.stoppable():
-        count = await export(to, store=store_of(args), run_ids=args.run_ids or None, unfinished=args.unfinished)
+        count = await export(
+            to,
+            store=store_of(args),
+            run_ids=args.run_ids or None,
+            unfinished=args.unfinished,
+            workflow_names=None if args.workflow is None else [args.workflow],
+        )
     if interrupts.signal is not None:
         return Exit.INTERRUPTED
     where = "standard output" if to == "-" else to
@@ -81,6 +89,9 @@ def add_replay_parser(commands: Any, output: Any) -> None:
     )
     source.add_argument("--from", dest="from_file", metavar="FILE", help="a file of histories `flue runs export` wrote")
     parser.add_argument("--unfinished", action="store_true", help="only the runs that have not ended")
+    parser.add_argument(
+        "--workflow", action="append", metavar="NAME", help="only runs of this workflow (repeatable; a store several apps share)"
+    )
     output(parser)
 
 

@@ -34,6 +34,7 @@ async def check(
     from_file: str | Path | None = None,
     run_ids: Iterable[str] | None = None,
     unfinished: bool = False,
+    workflow_names: Iterable[str] | None = None,
     plugins: Iterable[object] = (),
     limit: float = RUN_LIMIT,
 ) -> ReplayReport:
@@ -44,11 +45,12 @@ async def check(
     The histories come from ``store`` (a store URL, read without writing through its plugin's
     ``flue_history_reader``, or an open :class:`RunStore`) or ``from_file`` (what ``flue runs export``
     wrote). ``run_ids`` checks those runs (each must exist: :class:`RunNotFound`), ``unfinished`` only
-    runs that have not ended; by default every run. No step is executed, no signal sent, no run
-    started and nothing written. See :mod:`flue_core.replay`.
+    runs that have not ended; by default every run. ``workflow_names`` keeps the runs of those
+    workflows only (a store several applications share). No step is executed, no signal sent, no
+    run started and nothing written. See :mod:`flue_core.replay`.
     """
     registry, pm = _application(workflows, plugins)
-    selection = Selection(None if run_ids is None else tuple(run_ids), unfinished)
+    selection = _selection(run_ids, unfinished, workflow_names)
     reader = open_reader(pm, store=store, from_file=from_file)
     report = ReplayReport(source=reader.source)
     try:
@@ -66,14 +68,16 @@ async def export(
     store: Source | None = None,
     run_ids: Iterable[str] | None = None,
     unfinished: bool = False,
+    workflow_names: Iterable[str] | None = None,
     plugins: Iterable[object] = (),
 ) -> int:
     """Write the histories of ``store``'s runs (every run, ``run_ids``, or the ``unfinished`` ones) to
     ``to`` (a path, ``"-"`` for standard output, or an open text file) as JSON lines, for
-    :func:`check` to read elsewhere (``from_file``); returns how many. Reads without writing."""
+    :func:`check` to read elsewhere (``from_file``); returns how many. ``workflow_names`` keeps the
+    runs of those workflows only. Reads without writing."""
     if store is None:
         raise ConfigurationError("export needs the store to read: a store URL or an open RunStore.")
-    selection = Selection(None if run_ids is None else tuple(run_ids), unfinished)
+    selection = _selection(run_ids, unfinished, workflow_names)
     reader = open_reader(plugin_manager(plugins), store=store, from_file=None)
     found: set[str] = set()
 
@@ -120,6 +124,16 @@ def _application(workflows: Any, plugins: Iterable[object]) -> tuple[WorkflowReg
     if not len(registry):
         raise ConfigurationError("The replay check needs the new code's workflows; none were given or found.")
     return registry, plugin_manager(plugins)
+
+
+def _selection(run_ids: Iterable[str] | None, unfinished: bool, workflow_names: Iterable[str] | None) -> Selection:
+    if isinstance(run_ids, str) or isinstance(workflow_names, str):
+        raise ConfigurationError("run_ids and workflow_names are lists of strings, not one string.")
+    return Selection(
+        None if run_ids is None else tuple(run_ids),
+        unfinished,
+        None if workflow_names is None else frozenset(workflow_names),
+    )
 
 
 def _all_found(selection: Selection, found: set[str], source: str) -> None:

@@ -61,17 +61,20 @@ def child_ids(calls: Iterable[tuple[str, str]]) -> list[str]:
 @dataclass(frozen=True, slots=True)
 class Selection:
     """Which runs to read: ``run_ids`` (every one must exist), or every run, or with ``unfinished``
-    only those that have not ended."""
+    only those that have not ended; with ``workflows``, only runs of those workflows."""
 
     run_ids: tuple[str, ...] | None = None
     unfinished: bool = False
+    workflows: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.run_ids is not None and self.unfinished:
             raise ConfigurationError("Select runs by id or with unfinished=True, not both.")
 
     def keeps(self, record: RunRecord) -> bool:
-        return not self.unfinished or record.status in UNFINISHED
+        return (not self.unfinished or record.status in UNFINISHED) and (
+            self.workflows is None or record.workflow in self.workflows
+        )
 
 
 class HistoryReader(ABC):

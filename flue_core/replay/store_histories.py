@@ -64,7 +64,7 @@ class StoreHistories(HistoryReader):
         if selection.run_ids is not None:
             for run_id in selection.run_ids:
                 record = await reads.get(run_id) if is_run_id(run_id) else None
-                if record is not None:
+                if record is not None and selection.keeps(record):
                     yield await self._history(record)
             return
         for status in UNFINISHED if selection.unfinished else (None,):
@@ -72,7 +72,8 @@ class StoreHistories(HistoryReader):
             while True:
                 page = await reads.list(RunQuery(status=status, limit=PAGE, after=after))
                 for record in page:
-                    yield await self._history(record)
+                    if selection.keeps(record):
+                        yield await self._history(record)
                 if len(page) < PAGE:
                     break
                 after = (page[-1].created_at, page[-1].run_id)
