@@ -109,9 +109,9 @@ def open_reader(pm: pluggy.PluginManager, *, store: Source | None, from_file: st
     if reader is None:
         scheme = store.split("://", 1)[0] if "://" in store else store
         raise ConfigurationError(
-            f"No installed plugin reads {scheme}:// stores without writing to them. Export the runs where"
-            " the store is reachable (flue runs export, or flue_core.replay.export on an open store) and"
-            " check the file instead (--from).",
+            f"No installed plugin reads {scheme}:// stores without writing to them (the flue_history_reader"
+            " hook). Export the runs from a process that has the store open (flue_core.replay.export(path,"
+            " store=runtime.target.store)) and check the file instead (--from).",
             details={"store": store},
         )
     return reader

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import anyio
+import anyio.to_thread
 from pydantic import ValidationError
 
 from flue_core.call_keys import split_key
@@ -25,6 +25,8 @@ from flue_core.models import UNFINISHED, RunRecord, format_timestamp, utc_now
 from flue_core.snapshot import dumps, loads
 
 FORMAT = "run-histories"
+#: Bytes of the file read per hop to a worker thread (whole lines).
+BATCH = 1 << 20
 VERSION = 1
 CHILD = "#child"
 
@@ -152,23 +154,26 @@ class FileHistories(HistoryReader):
     async def histories(self, selection: Selection) -> AsyncIterator[RunHistory]:
         wanted = None if selection.run_ids is None else set(selection.run_ids)
         try:
-            file = await anyio.open_file(self.path, encoding="utf-8")
+            file = await anyio.to_thread.run_sync(lambda: open(self.path, encoding="utf-8"))  # noqa: SIM115
         except OSError as exc:
             raise ConfigurationError(
                 f"Cannot read {self.source}: {exc.strerror or exc}.", details={"source": self.source}
             ) from None
-        async with file:
-            first = await file.readline()
-            check_header(first, self.source)
+        with file:
+            check_header(await anyio.to_thread.run_sync(file.readline), self.source)
             number = 1
-            async for text in file:
-                number += 1
-                if not text.strip():
-                    continue
-                history = parse_line(text, f"line {number} of {self.source}")
-                record = history.record
-                if (wanted is None or record.run_id in wanted) and selection.keeps(record):
-                    yield history
+            while True:  # a batch of lines per hop to the thread that reads them
+                lines = await anyio.to_thread.run_sync(file.readlines, BATCH)
+                if not lines:
+                    return
+                for text in lines:
+                    number += 1
+                    if not text.strip():
+                        continue
+                    history = parse_line(text, f"line {number} of {self.source}")
+                    record = history.record
+                    if (wanted is None or record.run_id in wanted) and selection.keeps(record):
+                        yield history
 
 
 async def write_histories(histories: AsyncIterator[RunHistory], out: IO[str], source: str) -> int:
