@@ -10,7 +10,7 @@ import pytest
 from flue_core import RunContext, workflow
 from flue_core.errors import InvalidSignal, RunCancelled
 from flue_core.models import RunStatus
-from flue_core.testkit import TestEnvironment, UnexpectedRunEnd
+from flue_core.testkit import RunStuck, TestEnvironment, UnexpectedRunEnd
 from testkit_app import ALL, album, approval, report
 
 pytestmark = pytest.mark.anyio
@@ -108,3 +108,18 @@ async def test_a_patch_takes_the_new_path_in_fresh_runs_and_the_old_one_where_th
         assert await env.result(waiting_run) == ["email bob", "sms bob"]
         assert await env.result(new_run) == ["email cy", "sms cy"]
         assert await env.result(old_run) == ["email ada", "email ada"]
+
+
+async def test_a_stuck_parent_says_what_its_children_wait_for():
+    @workflow(name="asks")
+    async def asks(ctx: RunContext) -> str:
+        return await ctx.wait_for_signal("answer")
+
+    @workflow(name="delegates")
+    async def delegates(ctx: RunContext) -> str:
+        return await ctx.wait_for(await ctx.start_child(asks))
+
+    async with TestEnvironment([asks, delegates]) as env:
+        run = await env.start(delegates)
+        with pytest.raises(RunStuck, match=r"waits for child run\(s\) .*\(asks\): it waits for signal 'answer' \(no timeout\)"):
+            await env.result(run)

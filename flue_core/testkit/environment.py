@@ -264,18 +264,25 @@ class TestEnvironment:
             ):
                 return record
             if record.finished:
-                raise UnexpectedRunEnd(
-                    f"Run {run_id} ({record.workflow}) {outcome(record)}, while the test expected it to wait {expected}.".replace(
-                        "  ", " "
-                    ),
+                ended = UnexpectedRunEnd(
+                    f"Run {run_id} ({record.workflow}) {outcome(record)}, while the test expected it to wait {expected}".rstrip()
+                    + ".",
                     details={"run_id": run_id, "status": record.status.value, "error": _error(record), "result": record.result},
                 )
+                if record.error is not None and record.error.traceback:
+                    ended.add_note(f"The workflow's traceback:\n{record.error.traceback}")
+                raise ended
             await self._skip(record, skip, f"wait {expected}".strip())
 
     async def _skip(self, record: RunRecord, skip: bool | None, goal: str) -> None:
         """Move the clock to what falls due next, or say why the run will not ``goal``."""
         details = {"run_id": record.run_id, "status": record.status.value, "now": format_timestamp(self.clock.now())}
-        where = f"Run {record.run_id} ({record.workflow}) does not {goal}: {state(record)} (virtual time {details['now']})"
+        where = f"Run {record.run_id} ({record.workflow}) does not {goal}: {state(record)}"
+        waiting_for = record.waiting_for
+        if record.status == RunStatus.WAITING and waiting_for is not None and waiting_for.kind == "children":
+            children = [await self.run(child) for child in (waiting_for.run_ids or ())[:3]]
+            where += "".join(f"; child {child.run_id} ({child.workflow}): {state(child)}" for child in children)
+        where += f" (virtual time {details['now']})"
         if not (self.auto_skip if skip is None else skip):
             raise RunStuck(f"{where}. Move the clock (env.advance) or wait with skip=True.", details=details)
         due = await next_due(self.runtime, self.clock)
