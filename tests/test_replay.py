@@ -278,3 +278,28 @@ def replay_errors():
     from flue_core import errors
 
     return errors
+
+
+async def test_a_wait_in_flight_beside_other_calls_is_met_whichever_stops_first(tmp_path):
+    import anyio
+
+    from flue_core import RunContext, workflow
+
+    @workflow(name="side-by-side")
+    async def side_by_side(ctx: RunContext) -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(ctx.step, "poll", replay_app.track("poll"))
+            tasks.start_soon(ctx.wait_for_signal, "go")
+
+    url = f"sqlite:///{tmp_path}/side.db"
+    async with TestEnvironment([side_by_side], store=url) as env:
+        env.steps.double("poll", _never)  # still polling when the wait suspends the run
+        run = await env.start(side_by_side)
+        assert (await env.run(run)).waiting_for.name == "go"
+    assert (await replay.check([side_by_side], store=url)).ok
+
+
+async def _never() -> None:
+    import anyio
+
+    await anyio.sleep_forever()

@@ -68,7 +68,8 @@ class ReplayCalls:
         self._seen: Counter[str] = Counter()
         self._patches: dict[str, bool] = {}
         self._activity = 0
-        self.parked: Asked | None = None
+        self.parked: Asked | None = None  # the first call the replay stopped at
+        self.parked_calls: list[Asked] = []  # every one (calls in flight together stop side by side)
         self.divergence: Divergence | None = None
         self.incomplete: str | None = None
         self.done = False
@@ -116,6 +117,7 @@ class ReplayCalls:
         self._activity += 1
         if self.parked is None:
             self.parked = asked
+        self.parked_calls.append(asked)
         self.stopped.set()
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
@@ -315,7 +317,7 @@ class ReplayCalls:
             self.divergence = self._divergence(kind, asked, self._low, self.describe(self._low))
             return
         waits = _waiting_in(self._record)
-        if waits is not None and not _reaches(asked, self._record, self.children_waits):
+        if waits is not None and not _reaches(self.parked_calls, self._record, self.children_waits):
             self.divergence = self._divergence(kind, asked, len(self._entries), f"{waits} (the run waits there)")
 
     def _divergence(self, kind: str, asked: Asked, position: int, history: str) -> Divergence:
@@ -357,13 +359,13 @@ def _waiting_in(record: RunRecord) -> str | None:
     return None  # a retry's back-off: the next attempt starts from the top
 
 
-def _reaches(asked: Asked, record: RunRecord, children_waits: list[frozenset[str]]) -> bool:
-    """Whether the new code reached the wait the run is parked in: the call it stopped at, or for
-    children (which may have ended since, letting the wait pass) any wait for them."""
+def _reaches(parked: list[Asked], record: RunRecord, children_waits: list[frozenset[str]]) -> bool:
+    """Whether the new code reached the wait the run is parked in: one of the calls it stopped at,
+    or for children (which may have ended since, letting the wait pass) any wait for them."""
     waiting = record.waiting_for
     assert waiting is not None
     if waiting.kind == "signal":
-        return asked.kind == "signal" and asked.name == waiting.name
+        return any(asked.kind == "signal" and asked.name == waiting.name for asked in parked)
     if waiting.kind == "children":
         return any(set(waiting.run_ids or ()) <= ids for ids in children_waits)
-    return asked.kind == waiting.kind
+    return any(asked.kind == waiting.kind for asked in parked)
