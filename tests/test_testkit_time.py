@@ -109,8 +109,6 @@ async def test_without_auto_skip_a_run_waiting_for_time_is_stuck_until_the_test_
 
 @pytest.mark.flue(start=START)
 async def test_a_run_waiting_for_a_signal_nobody_sends_is_stuck(flue_env):
-    from testkit_app import Decision  # noqa: F401  (the model the signal takes)
-
     flue_env.steps.double("notify", {"sent": True})
     run = await flue_env.start(approval, {"amount": 5})
     await flue_env.waiting(run, signal="decision")

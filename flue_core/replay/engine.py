@@ -27,7 +27,7 @@ from flue_core.errors import AdmissionError, SignalTimeout, StepError, validatio
 from flue_core.models import RunReceipt, RunRecord, RunStatus, parse_timestamp, utc_now
 from flue_core.public_url import run_url
 from flue_core.replay.history import CHILD, RunHistory
-from flue_core.replay.report import Divergence, RunReplay
+from flue_core.replay.report import Divergence
 from flue_core.signals import check_signal_name
 
 if TYPE_CHECKING:
