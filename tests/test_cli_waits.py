@@ -10,6 +10,7 @@ import pytest
 from cli_support import flue_async, served, store_url
 from flue_core import RunStatus, Runtime, runs, schedules, workflows
 from flue_core.cli.exits import Exit
+from flue_core.models import parse_timestamp
 from flue_core.testing.base import wait_for_status
 import cli_app
 
@@ -146,9 +147,13 @@ async def test_start_with_a_delay_is_scheduled_then_runs(tmp_path):
     async with served(tmp_path) as (runtime, url):
         result = await flue_async(tmp_path, "start", "cli-greet", "--input", '{"name": "later"}', "--delay", "0.3", "--url", url, "--detach")
         [receipt] = result.json_lines()
-        record = await runs.get(receipt["runId"], runtime=runtime)
-        assert record.status == RunStatus.SCHEDULED
+        # Admitted scheduled (its start time in its first event, whatever the machine's speed), then run.
+        first = [event async for event in runs.events(receipt["runId"], runtime=runtime)][0]
+        assert first.type == "run_queued" and "startAt" in first.data
         assert await runs.result(receipt["runId"], timeout=10, runtime=runtime) == {"greeting": "hello later"}
+        events = [event async for event in runs.events(receipt["runId"], runtime=runtime)]
+        started = next(event for event in events if event.type == "run_start")
+        assert started.timestamp >= parse_timestamp(first.data["startAt"])
     bad = await flue_async(tmp_path, "start", "cli-greet", "--delay", "-1", "--app", "cli_app")
     assert bad.code == Exit.USAGE
 
