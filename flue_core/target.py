@@ -120,8 +120,24 @@ class StoreRegistry:
         factory = self.factories.get(scheme)
         if factory is None:
             known = ", ".join(f"{s}://" for s in sorted(self.factories)) or "none"
-            raise ConfigurationError(f"No store handles {url!r}; known schemes: {known}.")
+            shown = _without_password(url)
+            raise ConfigurationError(
+                f"No store handles {shown!r}; known schemes: {known} (a store of another scheme comes with the"
+                " distribution that registers it: pip install it).",
+                details={"url": shown},
+            )
         return factory(url)
+
+
+def _without_password(url: str) -> str:
+    """``url`` with a password it may hold replaced by ``***``: the credentials end at the last ``@``
+    after the scheme, whatever reserved characters the password holds unencoded."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, host = rest.rsplit("@", 1)
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
 
 
 def select_target(pm: pluggy.PluginManager, choice: str | Target | None, options: dict[str, Any]) -> Target:

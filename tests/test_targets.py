@@ -93,6 +93,15 @@ def test_two_plugins_registering_one_target_name_are_refused():
 
 @pytest.mark.anyio
 async def test_an_unknown_store_scheme_lists_the_known_ones(anyio_backend):
-    with pytest.raises(ConfigurationError, match="known schemes: memory://, redis://, rediss://, sqlite://"):
-        async with Runtime([], store="postgres://db"):
+    # Installed store plugins (flue-postgres: postgres://, postgresql://) are listed among them.
+    with pytest.raises(ConfigurationError, match="known schemes: memory://, .*redis://, rediss://, sqlite://"):
+        async with Runtime([], store="nosuchdb://db"):
             pass
+
+
+@pytest.mark.anyio
+async def test_an_unknown_store_scheme_never_shows_the_urls_password(anyio_backend):
+    with pytest.raises(ConfigurationError) as raised:
+        async with Runtime([], store="nosuchdb://me:s3cret/pass@db.internal/app"):
+            pass
+    assert "s3cret" not in f"{raised.value} {raised.value.details}" and "nosuchdb://me:***@db.internal/app" in str(raised.value)

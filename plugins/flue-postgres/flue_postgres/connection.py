@@ -39,7 +39,7 @@ _ROLLED_BACK = ("40001", "40P01")
 
 
 async def connect(settings: PostgresSettings, *, purpose: str) -> asyncpg.Connection:
-    """A connection with the session settings every part of the store relies on (UTC, a name).
+    """A connection with the session settings every part of the store relies on (UTC, a name, plans).
 
     A caller cancelled meanwhile (a runtime closing) does not cancel the connection attempt, which
     asyncpg does not survive cleanly mid-handshake: the attempt ends on its own and its connection,
@@ -48,7 +48,9 @@ async def connect(settings: PostgresSettings, *, purpose: str) -> asyncpg.Connec
         asyncpg.connect(
             settings.dsn,
             timeout=settings.connect_timeout,
-            server_settings={"application_name": f"flue-{purpose}", "timezone": "UTC"},
+            # Generic plans: the store's statements find rows by key, and would otherwise be planned
+            # anew on every call inside its functions (a custom plan costs ~0.3 ms, executing ~0.05 ms).
+            server_settings={"application_name": f"flue-{purpose}", "timezone": "UTC", "plan_cache_mode": "force_generic_plan"},
         )
     )
     try:

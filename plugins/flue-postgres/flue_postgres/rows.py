@@ -1,14 +1,16 @@
 """What the run store sends to Postgres and makes of its answers: records, event frames, schedules.
 
-A record comes back as the JSON array ``rec()`` of ``sql/runs.sql`` builds: the record's fields in
-order, times in milliseconds since the epoch, JSON values as their stored text.
+A record comes back as a row of :data:`~flue_postgres.schema.RECORD_COLUMNS` (a read) or as the JSON
+array of the same columns the functions of ``sql/runs.sql`` build (a write's answer): times as
+datetimes or ISO 8601 text, JSON values as their stored text.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from flue_core.models import RunError, RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp
@@ -57,16 +59,20 @@ def encodable(text: str) -> bool:
     return True
 
 
-def _time(ms: int | None) -> datetime | None:
-    return None if ms is None else EPOCH + timedelta(milliseconds=ms)
+def _time(value: datetime | str | None) -> datetime | None:
+    """A time as a row holds it (asyncpg's datetime) or as JSON does (ISO 8601: sessions are in UTC)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
 
 
 def _json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def record_of(row: list[Any]) -> RunRecord:
-    """The record of a ``rec()`` array (trusted: the store wrote every value itself)."""
+def record_of(row: Sequence[Any]) -> RunRecord:
+    """The record of a row of :data:`~flue_postgres.schema.RECORD_COLUMNS`, as asyncpg returns it or as
+    a JSON array (trusted: the store wrote every value itself)."""
     (run_id, workflow, status, input_, key, attempt, created, started, ended, result, error, cancel, parent, wake_at,
      waiting_for, carrier, recoveries, rerun_of) = row  # fmt: skip
     return RunRecord.trusted(
@@ -76,7 +82,7 @@ def record_of(row: list[Any]) -> RunRecord:
         input=_json(input_),
         key=text_out(key),
         attempt=attempt,
-        created_at=EPOCH + timedelta(milliseconds=created),
+        created_at=_time(created),
         started_at=_time(started),
         ended_at=_time(ended),
         result=_json(result),

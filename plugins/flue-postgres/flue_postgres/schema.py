@@ -10,6 +10,7 @@ Flue's raises :class:`~flue_core.errors.ConfigurationError`.
 
 from __future__ import annotations
 
+import re
 from importlib.resources import files
 
 import asyncpg
@@ -17,9 +18,16 @@ import asyncpg
 from flue_core.errors import ConfigurationError, UnsupportedSchemaVersion
 from flue_postgres.settings import PostgresSettings
 
-__all__ = ["SCHEMA_VERSION", "ensure_schema", "sql"]
+__all__ = ["RECORD_COLUMNS", "SCHEMA_VERSION", "ensure_schema", "sql"]
 
 SCHEMA_VERSION = "1"
+#: The columns of a record, in the order of :func:`flue_postgres.rows.record_of`.
+RECORD_COLUMNS = (
+    "run_id", "workflow", "status", "input", "key", "attempt", "created_at", "started_at", "ended_at", "result",
+    "error", "cancel_requested", "parent_run_id", "wake_at", "waiting_for", "carrier", "recoveries", "rerun_of",
+)  # fmt: skip
+_REC = re.compile(r"@REC\((\w+)\)@")
+_FINISHED = re.compile(r"@FINISHED\(([\w.]+)\)@")
 _FILES = ("schema.sql", "runs.sql", "streams.sql")
 
 
@@ -27,6 +35,8 @@ def sql(name: str, settings: PostgresSettings) -> str:
     """The text of ``sql/<name>`` for the URL's schema: ``@S@`` is the quoted schema name, ``@N@`` the
     bare one (inside string literals), ``@C@`` the change channel as a string literal."""
     text = files("flue_postgres").joinpath("sql", name).read_text(encoding="utf-8")
+    text = _REC.sub(lambda m: "json_build_array(" + ", ".join(f"{m.group(1)}.{c}" for c in RECORD_COLUMNS) + ")", text)
+    text = _FINISHED.sub(lambda m: f"({m.group(1)} IN ('completed', 'failed', 'cancelled'))", text)
     return (
         text.replace("@S@", f'"{settings.schema}"')
         .replace("@N@", settings.schema)

@@ -10,7 +10,8 @@ store's options, taken out of the URL before it reaches the driver:
 * ``timeout`` — seconds an operation may wait for the server, a restart included, before it fails
   with :class:`~flue_core.errors.StoreUnavailable` (default 10);
 * ``pool`` — connections for reads (default 4), beside the one that writes and the one that listens;
-* ``retention`` — seconds after their end when finished runs are deleted (default: kept).
+* ``retention`` — how long finished runs are kept, in seconds or with a unit (``7d``, ``12h``, ``30m``):
+  every process that opens the store deletes older ones when it opens and every minute (default: kept).
 
 Everything else (``sslmode``, ``sslrootcert``, ``application_name``, ``options``...) goes to asyncpg,
 which reads it as libpq would; an empty host means the Unix socket, and the ``PG*`` environment
@@ -33,6 +34,9 @@ _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 _OPTIONS = ("schema", "connect_timeout", "timeout", "pool", "retention")
 #: The longest timeout taken, in seconds.
 MAX_TIMEOUT = 3600.0
+#: The longest retention taken, in seconds (100 years): the cutoff must remain a date.
+MAX_RETENTION = 100 * 365 * 86400.0
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class PostgresSettings:
                 f"schema={schema!r} in {shown}: a schema name is a letter or _ then letters, digits or _, at most 48."
             )
         retention = ours.get("retention")
+        unit = _UNITS.get((retention or "")[-1:])
         dsn = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), ""))
         return cls(
             url=shown,
@@ -83,7 +88,9 @@ class PostgresSettings:
             connect_timeout=_seconds(ours.get("connect_timeout", "5"), "connect_timeout", shown),
             timeout=_seconds(ours.get("timeout", "10"), "timeout", shown),
             pool=_count(ours.get("pool", "4"), "pool", shown),
-            retention=None if retention is None else _seconds(retention, "retention", shown, limit=math.inf),
+            retention=None if retention is None else _seconds(
+                retention[:-1] if unit else retention, "retention", shown, limit=MAX_RETENTION, unit=unit or 1
+            ),
         )
 
     @property
@@ -100,20 +107,20 @@ class PostgresSettings:
 
 
 def _masked(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.netloc.rsplit("@", 1)[1]
-        return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
-    except ValueError:
-        return re.sub(r"//[^@/]*@", "//***@", url)
+    """``url`` with its password replaced by ``***``. The credentials end at the last ``@`` after the
+    scheme, whatever reserved characters the password holds unencoded (``/``, ``?``, ``#``): guessing
+    where a URL parser would cut them is how a piece of a password gets shown."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, host = rest.rsplit("@", 1)
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
 
 
-def _seconds(value: str, name: str, shown: str, limit: float = MAX_TIMEOUT) -> float:
+def _seconds(value: str, name: str, shown: str, limit: float = MAX_TIMEOUT, unit: float = 1) -> float:
     try:
-        seconds = float(value)
+        seconds = float(value) * unit
     except ValueError:
         seconds = math.nan
     if not (0 < seconds <= limit):

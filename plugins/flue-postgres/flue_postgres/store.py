@@ -58,7 +58,7 @@ from flue_postgres.rows import (
     text_out,
     timestamp,
 )
-from flue_postgres.schema import ensure_schema
+from flue_postgres.schema import RECORD_COLUMNS, ensure_schema
 from flue_postgres.settings import PostgresSettings
 from flue_postgres.writer import Writer
 
@@ -321,8 +321,8 @@ class PostgresStore(RunStore):
     # -- records ------------------------------------------------------------------------------------
 
     async def get(self, run_id: str) -> RunRecord | None:
-        text = await self._value("SELECT @S@.rec(r)::text FROM @S@.runs r WHERE run_id = $1", run_id)
-        return None if text is None else record_of(json.loads(text))
+        rows = await self._read(f"SELECT {_RECORD} FROM @S@.runs WHERE run_id = $1", run_id)
+        return record_of(rows[0]) if rows else None
 
     async def list(self, query: RunQuery) -> list[RunRecord]:
         where, args = [], []
@@ -340,11 +340,11 @@ class PostgresStore(RunStore):
             where.append(f"(created_at, run_id) < (${len(args) - 1}, ${len(args)})")
         args.append(query.limit)
         sql = (
-            "SELECT @S@.rec(r)::text FROM @S@.runs r"
+            f"SELECT {_RECORD} FROM @S@.runs"
             + (" WHERE " + " AND ".join(where) if where else "")
             + f" ORDER BY created_at DESC, run_id DESC LIMIT ${len(args)}"
         )
-        return [record_of(json.loads(row[0])) for row in await self._read(sql, *args)]
+        return [record_of(row) for row in await self._read(sql, *args)]
 
     async def prune(self, ended_before: datetime, limit: int = 1000) -> int:
         return await self._value("SELECT @S@.prune($1, $2)", ended_before, limit)
@@ -354,7 +354,6 @@ class PostgresStore(RunStore):
         store open does, and the deletes skip what another sweeper holds) and forget the answers of
         operations old enough that no call can be sent again."""
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
             try:
                 await self._value(f"DELETE FROM @S@.ops WHERE at < clock_timestamp() - interval '{OPS_KEPT}'")
                 if self.retention is not None:
@@ -363,6 +362,7 @@ class PostgresStore(RunStore):
                         pass
             except Exception:
                 log.exception("flue: the Postgres store's sweep failed; trying again later")
+            await asyncio.sleep(SWEEP_INTERVAL)
 
     # -- steps --------------------------------------------------------------------------------------
 
@@ -465,3 +465,4 @@ class PostgresStore(RunStore):
 
 
 _FINISHED = frozenset(status.value for status in RunStatus if status.finished)
+_RECORD = ", ".join(RECORD_COLUMNS)

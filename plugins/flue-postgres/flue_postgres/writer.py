@@ -41,6 +41,12 @@ __all__ = ["Writer"]
 #: Operations sent in one batch at most (a batch is one transaction: its size bounds how long it holds
 #: the rows it locks).
 BATCH = 256
+#: Operations whose loss to a crash of Postgres costs nothing, so that a batch of only these commits
+#: without waiting for the disk (``synchronous_commit = off``): a heartbeat (the next one renews it),
+#: taking runs from the ready pool and waking due runs (lost, the runs are back in the pool or due,
+#: and are taken or woken again; a claim, which waits for the disk, also makes every earlier commit
+#: durable, the WAL being written in order).
+LAZY = frozenset({"take", "beat", "wake"})
 
 
 class _Op:
@@ -58,7 +64,7 @@ class Writer:
         self.settings = settings
         self.origin = origin
         self.on_change = on_change
-        self._sql = f'SELECT "{settings.schema}".apply($1, $2, $3)'
+        self._sql = f'SELECT "{settings.schema}".apply($1, $2, $3, $4, $5)'
         self._queue: list[_Op] = []
         self._appends: dict[str, list[tuple[int, str]]] | None = None  # the open append op at the queue's tail
         self._ids = itertools.count()
@@ -134,6 +140,10 @@ class Writer:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._queue and all(op.args is not None and op.args[0] == "append" for op in self._queue):
+                # Events alone: give the turn to the code that wrote them, so that the operation that
+                # usually follows at once (a run's end after its last events) shares their commit.
+                await asyncio.sleep(0)
             while self._queue:
                 batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
                 if self._appends is not None and not self._queue:
@@ -147,7 +157,8 @@ class Writer:
     async def _deliver(self, batch: list[_Op]) -> None:
         sent = [op for op in batch if op.args is not None]
         try:
-            answers = await self._send([_encoded(op.args) for op in sent]) if sent else []
+            durable = any(op.args[0] not in LAZY for op in sent)  # type: ignore[index]
+            answers = await self._send([_encoded(op.args) for op in sent], durable) if sent else []
         except Exception as exc:
             if len(sent) > 1 and not is_transient(exc) and not isinstance(exc, StoreUnavailable):
                 for op in sent:  # refused for a reason of its own: find the operation at fault
@@ -166,7 +177,7 @@ class Writer:
                 op.future.set_result(answer)
         _settle([op for op in batch if op.args is None], None)
 
-    async def _send(self, ops: list[list[Any]]) -> list[Any]:
+    async def _send(self, ops: list[list[Any]], durable: bool) -> list[Any]:
         payload = json.dumps(ops, ensure_ascii=False, separators=(",", ":"))
         deadline: float | None = None
         backoff = 0.05
@@ -177,7 +188,7 @@ class Writer:
                     self._conn = None
                     conn = self._conn = await connect(self.settings, purpose="writer")
                 async with asyncio.timeout(self.settings.timeout):
-                    text = await conn.fetchval(self._sql, self.origin, FRAMES, payload)
+                    text = await conn.fetchval(self._sql, self.origin, FRAMES, payload, durable, deadline is not None)
             except Exception as exc:
                 if not is_transient(exc) and not isinstance(exc, TimeoutError):
                     raise

@@ -8,8 +8,9 @@
 -- payloads "<origin> <key> <key>...", so the writing process skips its own.
 --
 -- opid is unique per call of a writing operation: a batch whose connection broke before its answer came
--- is sent again, and an operation that is not a no-op the second time recognises its opid (admit,
--- claim and suspend keep it in the run's row, the rarer ones their answer in @S@.ops for a while).
+-- is sent again (p_again), and an operation that is not a no-op the second time recognises its opid
+-- (admit, take, claim and suspend keep it in the run's row, the rarer ones their answer in @S@.ops for
+-- a while).
 --
 -- Events the store writes itself are built from frames, the pieces of flue_core.store.event_json around
 -- the run id, the index, the time and the type (the one definition of the wire shape, cut in Python):
@@ -18,18 +19,9 @@
 -- Every operation on a run locks its row first (FOR UPDATE), so operations on one run from any process
 -- are serialised; the ready pool and the due-time index are scanned with SKIP LOCKED.
 
-CREATE FUNCTION @S@.ms(t timestamptz) RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT (extract(epoch FROM t) * 1000)::bigint $$;
-
--- A run's record as the JSON array flue_postgres.rows.record_of reads (times in ms since the epoch).
-CREATE FUNCTION @S@.rec(r @S@.runs) RETURNS json LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT json_build_array(r.run_id, r.workflow, r.status, r.input, r.key, r.attempt, @S@.ms(r.created_at),
-    @S@.ms(r.started_at), @S@.ms(r.ended_at), r.result, r.error, r.cancel_requested, r.parent_run_id,
-    @S@.ms(r.wake_at), r.waiting_for, r.carrier, r.recoveries, r.rerun_of)
-$$;
-
-CREATE FUNCTION @S@.finished(status text) RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT status IN ('completed', 'failed', 'cancelled') $$;
+-- Two macros, written out in place by flue_postgres.schema.sql(): REC of a row variable is the run's
+-- record as the JSON array flue_postgres.rows.record_of reads; FINISHED of a status is whether it has
+-- ended. (A SQL function taking a whole row costs ~0.1 ms a call: it is not inlined.)
 
 -- Store an event at the end of the run's stream; return the index the next one takes.
 CREATE FUNCTION @S@.write_event(p_id text, p_type text, p_data text, p_when text, f text[]) RETURNS integer
@@ -70,15 +62,18 @@ BEGIN
 END $$;
 
 CREATE FUNCTION @S@.children_done(p_ids text[]) RETURNS boolean LANGUAGE sql STABLE AS $$
-  SELECT NOT EXISTS (SELECT 1 FROM @S@.runs WHERE run_id = ANY(p_ids) AND NOT @S@.finished(status))
+  SELECT NOT EXISTS (SELECT 1 FROM @S@.runs WHERE run_id = ANY(p_ids) AND NOT @FINISHED(status)@)
 $$;
 
-CREATE FUNCTION @S@.remembered(p_op text) RETURNS text LANGUAGE sql STABLE
-AS $$ SELECT answer FROM @S@.ops WHERE opid = p_op AND p_op <> '' $$;
+CREATE FUNCTION @S@.remembered(p_op text) RETURNS text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  RETURN (SELECT answer FROM @S@.ops WHERE opid = p_op);
+END $$;
 
-CREATE FUNCTION @S@.remember(p_op text, p_answer text) RETURNS void LANGUAGE sql AS $$
-  INSERT INTO @S@.ops (opid, answer) SELECT p_op, p_answer WHERE p_op <> '' ON CONFLICT (opid) DO NOTHING
-$$;
+CREATE FUNCTION @S@.remember(p_op text, p_answer text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO @S@.ops (opid, answer) VALUES (p_op, p_answer) ON CONFLICT (opid) DO NOTHING;
+END $$;
 
 -- Runs of a capped workflow are counted under this lock, so that two processes never both take the
 -- last place.
@@ -87,7 +82,7 @@ AS $$ SELECT pg_advisory_xact_lock(hashtextextended('@N@:cap:' || p_wf, 0)) $$;
 
 -- op: admit [opid, id, wf, key, input, created, owner, parent, start_at, waiting_for, carrier,
 --            first_event, rerun_of, steps [[name, value]...], claim, started]
-CREATE FUNCTION @S@.op_admit(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_admit(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE
   v_id text := op->>2; v_wf text := op->>3; v_key text := op->>4; v_owner text := op->>7;
   v_created timestamptz := (op->>6)::timestamptz; v_start timestamptz := (op->>9)::timestamptz;
@@ -113,7 +108,7 @@ BEGIN
         RETURN;
       END IF;
     END IF;
-    IF r.admit_op = op->>1 THEN answer := json_build_array('new'); ELSE answer := json_build_array('old', @S@.rec(r)); END IF;
+    IF r.admit_op = op->>1 THEN answer := json_build_array('new'); ELSE answer := json_build_array('old', @REC(r)@); END IF;
     RETURN;
   END IF;
   INSERT INTO @S@.events (run_id, idx, data) VALUES (v_id, 0, op->>12);
@@ -134,14 +129,14 @@ BEGIN
 END $$;
 
 -- op: claim [opid, id, owner, limit, when]
-CREATE FUNCTION @S@.op_claim(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_claim(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE v_id text := op->>2; v_owner text := op->>3; v_limit integer := (op->>4)::integer; r @S@.runs; n integer;
 BEGIN
   changed := '{}';
   SELECT * INTO r FROM @S@.runs WHERE run_id = v_id FOR UPDATE;
   IF NOT FOUND THEN RETURN; END IF;
   IF r.status = 'running' AND r.owner = v_owner AND r.claim_op = op->>1 THEN  -- this very call, sent twice
-    answer := json_build_array(@S@.rec(r), r.next_index, r.claim_resumed);
+    answer := json_build_array(@REC(r)@, r.next_index, r.claim_resumed);
     RETURN;
   END IF;
   IF r.status <> 'queued' OR r.owner IS DISTINCT FROM v_owner OR r.owner IS NULL THEN RETURN; END IF;
@@ -159,17 +154,17 @@ BEGIN
       started_at = COALESCE(started_at, (op->>5)::timestamptz), claim_op = op->>1, claim_resumed = resume, resume = false
   WHERE run_id = v_id RETURNING * INTO r;
   changed := ARRAY[v_id];
-  answer := json_build_array(@S@.rec(r), r.next_index, r.claim_resumed);
+  answer := json_build_array(@REC(r)@, r.next_index, r.claim_resumed);
 END $$;
 
 -- op: requeue [opid, id, owner, held_by, interrupted, when]
-CREATE FUNCTION @S@.op_requeue(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_requeue(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE v_id text := op->>2; v_owner text := op->>3; v_held text := op->>4; v_int boolean := (op->>5)::boolean; r @S@.runs;
 BEGIN
   changed := '{}';
-  IF @S@.remembered(op->>1) IS NOT NULL THEN
+  IF again AND @S@.remembered(op->>1) IS NOT NULL THEN
     SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
-    answer := @S@.rec(r);
+    answer := @REC(r)@;
     RETURN;
   END IF;
   SELECT * INTO r FROM @S@.runs WHERE run_id = v_id FOR UPDATE;
@@ -186,18 +181,18 @@ BEGIN
   END IF;
   PERFORM @S@.remember(op->>1, '1');
   SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
-  answer := @S@.rec(r);
+  answer := @REC(r)@;
 END $$;
 
 -- op: suspend [opid, id, owner, waiting_for, kind, name, run_ids, wake_at, when, run_waiting data]
-CREATE FUNCTION @S@.op_suspend(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_suspend(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE v_id text := op->>2; v_kind text := op->>5; r @S@.runs; v_satisfied boolean := false; n integer;
 BEGIN
   changed := '{}';
   SELECT * INTO r FROM @S@.runs WHERE run_id = v_id FOR UPDATE;
   IF NOT FOUND THEN RETURN; END IF;
   IF r.status = 'waiting' AND r.suspend_op = op->>1 THEN
-    answer := json_build_array(true, r.next_index, @S@.rec(r));
+    answer := json_build_array(true, r.next_index, @REC(r)@);
     RETURN;
   END IF;
   IF r.status <> 'running' OR r.owner IS DISTINCT FROM op->>3 THEN RETURN; END IF;
@@ -210,7 +205,7 @@ BEGIN
   END IF;
   IF r.cancel_requested OR v_satisfied THEN
     SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
-    answer := json_build_array(false, r.next_index, @S@.rec(r));
+    answer := json_build_array(false, r.next_index, @REC(r)@);
     RETURN;
   END IF;
   UPDATE @S@.runs SET status = 'waiting', owner = NULL, wake_at = (op->>8)::timestamptz, waiting_for = op->>4,
@@ -219,11 +214,11 @@ BEGIN
   n := @S@.write_event(v_id, 'run_waiting', op->>10, op->>9, f);
   SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
   changed := ARRAY[v_id, ':ready'];
-  answer := json_build_array(true, n, @S@.rec(r));
+  answer := json_build_array(true, n, @REC(r)@);
 END $$;
 
 -- op: finish [opid, id, status, ended_at, result, error, only_from, held_by, now, run_end data before its duration]
-CREATE FUNCTION @S@.op_finish(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_finish(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE
   v_id text := op->>2; v_ended timestamptz := (op->>4)::timestamptz; v_held text := op->>8;
   r @S@.runs; p @S@.runs; w jsonb;
@@ -231,21 +226,21 @@ BEGIN
   changed := '{}';
   SELECT * INTO r FROM @S@.runs WHERE run_id = v_id FOR UPDATE;
   IF NOT FOUND THEN RETURN; END IF;
-  IF @S@.finished(r.status)
+  IF @FINISHED(r.status)@
      OR (op->7 <> 'null'::jsonb AND NOT (op->7 ? r.status))
      OR (v_held IS NOT NULL AND r.owner IS DISTINCT FROM v_held) THEN
-    answer := @S@.rec(r);
+    answer := @REC(r)@;
     RETURN;
   END IF;
   PERFORM @S@.announce(v_id, op->>4, f);
   PERFORM @S@.write_event(v_id, 'run_end',
-    op->>10 || COALESCE((@S@.ms(v_ended) - @S@.ms(r.started_at))::text, 'null') || '}', op->>4, f);
+    op->>10 || COALESCE(((extract(epoch FROM v_ended - r.started_at) * 1000)::bigint)::text, 'null') || '}', op->>4, f);
   UPDATE @S@.runs SET status = op->>3, ended_at = v_ended, result = op->>5, error = op->>6, wake_at = NULL,
       waiting_for = NULL
   WHERE run_id = v_id RETURNING * INTO r;
   DELETE FROM @S@.ready WHERE run_id = v_id;
   changed := ARRAY[v_id];
-  answer := @S@.rec(r);
+  answer := @REC(r)@;
   IF r.parent_run_id IS NOT NULL THEN  -- wake the parent when it waits for its children and this was the last
     SELECT * INTO p FROM @S@.runs WHERE run_id = r.parent_run_id AND status = 'waiting' FOR UPDATE;
     IF FOUND AND p.waiting_for IS NOT NULL THEN
@@ -260,72 +255,70 @@ BEGIN
 END $$;
 
 -- op: cancel [opid, id]
-CREATE FUNCTION @S@.op_cancel(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_cancel(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE r @S@.runs;
 BEGIN
   changed := '{}';
   SELECT * INTO r FROM @S@.runs WHERE run_id = op->>2 FOR UPDATE;
   IF NOT FOUND THEN RETURN; END IF;
-  IF NOT @S@.finished(r.status) AND NOT r.cancel_requested THEN
+  IF NOT @FINISHED(r.status)@ AND NOT r.cancel_requested THEN
     UPDATE @S@.runs SET cancel_requested = true WHERE run_id = r.run_id RETURNING * INTO r;
     changed := ARRAY[r.run_id, ':cancels'];
   END IF;
-  answer := @S@.rec(r);
+  answer := @REC(r)@;
 END $$;
 
 -- op: take [opid, owner, limit, [[workflow, cap or null]...], only (ids) or null]
-CREATE FUNCTION @S@.op_take(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+-- The pool is scanned oldest first (SKIP LOCKED: runs another worker is taking are passed over); a
+-- capped workflow's runs are counted under its lock. The taken runs keep this call's id (take_op), so
+-- that the call, sent again after a lost connection, gets the same runs.
+CREATE FUNCTION @S@.op_take(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE
-  v_owner text := op->>2; v_limit integer := (op->>3)::integer; v_kept text; v_taken text[];
-  v_names text[] := '{}'; v_rooms integer[] := '{}'; v_only text[]; w jsonb; v_busy integer; v_room integer;
+  v_owner text := op->>2; v_limit integer := (op->>3)::integer; v_taken text[] := '{}'; v_names text[];
+  v_only text[]; v_room jsonb := '{}'; w jsonb; v_busy integer; c record; v_left integer;
 BEGIN
   changed := '{}';
-  v_kept := @S@.remembered(op->>1);
-  IF v_kept IS NOT NULL THEN
-    v_taken := string_to_array(v_kept, ' ');
-    SELECT COALESCE(json_agg(@S@.rec(r) ORDER BY array_position(v_taken, r.run_id)), '[]') INTO answer
-    FROM @S@.runs r WHERE r.run_id = ANY(v_taken) AND r.status = 'queued' AND r.owner = v_owner;
+  IF again AND EXISTS (SELECT 1 FROM @S@.runs WHERE take_op = op->>1 AND status = 'queued' AND owner = v_owner) THEN
+    SELECT COALESCE(json_agg(@REC(r)@ ORDER BY r.ready_at, r.run_id), '[]') INTO answer
+    FROM @S@.runs r WHERE r.take_op = op->>1 AND r.status = 'queued' AND r.owner = v_owner;
     RETURN;
   END IF;
+  v_names := ARRAY(SELECT e->>0 FROM jsonb_array_elements(op->4) AS e);
   IF op->5 <> 'null'::jsonb THEN v_only := ARRAY(SELECT jsonb_array_elements_text(op->5)); END IF;
-  FOR w IN SELECT value FROM jsonb_array_elements(op->4) LOOP
-    IF w->1 = 'null'::jsonb THEN
-      v_room := v_limit;
-    ELSE
-      PERFORM @S@.lock_workflow(w->>0);
-      SELECT count(*) INTO v_busy FROM @S@.runs
-      WHERE workflow = w->>0 AND status IN ('queued', 'running') AND owner IS NOT NULL;
-      v_room := least((w->>1)::integer - v_busy, v_limit);
-    END IF;
-    IF v_room > 0 THEN
-      v_names := v_names || (w->>0);
-      v_rooms := v_rooms || v_room;
-    END IF;
+  FOR w IN SELECT value FROM jsonb_array_elements(op->4) WHERE value->1 <> 'null'::jsonb LOOP
+    PERFORM pg_advisory_xact_lock(hashtextextended('@N@:cap:' || (w->>0), 0));
+    SELECT count(*) INTO v_busy FROM @S@.runs
+    WHERE workflow = w->>0 AND status IN ('queued', 'running') AND owner IS NOT NULL;
+    v_room := v_room || jsonb_build_object(w->>0, (w->>1)::integer - v_busy);
   END LOOP;
-  SELECT ARRAY(
-    SELECT c.run_id FROM unnest(v_names, v_rooms) AS wf(name, room)
-    CROSS JOIN LATERAL (
-      SELECT q.run_id, q.ready_at FROM @S@.ready q
-      WHERE q.workflow = wf.name AND (v_only IS NULL OR q.run_id = ANY(v_only))
-      ORDER BY q.ready_at, q.run_id LIMIT wf.room FOR UPDATE SKIP LOCKED
-    ) c
-    ORDER BY c.ready_at, c.run_id LIMIT v_limit
-  ) INTO v_taken;
+  IF v_room = '{}' AND v_only IS NULL THEN  -- no caps: the oldest runs of these workflows
+    v_taken := ARRAY(SELECT q.run_id FROM @S@.ready q WHERE q.workflow = ANY(v_names)
+                     ORDER BY q.ready_at, q.run_id LIMIT v_limit FOR UPDATE SKIP LOCKED);
+  ELSE
+    FOR c IN SELECT q.run_id, q.workflow FROM @S@.ready q
+        WHERE q.workflow = ANY(v_names) AND (v_only IS NULL OR q.run_id = ANY(v_only))
+        ORDER BY q.ready_at, q.run_id FOR UPDATE SKIP LOCKED LOOP
+      v_left := (v_room->>c.workflow)::integer;
+      CONTINUE WHEN v_left IS NOT NULL AND v_left <= 0;
+      IF v_left IS NOT NULL THEN v_room := jsonb_set(v_room, ARRAY[c.workflow], to_jsonb(v_left - 1)); END IF;
+      v_taken := v_taken || c.run_id;
+      EXIT WHEN cardinality(v_taken) >= v_limit;
+    END LOOP;
+  END IF;
   IF cardinality(v_taken) = 0 THEN
     answer := '[]';
     RETURN;
   END IF;
   DELETE FROM @S@.ready WHERE run_id = ANY(v_taken);
   WITH taken AS (
-    UPDATE @S@.runs AS r SET owner = v_owner WHERE r.run_id = ANY(v_taken) AND r.status = 'queued' AND r.owner IS NULL
-    RETURNING r.run_id, @S@.rec(r) AS record
+    UPDATE @S@.runs AS r SET owner = v_owner, take_op = op->>1 WHERE r.run_id = ANY(v_taken)
+    RETURNING r.run_id, @REC(r)@ AS record
   )
-  SELECT COALESCE(json_agg(record ORDER BY array_position(v_taken, run_id)), '[]') INTO answer FROM taken;
-  PERFORM @S@.remember(op->>1, array_to_string(v_taken, ' '));
+  SELECT json_agg(record ORDER BY array_position(v_taken, run_id)) INTO answer FROM taken;
 END $$;
 
 -- op: wake [opid, now, limit]
-CREATE FUNCTION @S@.op_wake(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_wake(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE r record; n integer := 0;
 BEGIN
   changed := '{}';
@@ -343,14 +336,14 @@ END $$;
 -- op: append [opid, [[id, contiguous, [[index, event JSON]...]]...]]: an event lands only at its run's next
 -- free position of an unfinished run, so one sent twice, or after a gap, is dropped. contiguous: the
 -- indexes follow each other, so the events land together or (from the first that is not next) not at all.
-CREATE FUNCTION @S@.op_append(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_append(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE item jsonb; e jsonb; v_id text; v_status text; n integer; v_first integer; v_count integer;
 BEGIN
   changed := '{}';
   FOR item IN SELECT value FROM jsonb_array_elements(op->2) LOOP
     v_id := item->>0;
     SELECT status, next_index INTO v_status, n FROM @S@.runs WHERE run_id = v_id FOR UPDATE;
-    IF NOT FOUND OR @S@.finished(v_status) THEN CONTINUE; END IF;
+    IF NOT FOUND OR @FINISHED(v_status)@ THEN CONTINUE; END IF;
     v_count := jsonb_array_length(item->2);
     v_first := (item->2->0->>0)::integer;
     IF (item->>1)::boolean AND v_first <= n AND v_first + v_count > n THEN
@@ -376,7 +369,7 @@ BEGIN
 END $$;
 
 -- op: save_step [opid, id, name, value]: the first result saved under a name stays.
-CREATE FUNCTION @S@.op_save_step(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_save_step(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 BEGIN
   changed := '{}';
   INSERT INTO @S@.steps (run_id, name, value)
@@ -385,7 +378,7 @@ BEGIN
 END $$;
 
 -- op: signal [opid, id, signal_id, name, key, data, announcement, step_value, delivered_data, sent_at, when]
-CREATE FUNCTION @S@.op_signal(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_signal(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE v_id text := op->>2; r @S@.runs; s @S@.signals; v_seq integer; w jsonb;
 BEGIN
   changed := '{}';
@@ -397,16 +390,16 @@ BEGIN
   IF op->>5 IS NOT NULL THEN  -- before the run's end: a retried send gets the first answer, ended or not
     SELECT * INTO s FROM @S@.signals WHERE run_id = v_id AND key = op->>5;
     IF FOUND THEN
-      answer := json_build_array(s.signal_id = op->>3, s.signal_id, s.name, s.data, @S@.rec(r));
+      answer := json_build_array(s.signal_id = op->>3, s.signal_id, s.name, s.data, @REC(r)@);
       RETURN;
     END IF;
   END IF;
   SELECT * INTO s FROM @S@.signals WHERE run_id = v_id AND signal_id = op->>3;
   IF FOUND THEN  -- this very call, sent twice
-    answer := json_build_array(true, s.signal_id, s.name, s.data, @S@.rec(r));
+    answer := json_build_array(true, s.signal_id, s.name, s.data, @REC(r)@);
     RETURN;
   END IF;
-  IF @S@.finished(r.status) THEN
+  IF @FINISHED(r.status)@ THEN
     answer := json_build_object('error', 'run_finished', 'status', r.status);
     RETURN;
   END IF;
@@ -425,22 +418,22 @@ BEGIN
     END IF;
   END IF;
   SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
-  answer := json_build_array(true, op->>3, op->>4, op->>6, @S@.rec(r));
+  answer := json_build_array(true, op->>3, op->>4, op->>6, @REC(r)@);
 END $$;
 
 -- op: take_signal [opid, id, owner, name, step, when, sent_by]
-CREATE FUNCTION @S@.op_take_signal(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_take_signal(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE v_id text := op->>2; r @S@.runs; s @S@.signals; v_kept text; n integer;
 BEGIN
   changed := '{}';
-  v_kept := @S@.remembered(op->>1);
+  v_kept := CASE WHEN again THEN @S@.remembered(op->>1) END;
   IF v_kept IS NOT NULL THEN
     SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
     IF v_kept = '0' THEN
       answer := json_build_array(r.next_index, NULL);
     ELSE
       SELECT * INTO s FROM @S@.signals WHERE run_id = v_id AND seq = v_kept::integer;
-      answer := json_build_array(r.next_index, s.signal_id, s.data, @S@.rec(r));
+      answer := json_build_array(r.next_index, s.signal_id, s.data, @REC(r)@);
     END IF;
     RETURN;
   END IF;
@@ -462,11 +455,11 @@ BEGIN
   n := @S@.write_event(v_id, 'signal_delivered', s.delivered_data, op->>6, f);
   PERFORM @S@.remember(op->>1, s.seq::text);
   SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
-  answer := json_build_array(n, s.signal_id, s.data, @S@.rec(r));
+  answer := json_build_array(n, s.signal_id, s.data, @REC(r)@);
 END $$;
 
 -- op: put_schedule [opid, name, definition, created_at, last_tick, replace]
-CREATE FUNCTION @S@.op_put_schedule(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_put_schedule(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE s @S@.schedules;
 BEGIN
   changed := '{}';
@@ -486,7 +479,7 @@ BEGIN
 END $$;
 
 -- op: delete_schedule [opid, name]
-CREATE FUNCTION @S@.op_delete_schedule(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_delete_schedule(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 BEGIN
   DELETE FROM @S@.schedules WHERE name = op->>2;
   answer := to_json(FOUND);
@@ -494,10 +487,10 @@ BEGIN
 END $$;
 
 -- op: advance [opid, name, previous tick or null, tick]: compare and set.
-CREATE FUNCTION @S@.op_advance(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_advance(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 BEGIN
   changed := '{}';
-  IF @S@.remembered(op->>1) IS NOT NULL THEN
+  IF again AND @S@.remembered(op->>1) IS NOT NULL THEN
     answer := 'true';
     RETURN;
   END IF;
@@ -508,7 +501,7 @@ END $$;
 
 -- op: beat [opid, worker, host, pid, pid_started, age_ms, running ids]: the server's clock dates the
 -- heartbeat; the caller only says how old it is by its own clock.
-CREATE FUNCTION @S@.op_beat(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_beat(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 BEGIN
   changed := '{}';
   INSERT INTO @S@.workers (worker_id, host, pid, pid_started, beat)
@@ -517,24 +510,24 @@ BEGIN
       beat = excluded.beat;
   SELECT COALESCE(json_agg(run_id), '[]') INTO answer FROM @S@.runs
   WHERE run_id IN (SELECT jsonb_array_elements_text(op->7))
-    AND (owner IS DISTINCT FROM op->>2 OR cancel_requested OR @S@.finished(status));
+    AND (owner IS DISTINCT FROM op->>2 OR cancel_requested OR @FINISHED(status)@);
 END $$;
 
 -- op: retire [opid, worker]
-CREATE FUNCTION @S@.op_retire(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_retire(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 BEGIN
   changed := '{}';
   DELETE FROM @S@.workers WHERE worker_id = op->>2;
 END $$;
 
 -- op: adopt [opid, owner, dead workers, workflows]
-CREATE FUNCTION @S@.op_adopt(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.op_adopt(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE v_kept text; v_ids text[];
 BEGIN
   changed := '{}';
-  v_kept := @S@.remembered(op->>1);
+  v_kept := CASE WHEN again THEN @S@.remembered(op->>1) END;
   IF v_kept IS NOT NULL THEN
-    SELECT COALESCE(json_agg(@S@.rec(r)), '[]') INTO answer FROM @S@.runs r WHERE r.run_id = ANY(string_to_array(v_kept, ' '));
+    SELECT COALESCE(json_agg(@REC(r)@), '[]') INTO answer FROM @S@.runs r WHERE r.run_id = ANY(string_to_array(v_kept, ' '));
     RETURN;
   END IF;
   DELETE FROM @S@.workers WHERE worker_id IN (SELECT jsonb_array_elements_text(op->3));
@@ -542,7 +535,7 @@ BEGIN
     UPDATE @S@.runs AS r SET owner = op->>2
     WHERE r.status IN ('queued', 'running') AND r.workflow IN (SELECT jsonb_array_elements_text(op->4))
       AND r.owner IS NOT NULL AND r.owner NOT IN (SELECT worker_id FROM @S@.workers)
-    RETURNING r.run_id, @S@.rec(r) AS record
+    RETURNING r.run_id, @REC(r)@ AS record
   )
   SELECT array_agg(run_id), COALESCE(json_agg(record), '[]') INTO v_ids, answer FROM adopted;
   IF v_ids IS NOT NULL THEN
@@ -567,29 +560,32 @@ BEGIN
 END $$;
 
 -- A batch of operations in one transaction: see the top of this file.
-CREATE FUNCTION @S@.apply(p_origin text, f text[], p_ops text) RETURNS text LANGUAGE plpgsql AS $$
+CREATE FUNCTION @S@.apply(p_origin text, f text[], p_ops text, p_durable boolean, p_again boolean) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE op jsonb; a json; c text[]; v_answers json[] := '{}'; v_changed text[] := '{}';
 BEGIN
+  IF NOT p_durable THEN  -- see flue_postgres.writer.LAZY: losing such a batch to a crash costs nothing
+    PERFORM set_config('synchronous_commit', 'off', true);
+  END IF;
   FOR op IN SELECT value FROM jsonb_array_elements(p_ops::jsonb) LOOP
     CASE op->>0
-      WHEN 'append' THEN SELECT * INTO a, c FROM @S@.op_append(op, f);
-      WHEN 'admit' THEN SELECT * INTO a, c FROM @S@.op_admit(op, f);
-      WHEN 'claim' THEN SELECT * INTO a, c FROM @S@.op_claim(op, f);
-      WHEN 'finish' THEN SELECT * INTO a, c FROM @S@.op_finish(op, f);
-      WHEN 'take' THEN SELECT * INTO a, c FROM @S@.op_take(op, f);
-      WHEN 'save_step' THEN SELECT * INTO a, c FROM @S@.op_save_step(op, f);
-      WHEN 'suspend' THEN SELECT * INTO a, c FROM @S@.op_suspend(op, f);
-      WHEN 'wake' THEN SELECT * INTO a, c FROM @S@.op_wake(op, f);
-      WHEN 'requeue' THEN SELECT * INTO a, c FROM @S@.op_requeue(op, f);
-      WHEN 'beat' THEN SELECT * INTO a, c FROM @S@.op_beat(op, f);
-      WHEN 'signal' THEN SELECT * INTO a, c FROM @S@.op_signal(op, f);
-      WHEN 'take_signal' THEN SELECT * INTO a, c FROM @S@.op_take_signal(op, f);
-      WHEN 'cancel' THEN SELECT * INTO a, c FROM @S@.op_cancel(op, f);
-      WHEN 'adopt' THEN SELECT * INTO a, c FROM @S@.op_adopt(op, f);
-      WHEN 'retire' THEN SELECT * INTO a, c FROM @S@.op_retire(op, f);
-      WHEN 'put_schedule' THEN SELECT * INTO a, c FROM @S@.op_put_schedule(op, f);
-      WHEN 'delete_schedule' THEN SELECT * INTO a, c FROM @S@.op_delete_schedule(op, f);
-      WHEN 'advance' THEN SELECT * INTO a, c FROM @S@.op_advance(op, f);
+      WHEN 'append' THEN SELECT * INTO a, c FROM @S@.op_append(op, f, p_again);
+      WHEN 'admit' THEN SELECT * INTO a, c FROM @S@.op_admit(op, f, p_again);
+      WHEN 'claim' THEN SELECT * INTO a, c FROM @S@.op_claim(op, f, p_again);
+      WHEN 'finish' THEN SELECT * INTO a, c FROM @S@.op_finish(op, f, p_again);
+      WHEN 'take' THEN SELECT * INTO a, c FROM @S@.op_take(op, f, p_again);
+      WHEN 'save_step' THEN SELECT * INTO a, c FROM @S@.op_save_step(op, f, p_again);
+      WHEN 'suspend' THEN SELECT * INTO a, c FROM @S@.op_suspend(op, f, p_again);
+      WHEN 'wake' THEN SELECT * INTO a, c FROM @S@.op_wake(op, f, p_again);
+      WHEN 'requeue' THEN SELECT * INTO a, c FROM @S@.op_requeue(op, f, p_again);
+      WHEN 'beat' THEN SELECT * INTO a, c FROM @S@.op_beat(op, f, p_again);
+      WHEN 'signal' THEN SELECT * INTO a, c FROM @S@.op_signal(op, f, p_again);
+      WHEN 'take_signal' THEN SELECT * INTO a, c FROM @S@.op_take_signal(op, f, p_again);
+      WHEN 'cancel' THEN SELECT * INTO a, c FROM @S@.op_cancel(op, f, p_again);
+      WHEN 'adopt' THEN SELECT * INTO a, c FROM @S@.op_adopt(op, f, p_again);
+      WHEN 'retire' THEN SELECT * INTO a, c FROM @S@.op_retire(op, f, p_again);
+      WHEN 'put_schedule' THEN SELECT * INTO a, c FROM @S@.op_put_schedule(op, f, p_again);
+      WHEN 'delete_schedule' THEN SELECT * INTO a, c FROM @S@.op_delete_schedule(op, f, p_again);
+      WHEN 'advance' THEN SELECT * INTO a, c FROM @S@.op_advance(op, f, p_again);
     END CASE;
     v_answers := v_answers || a;
     v_changed := v_changed || c;
@@ -607,8 +603,8 @@ DECLARE v_ids text[];
 BEGIN
   SELECT ARRAY(
     SELECT r.run_id FROM @S@.runs r
-    WHERE r.ended_at IS NOT NULL AND r.ended_at < p_cutoff AND @S@.finished(r.status)
-      AND NOT EXISTS (SELECT 1 FROM @S@.runs p WHERE p.run_id = r.parent_run_id AND NOT @S@.finished(p.status))
+    WHERE r.ended_at IS NOT NULL AND r.ended_at < p_cutoff AND @FINISHED(r.status)@
+      AND NOT EXISTS (SELECT 1 FROM @S@.runs p WHERE p.run_id = r.parent_run_id AND NOT @FINISHED(p.status)@)
     ORDER BY r.ended_at LIMIT p_limit FOR UPDATE OF r SKIP LOCKED
   ) INTO v_ids;
   IF cardinality(v_ids) = 0 THEN RETURN 0; END IF;

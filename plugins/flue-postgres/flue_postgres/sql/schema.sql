@@ -9,7 +9,7 @@ CREATE TABLE @S@.meta (
 
 -- One row per run: its record, its place in the lifecycle, and the store's own bookkeeping
 -- (next_index: the index the stream's next event takes; *_op: the id of the operation that last
--- admitted, claimed or parked it, so that a call sent again after a lost connection is recognised).
+-- admitted, took, claimed or parked it, so that a call sent again after a lost connection is recognised).
 CREATE TABLE @S@.runs (
     run_id           text COLLATE "C" PRIMARY KEY,
     workflow         text COLLATE "C" NOT NULL,
@@ -36,7 +36,8 @@ CREATE TABLE @S@.runs (
     admit_op         text,
     claim_op         text,
     claim_resumed    boolean NOT NULL DEFAULT false,
-    suspend_op       text
+    suspend_op       text,
+    take_op          text
 );
 CREATE UNIQUE INDEX runs_key ON @S@.runs (workflow, key) WHERE key IS NOT NULL;
 CREATE INDEX runs_order ON @S@.runs (created_at, run_id);
@@ -58,7 +59,7 @@ CREATE TABLE @S@.ready (
     workflow text COLLATE "C" NOT NULL,
     ready_at timestamptz NOT NULL
 );
-CREATE INDEX ready_order ON @S@.ready (workflow, ready_at, run_id);
+CREATE INDEX ready_order ON @S@.ready (ready_at, run_id);
 
 CREATE TABLE @S@.events (
     run_id text COLLATE "C" NOT NULL,
