@@ -104,13 +104,19 @@ class RunContext:
         self.attempt = record.attempt
         self.key = record.key
         self.parent_run_id = record.parent_run_id
-        self.log = RunLog(self)
         self._runtime = runtime
         self._definition = workflow
         self._control = control
         self._write = control.write
         # ``calls``: another keeper of the durable calls (the replay check's, which runs nothing).
         self._calls = calls if calls is not None else durable.Calls(runtime, workflow, control, steps)
+
+    @property
+    def log(self) -> RunLog:
+        """``ctx.log.info("message", key=value)``: ``log`` events of this run (see :class:`RunLog`)."""
+        # Made on use: one kept here would tie every context into a reference cycle with it, which
+        # only the garbage collector frees (and each run's context then makes it run).
+        return RunLog(self)
 
     @property
     def cancel_requested(self) -> bool:
