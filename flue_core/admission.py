@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import anyio
-
 from flue_core import defaults
 from flue_core.clock import SYSTEM_CLOCK, Clock
 from flue_core.arguments import RUN_ID
@@ -23,6 +21,7 @@ from flue_core.errors import (
 from flue_core.limits import MAX_KEY_LENGTH
 from flue_core.models import RunError, RunReceipt, RunRecord, RunStatus, format_timestamp, utc_now
 from flue_core.plugins import call_each, first_answer, has_implementations, notify, scope
+from flue_core.shielding import shielded
 from flue_core.snapshot import is_text
 from flue_core.store import Admission, NewEvent, NewRun, Outcome
 
@@ -125,15 +124,8 @@ async def _admit(runtime: Runtime, request: AdmissionRequest, steps: tuple[tuple
     )  # fmt: skip
     # From here on the run may exist: finish admitting it (persist, then schedule or end it) even if
     # the caller is cancelled meanwhile, so no run is ever left queued with nobody to execute it.
-    with anyio.CancelScope(shield=True):
-        if claim is not None:
-            admission = await _admit_claimed(runtime, new, claim)
-            record = admission.record
-        else:
-            admission = await target.store.admit(new)
-            record = admission.record
-            if admission.created:
-                await _schedule(runtime, record)
+    admission = await shielded(_persist(runtime, new, claim))
+    record = admission.record
     if not admission.created:
         if record.input != snapshot:
             raise IdempotencyKeyConflict(
@@ -180,6 +172,16 @@ def _target_schedules(runtime: Runtime) -> bool:
     """Whether the default ``flue_schedule_run`` (hand the run to the target) is the only one."""
     implementations = runtime.pm.hook.flue_schedule_run.get_hookimpls()
     return len(implementations) == 1 and implementations[0].function is defaults.flue_schedule_run
+
+
+async def _persist(runtime: Runtime, new: NewRun, claim: AdmissionClaim | None) -> Admission:
+    """Store the run, then start it in the target's slot (``claim``) or hand it over to be scheduled."""
+    if claim is not None:
+        return await _admit_claimed(runtime, new, claim)
+    admission = await runtime.target.store.admit(new)
+    if admission.created:
+        await _schedule(runtime, admission.record)
+    return admission
 
 
 async def _admit_claimed(runtime: Runtime, new: NewRun, claim: AdmissionClaim) -> Admission:

@@ -24,6 +24,7 @@ from flue_core.errors import StoreUnavailable
 from flue_core.models import RunError, RunRecord, RunStatus, WaitingFor, utc_now
 from flue_core.plugins import has_implementations, notify, scope
 from flue_core.recovery import RECOVERY_LIMIT, Reason, after_interruption, interruption_data
+from flue_core.shielding import shielded
 from flue_core.snapshot import NotJSON, snapshot
 from flue_core.store import Attempt, NewEvent, Outcome, Suspension
 
@@ -81,8 +82,7 @@ class Executor:
             wf = self.runtime.registry.get(workflow)
             # State transitions are shielded: a shutdown arriving mid-write must not leave the record
             # half-way; the shutdown is seen at the next unshielded await instead.
-            with anyio.CancelScope(shield=True):
-                attempt = await store.claim(run_id, self.owner, limit=None if wf is None else wf.concurrency)
+            attempt = await shielded(store.claim(run_id, self.owner, limit=None if wf is None else wf.concurrency))
             if attempt is None:
                 return  # cancelled while queued, adopted by another worker, or over its workflow's limit
         with scope(self.runtime.pm.hook.flue_execution_scope, run=attempt.record, resumed=attempt.resumed):
@@ -93,11 +93,10 @@ class Executor:
         outcome = await self._execute(attempt.record, attempt.next_index, attempt.resumed)
         if outcome is None:
             return  # suspended, or lost to another worker
-        with anyio.CancelScope(shield=True):
-            if isinstance(outcome, _Retry):
-                await self._retry_later(attempt.record, outcome)
-            else:
-                await self._finish(run_id, outcome)
+        if isinstance(outcome, _Retry):
+            await shielded(self._retry_later(attempt.record, outcome))
+        else:
+            await shielded(self._finish(run_id, outcome))
 
     async def _execute(self, record: RunRecord, next_index: int, resumed: bool) -> Outcome | _Retry | None:
         runtime = self.runtime
