@@ -97,7 +97,7 @@ def test_a_second_sigint_cuts_the_grace_short_and_still_closes_cleanly(tmp_path)
     assert statuses(db)[run_id] == "queued"
 
 
-def test_ctrl_c_on_the_example_exits_within_a_second_and_leaves_no_run_running(tmp_path):
+def test_ctrl_c_on_the_example_exits_once_its_run_is_done_and_leaves_no_run_running(tmp_path):
     env = {**os.environ, "FLUE_STORE": f"sqlite:///{tmp_path / 'flue.db'}", "PYTHONUNBUFFERED": "1"}
     child = subprocess.Popen(
         [sys.executable, str(EXAMPLE), "--every", "0.3"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
@@ -114,7 +114,8 @@ def test_ctrl_c_on_the_example_exits_within_a_second_and_leaves_no_run_running(t
         child.wait()
         raise
     child.send_signal(signal.SIGINT)
-    assert exits_within(child, 5) < 1.0
+    # The run under way has two 0.2 s steps left and finishes; nothing waits out the 10 s grace.
+    assert exits_within(child, 5) < 2.5
     found = statuses(tmp_path / "flue.db")
     assert found and "running" not in found.values()
 
