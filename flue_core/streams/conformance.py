@@ -37,7 +37,15 @@ from pathlib import Path
 
 import anyio
 
-__all__ = ["SKIPPED", "SUITE", "ConformanceReport", "ConformanceUnavailable", "run_conformance", "suite_directory"]
+__all__ = [
+    "SKIPPED",
+    "SUITE",
+    "ConformanceReport",
+    "ConformanceUnavailable",
+    "read_report",
+    "run_conformance",
+    "suite_directory",
+]
 
 #: The pinned suite: ``package.json``, ``package-lock.json`` and ``conformance.test.mjs``.
 SUITE = Path(__file__).with_name("suite")
@@ -101,9 +109,9 @@ def suite_directory() -> Path:
     return folder
 
 
-def conformance_command(base_url: str, report: Path, folder: Path) -> list[str]:
-    """The command that runs the suite against the stream server at ``base_url``, writing vitest's
-    JSON report to ``report``."""
+def conformance_command(report: Path, folder: Path) -> list[str]:
+    """The command that runs the suite (installed in ``folder``) against the stream server at
+    ``$DS_URL``, writing vitest's JSON report to ``report``."""
     vitest = folder / "node_modules" / ".bin" / "vitest"
     return [str(vitest), "run", "conformance.test.mjs", "--reporter=default", "--reporter=json", f"--outputFile.json={report}"]
 
@@ -116,13 +124,17 @@ async def run_conformance(base_url: str) -> ConformanceReport:
         report = Path(scratch) / "report.json"
         env = {**os.environ, "DS_URL": base_url, "NO_COLOR": "1", "FORCE_COLOR": "0"}
         done = await anyio.run_process(
-            conformance_command(base_url, report, folder), cwd=folder, env=env, check=False,
+            conformance_command(report, folder), cwd=folder, env=env, check=False,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        output = done.stdout.decode(errors="replace")
-        if not report.exists():
-            raise ConformanceUnavailable(f"vitest wrote no report (exit {done.returncode}):\n{output[-4000:]}")
-        summary = json.loads(report.read_text())
+        return read_report(report, done.stdout.decode(errors="replace"), done.returncode)
+
+
+def read_report(report: Path, output: str = "", returncode: int = 0) -> ConformanceReport:
+    """What vitest's JSON ``report`` of a run of the suite says (``output``: what the run printed)."""
+    if not report.exists():
+        raise ConformanceUnavailable(f"vitest wrote no report (exit {returncode}):\n{output[-4000:]}")
+    summary = json.loads(report.read_text())
     failed = [
         " > ".join([*test["ancestorTitles"], test["title"]])
         for suite in summary["testResults"]
@@ -134,6 +146,6 @@ async def run_conformance(base_url: str) -> ConformanceReport:
         skipped=summary["numPendingTests"] + summary["numTodoTests"],
         total=summary["numTotalTests"],
         failed=failed,
-        returncode=done.returncode,
+        returncode=returncode,
         output=output,
     )

@@ -25,7 +25,7 @@ from flue_postgres.settings import PostgresSettings
 
 log = logging.getLogger("flue.postgres")
 
-__all__ = ["OutcomeUnknown", "Readers", "connect", "is_transient", "translate"]
+__all__ = ["OutcomeUnknown", "Readers", "close_quietly", "connect", "is_transient", "translate"]
 
 T = TypeVar("T")
 
@@ -60,6 +60,16 @@ async def connect(settings: PostgresSettings, *, purpose: str) -> asyncpg.Connec
         raise
     except Exception as exc:
         raise translate(exc, settings, "Cannot connect to") from None
+
+
+async def close_quietly(conn: asyncpg.Connection | None) -> None:
+    """Close ``conn`` within 2 s, or drop it: a server that is away must not hold up a shutdown."""
+    if conn is None:
+        return
+    try:
+        await asyncio.wait_for(conn.close(), 2)
+    except BaseException:
+        conn.terminate()
 
 
 def _discard(attempt: asyncio.Future[asyncpg.Connection]) -> None:
@@ -180,10 +190,7 @@ class Readers:
         self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
-            try:
-                await asyncio.wait_for(conn.close(), 2)
-            except BaseException:
-                conn.terminate()
+            await close_quietly(conn)
 
 
 def fetch(sql: str, *args: Any) -> Callable[[asyncpg.Connection], Awaitable[list[asyncpg.Record]]]:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 import asyncpg
 
 from flue_core.store import EVERYTHING
-from flue_postgres.connection import MAX_BACKOFF, connect
+from flue_postgres.connection import MAX_BACKOFF, close_quietly, connect
 from flue_postgres.settings import PostgresSettings
 
 log = logging.getLogger("flue.postgres")
@@ -79,11 +79,7 @@ class Feed:
             with contextlib.suppress(BaseException):
                 await task
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await asyncio.wait_for(conn.close(), 2)
-            except BaseException:
-                conn.terminate()
+        await close_quietly(conn)
 
     async def _connect(self) -> None:
         conn = await connect(self.settings, purpose="feed")

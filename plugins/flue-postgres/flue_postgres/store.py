@@ -186,26 +186,7 @@ class PostgresStore(RunStore):
             raise RunIdConflict(f"A run with id {run.run_id!r} already exists.", details={"run_id": run.run_id})
         if answer[0] == "old":
             return Admission(record_of(answer[1]), created=False), None
-        created = RunRecord.trusted(
-            run_id=run.run_id,
-            workflow=run.workflow,
-            status=RunStatus.SCHEDULED if scheduled else RunStatus.QUEUED,
-            input=run.input,
-            key=run.key,
-            attempt=0,
-            created_at=run.created_at,
-            started_at=None,
-            ended_at=None,
-            result=None,
-            error=None,
-            cancel_requested=False,
-            parent_run_id=run.parent_run_id,
-            wake_at=run.start_at if scheduled else None,
-            waiting_for=waiting_for,
-            carrier=run.carrier,
-            recoveries=0,
-            rerun_of=run.rerun_of,
-        )
+        created = run.record()
         if not claim:
             return Admission(created, created=True), None
         running = created.model_copy(update={"status": RunStatus.RUNNING, "attempt": 1, "started_at": started_at})

@@ -2,7 +2,7 @@
 
 Every write of a process goes through one :class:`Writer`. Operations are queued in call order and
 sent as batches, each one call of ``apply()`` (``sql/runs.sql``): one transaction, one commit, one
-NOTIFY. A batch goes as soon as the previous one is answered, so a caller alone pays one round trip,
+NOTIFY (a batch of admissions alone is one statement: :mod:`~flue_postgres.admissions`). A batch goes as soon as the previous one is answered, so a caller alone pays one round trip,
 and callers that come while a batch is out share the next one (32 concurrent admissions cost a few
 commits, not 32). Events appended without waiting join the queue like any operation, so an operation
 sees every event appended before it.
@@ -29,8 +29,9 @@ from typing import Any
 import asyncpg
 
 from flue_core.errors import StoreUnavailable
-from flue_core.store import ChangeListener
-from flue_postgres.connection import MAX_BACKOFF, connect, is_transient, translate
+from flue_core.store import READY, ChangeListener
+from flue_postgres.admissions import AdmitMany, fast
+from flue_postgres.connection import MAX_BACKOFF, close_quietly, connect, is_transient, translate
 from flue_postgres.rows import FRAMES
 from flue_postgres.settings import PostgresSettings
 
@@ -49,6 +50,9 @@ BATCH = 256
 LAZY = frozenset({"take", "beat", "wake"})
 
 
+_NEW = ["new"]  # an inserted admission's answer
+
+
 class _Op:
     __slots__ = ("args", "future")
 
@@ -65,6 +69,7 @@ class Writer:
         self.origin = origin
         self.on_change = on_change
         self._sql = f'SELECT "{settings.schema}".apply($1, $2, $3, $4, $5)'
+        self._admit_many = AdmitMany(settings)
         self._queue: list[_Op] = []
         self._appends: dict[str, list[tuple[int, str]]] | None = None  # the open append op at the queue's tail
         self._ids = itertools.count()
@@ -128,11 +133,7 @@ class Writer:
                 op.future.set_exception(StoreUnavailable(f"The Postgres store {self.settings.url} is closed."))
         self._queue = []
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await asyncio.wait_for(conn.close(), 2)
-            except BaseException:
-                conn.terminate()
+        await close_quietly(conn)
 
     # -- sending ------------------------------------------------------------------------------------
 
@@ -188,7 +189,7 @@ class Writer:
                     self._conn = None
                     conn = self._conn = await connect(self.settings, purpose="writer")
                 async with asyncio.timeout(self.settings.timeout):
-                    text = await conn.fetchval(self._sql, self.origin, FRAMES, payload, durable, deadline is not None)
+                    answers, changed = await self._call(conn, ops, payload, durable, deadline is not None)
             except Exception as exc:
                 if not is_transient(exc) and not isinstance(exc, TimeoutError):
                     raise
@@ -209,10 +210,28 @@ class Writer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
-            answers, changed = json.loads(text)
             if changed:
                 self.on_change(changed)
             return answers
+
+    async def _call(
+        self, conn: asyncpg.Connection, ops: list[list[Any]], payload: str, durable: bool, again: bool
+    ) -> tuple[list[Any], list[str]]:
+        """One batch: admissions alone by the fast path (:mod:`~flue_postgres.admissions`), and the rest
+        — the admissions it did not insert included — by ``apply()``."""
+        if not fast(ops):
+            return json.loads(await conn.fetchval(self._sql, self.origin, FRAMES, payload, durable, again))
+        inserted = await self._admit_many.run(conn, ops, self.origin)
+        changed: list[str] = list(inserted)
+        if any(op[2] in inserted and (op[7] is None or op[9] is not None) for op in ops):
+            changed.append(READY)  # a run entered the pool, or a wake-up time was set
+        rest = [op for op in ops if op[2] not in inserted]
+        if not rest:
+            return [_NEW] * len(ops), changed
+        text = await conn.fetchval(self._sql, self.origin, FRAMES, json.dumps(rest, ensure_ascii=False), True, again)
+        rest_answers, rest_changed = json.loads(text)
+        answers = iter(rest_answers)
+        return [_NEW if op[2] in inserted else next(answers) for op in ops], changed + rest_changed
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None

@@ -132,9 +132,10 @@ async def test_a_worker_killed_mid_run_leaves_its_run_to_the_other_worker_withou
     with worker(postgres_url) as first, worker(postgres_url) as second:
         async with web(postgres_url) as rt:
             receipt = await workflows.start(postgres_app.steps, input={})
-            with anyio.fail_after(10):
-                while "first" not in await rt.target.store.load_steps(receipt.run_id):
+            with anyio.fail_after(10):  # the step stored, and then its event (appended without waiting)
+                while "step" not in [event.type async for event in runs.events(receipt.run_id)]:
                     await anyio.sleep(0.02)
+            assert "first" in await rt.target.store.load_steps(receipt.run_id)
             pid = executed_by(calls, "first", receipt.run_id)
             victim = first if pid == first.pid else second
             assert pid == victim.pid
