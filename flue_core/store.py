@@ -493,6 +493,18 @@ class RunStore(ABC):
         """At most ``query.limit`` records matching the filters (``workflow``, ``status``, ``parent``,
         ``rerun_of``), newest first, after the cursor."""
 
+    async def count_runs(
+        self, workflows: Collection[str], statuses: Collection[RunStatus], limit: int
+    ) -> dict[tuple[str, RunStatus], int]:
+        """How many runs of ``workflows`` have each of ``statuses``, by ``(workflow, status)``; pairs
+        with none may be left out. A store may stop counting a status at ``limit`` runs. Counting
+        must not hold the event loop for long (queue depth is counted while runs execute): the
+        default pages through :meth:`list`, yielding between pages (:mod:`flue_core.counting`); stores
+        with a count of their own override it."""
+        from flue_core.counting import count_by_listing  # a room of its own; store.py is long enough
+
+        return await count_by_listing(self, workflows, statuses, limit)
+
     @abstractmethod
     async def prune(self, ended_before: datetime, limit: int = 1000) -> int:
         """Delete up to ``limit`` runs that ended before ``ended_before`` — record, stream, steps,

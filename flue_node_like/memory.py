@@ -14,6 +14,8 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
+import anyio.lowlevel
+
 from flue_core.errors import ConfigurationError, RunFinished, RunIdConflict, RunNotFound, StoreUnavailable
 from flue_core.models import RunRecord, RunStatus, Schedule, WaitingFor, utc_now
 from flue_core.snapshot import dumps
@@ -44,6 +46,8 @@ from flue_core.store import (
 )
 
 _HELD = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
+#: Runs counted per turn of the event loop by count_runs.
+_COUNT_SLICE = 2000
 _PARKED = frozenset({RunStatus.SCHEDULED, RunStatus.WAITING})
 
 
@@ -389,6 +393,21 @@ class MemoryStore(RunStore):
             if len(found) >= query.limit:
                 break
         return found
+
+    async def count_runs(
+        self, workflows: Collection[str], statuses: Collection[RunStatus], limit: int
+    ) -> dict[tuple[str, RunStatus], int]:
+        self._check_open()
+        wanted, of = frozenset(statuses), frozenset(workflows)
+        counts: dict[tuple[str, RunStatus], int] = {}
+        records = [run.record for run in self._runs.values()]  # runs added meanwhile wait for the next count
+        for start in range(0, len(records), _COUNT_SLICE):
+            for record in records[start : start + _COUNT_SLICE]:
+                if record.status in wanted and record.workflow in of:
+                    key = (record.workflow, record.status)
+                    counts[key] = counts.get(key, 0) + 1
+            await anyio.lowlevel.checkpoint()  # a long count does not hold the event loop
+        return counts
 
     async def prune(self, ended_before: datetime, limit: int = 1000) -> int:
         self._check_open()

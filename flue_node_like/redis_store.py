@@ -421,6 +421,22 @@ class RedisStore(RunStore):
         )
         return [record_of(flat) for flat in reply]
 
+    async def count_runs(
+        self, workflows: Collection[str], statuses: Collection[RunStatus], limit: int
+    ) -> dict[tuple[str, RunStatus], int]:
+        link = self._link
+        if link is None:
+            raise StoreUnavailable(f"The Redis store {self.url} is closed.")
+        pairs = [(workflow, status) for workflow in workflows for status in statuses]
+        # The index of each workflow and status (lua/runs.lua): one ZCARD each, all in one round trip.
+        sent = [link.send("ZCARD", f"{self._base}runs:wfst:{workflow}:{status.value}") for workflow, status in pairs]
+        counts: dict[tuple[str, RunStatus], int] = {}
+        for pair, future in zip(pairs, sent):
+            n = await self._answer(future)
+            if n:
+                counts[pair] = n
+        return counts
+
     async def prune(self, ended_before: datetime, limit: int = 1000) -> int:
         reply = await self._write("prune", ms(ended_before), limit)
         return int(reply[1])

@@ -399,6 +399,27 @@ class SqliteStore(RunStore):
 
         return [record(row) for row in await self._in_thread(run)]
 
+    async def count_runs(
+        self, workflows: Collection[str], statuses: Collection[RunStatus], limit: int
+    ) -> dict[tuple[str, RunStatus], int]:
+        names = list(workflows)
+        if not names:
+            return {}
+        marks = ", ".join("?" * len(names))
+
+        def query(conn: sqlite3.Connection) -> dict[tuple[str, RunStatus], int]:
+            counts: dict[tuple[str, RunStatus], int] = {}
+            for status in statuses:  # in the connection thread: the event loop goes on meanwhile
+                rows = conn.execute(
+                    "SELECT workflow, COUNT(*) FROM (SELECT workflow FROM flue_runs WHERE status = ?"
+                    f" AND workflow IN ({marks}) LIMIT ?) GROUP BY workflow",
+                    (status.value, *names, limit),
+                ).fetchall()
+                counts.update(((workflow, status), n) for workflow, n in rows)
+            return counts
+
+        return await self._in_thread(query)
+
     async def prune(self, ended_before: datetime, limit: int = 1000) -> int:
         cutoff = format_timestamp(ended_before)
 

@@ -1,9 +1,9 @@
 """The metric instruments: admissions, run durations, failures and the depth of the queue.
 
 Queue depth is read from the store, not tracked by hooks: runs are admitted, woken and executed by
-many processes, and only the store knows how many wait. Counting costs a listing per pending status,
-so it is done at most every ``queue_interval`` seconds, when the meter provider collects (a metrics
-reader's thread), through the runtime's event loop.
+many processes, and only the store knows how many wait. It is counted in the store
+(``RunStore.count_runs``, which does not hold the event loop) at most every ``queue_interval``
+seconds, when the meter provider collects (a metrics reader's thread), through the runtime's event loop.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from flue_core import runs
 from flue_core.models import RunRecord, RunStatus
 from flue_core.otel.spans import ERROR_CODE, RUN_STATUS, WORKFLOW
 
@@ -29,7 +28,6 @@ log = logging.getLogger("flue")
 PENDING = (RunStatus.SCHEDULED, RunStatus.QUEUED, RunStatus.WAITING)
 #: Seconds, from a no-op run to one that sleeps for a day.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400)
-_PAGE = 1000
 
 
 class Instruments:
@@ -93,14 +91,5 @@ class QueueDepth:
     async def count(self, runtime: Runtime) -> dict[tuple[str, RunStatus], int]:
         """Pending runs per (workflow, status); every workflow of the runtime appears, with 0 if none wait."""
         counts = {(workflow.name, status): 0 for workflow in runtime.registry for status in PENDING}
-        for status in PENDING:
-            seen, cursor = 0, None
-            while seen < self.limit:
-                page = await runs.list(status=status, limit=min(_PAGE, self.limit - seen), cursor=cursor, runtime=runtime)
-                for record in page.runs:
-                    counts[(record.workflow, status)] = counts.get((record.workflow, status), 0) + 1
-                seen += len(page.runs)
-                if page.next_cursor is None:
-                    break
-                cursor = page.next_cursor
+        counts.update(await runtime.target.store.count_runs(runtime.registry.names, PENDING, self.limit))
         return counts

@@ -138,3 +138,19 @@ class StoreContract(ContractBase):
             assert admission.created and attempt is None
             record = await store.get("run_s12")
             assert record is not None and record.status == RunStatus.SCHEDULED and record.attempt == 0
+
+    async def test_runs_are_counted_by_workflow_and_status(self, make_target):
+        async with opened(make_target) as store:
+            now = utc_now()
+            first = NewEvent(0, "run_queued", {"workflow": "w", "input": None, "key": None}, now)
+            for n in range(3):
+                await store.admit(NewRun(f"run_c{n}", "w", None, None, now, None, first))
+            later = now + timedelta(hours=1)
+            await store.admit(NewRun("run_cd", "v", None, None, now, None, first, start_at=later))
+            await store.admit(NewRun("run_cx", "x", None, None, now, None, first))  # a workflow not asked about
+            await store.finish("run_c0", Outcome(RunStatus.CANCELLED, utc_now()))
+            counts = await store.count_runs(["w", "v"], [RunStatus.QUEUED, RunStatus.SCHEDULED], 100)
+            assert {key: n for key, n in counts.items() if n} == {
+                ("w", RunStatus.QUEUED): 2,
+                ("v", RunStatus.SCHEDULED): 1,
+            }
