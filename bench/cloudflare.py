@@ -16,7 +16,13 @@ and, for scale, the latency of one request that writes to a Durable Object (by R
 to an existing object and to a new one) or reaches none, from ``bench/workers/do_latency.py``, and of
 a request answered by Flue's HTTP app in the Worker without reaching an object (a 404). The
 sequential requests of all of them are interleaved, so they are measured under the same load of the
-machine. Results go to ``bench/results/cloudflare-<time>.json``.
+machine. Results go to ``bench/results/cloudflare-<time>.json``, with the ratios of admission and
+end to end to a new object's first write.
+
+    python -m bench.cloudflare --trace 200   # where the time goes, from marks taken in the isolate
+
+traces admissions and ``?wait=result`` requests one at a time through ``bench/workers/flue_trace.py``
+(the same Worker with a timestamp at each boundary a request crosses).
 """
 
 from __future__ import annotations
@@ -189,19 +195,82 @@ def measure(count: int, clients: int, ticks: int) -> dict[str, Any]:
     return results
 
 
+def trace(count: int) -> dict[str, Any]:
+    """Where an admission's and an end-to-end request's time goes, in the isolate: the mean time after
+    the Worker's handler began of each mark ``bench/workers/flue_trace.py`` takes, over ``count``
+    requests of each, one at a time with a pause after each (so the run's execution is traced too)."""
+    app = WorkerApp.flue(
+        "flue-trace", BENCH / "workers" / "flue_trace.py", sources=(BENCH / "workers" / "flue_bench.py",)
+    )
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="flue-bench-trace-") as scratch:
+        worker = LocalWorker(app, Path(scratch) / "trace", cache=Cache.default(ROOT))
+        worker.start()
+        try:
+            with httpx.Client(base_url=worker.url, timeout=60) as client:
+                for kind, params in (("admission", {}), ("end to end", {"wait": "result"})):
+                    marks: dict[str, list[float]] = {}
+                    took: list[float] = []
+                    for round_ in range(-10, count):
+                        client.get("/bench/trace")
+                        began = time.perf_counter()
+                        assert client.post("/workflows/noop", params=params).status_code < 300
+                        elapsed = time.perf_counter() - began
+                        time.sleep(0.05)  # the alarm's part, if any
+                        found = client.get("/bench/trace").json()
+                        if round_ < 0:
+                            continue
+                        took.append(elapsed)
+                        seen: dict[str, int] = {}
+                        for label, at in found:
+                            seen[label] = seen.get(label, 0) + 1
+                            key = label if seen[label] == 1 else f"{label} #{seen[label]}"
+                            marks.setdefault(key, []).append((at - found[0][1]) * 1000)
+                    timeline = sorted(((sum(v) / len(v), label, len(v)) for label, v in marks.items()))
+                    results[kind] = {
+                        "from the host": summary(took),
+                        "marks": {label: {"mean_ms": mean, "seen": seen_in / count} for mean, label, seen_in in timeline},
+                    }
+        finally:
+            worker.stop()
+    return results
+
+
+def print_trace(results: dict[str, Any]) -> None:
+    for kind, found in results.items():
+        print(f"{kind}: p50 {found['from the host']['p50_ms']:.2f} ms from the host; in the isolate (mean ms after fetch began):")
+        for label, mark in found["marks"].items():
+            share = "" if mark["seen"] == 1 else f"   (in {mark['seen']:.0%} of requests)"
+            print(f"  {mark['mean_ms']:7.2f}  {label}{share}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300, help="rounds of sequential requests (default 300)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the rate measure (default 16)")
     parser.add_argument("--ticks", type=int, default=200, help="events of the SSE measure, 20 a second (default 200)")
+    parser.add_argument("--trace", type=int, metavar="N", help="instead: trace N admissions and N ?wait=result")
     args = parser.parse_args()
+    if args.trace:
+        traced = trace(args.trace)
+        print_trace(traced)
+        write_results("cloudflare-trace", traced)
+        return
     results = measure(args.count, args.clients, args.ticks)
+    first = results["sequential requests"]["reference: DO RPC, first write to a new object"]["p50_ms"]
+    results["against a new object's first write (p50)"] = {
+        "admission": results["sequential requests"]["workerd: admission"]["p50_ms"] / first,
+        "end to end": results["end to end"]["workerd: POST ?wait=result"]["p50_ms"] / first,
+    }
     print(f"{'':52} {'p50':>9} {'p95':>9} {'p99':>9}")
     for section, rows in results.items():
         print(section)
         for name, figures in rows.items():
             if "cpu_ms" in figures:
                 print(f"  {name:50} {figures['cpu_ms']:7.2f}ms of CPU")
+                continue
+            if isinstance(figures, float):
+                print(f"  {name:50} {figures:7.2f}x")
                 continue
             extra = f"  {figures['per_second']:6.0f} runs/s" if "per_second" in figures else ""
             print(
