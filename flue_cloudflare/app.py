@@ -26,6 +26,7 @@ from flue_core.runtime import Runtime
 from flue_core.scheduler import sync_declared_schedules, tick
 from flue_cloudflare import calls
 from flue_cloudflare.changes import PollingLock
+from flue_cloudflare.serving import serve_asgi
 from flue_cloudflare.target import CloudflareTarget
 
 log = logging.getLogger("flue.cloudflare")
@@ -187,16 +188,3 @@ class FlueApp:
                 await tick(runtime, schedule, now)
             except Exception:
                 log.exception("flue: schedule %r could not be ticked", schedule.name)
-
-
-async def serve_asgi(app: Any, request: Any, env: Any) -> Any:
-    """Answer ``request`` with the ASGI ``app`` through the Workers SDK's adapter, without the ASGI
-    lifespan cycle its ``asgi.fetch`` runs around every request (our apps have no lifespan: the
-    runtime is opened by :meth:`FlueApp.open`). A streamed answer (SSE, long-poll) keeps being
-    written after this returns, for as long as the runtime lets the event run (``waitUntil``)."""
-    from workers import asgi, wait_until
-
-    response, task = await asgi.process_request(app, request, env, None)
-    if not task.done():
-        wait_until(asgi.run_in_background(task))
-    return response

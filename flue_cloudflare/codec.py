@@ -15,6 +15,7 @@ from typing import Any
 
 from flue_core.errors import FlueError, error_classes, make_error
 from flue_cloudflare.errors import ValueTooLarge  # noqa: F401 - a class raise_error must know
+from flue_cloudflare.record_json import dumps_record, loads_record
 from flue_core.models import RunError, RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp, parse_timestamp
 from flue_core.store import (
     Admission,
@@ -52,11 +53,6 @@ def moment(value: str | None) -> datetime | None:
 # -- records ----------------------------------------------------------------------------------------
 
 
-# A record's input and result are any JSON value, nested up to flue_core.limits.MAX_DEPTH levels: they
-# are encoded by the standard library, since pydantic-core built for WebAssembly stops at a lower depth.
-_FREE = frozenset({"input", "result"})
-
-
 #: The JSON of the records encoded last, by identity (records are immutable): an operation encodes the
 #: same record for the run's row, the index's copy and its answer.
 _ENCODED: dict[int, tuple[RunRecord, str]] = {}
@@ -67,9 +63,7 @@ def record_json(record: RunRecord) -> str:
     kept = _ENCODED.get(id(record))
     if kept is not None and kept[0] is record:
         return kept[1]
-    data = record.model_dump(mode="json", exclude=_FREE)
-    data["input"], data["result"] = record.input, record.result
-    text = dumps(data)
+    text = dumps_record(record)
     if len(_ENCODED) >= _ENCODED_KEPT:
         del _ENCODED[next(iter(_ENCODED))]
     _ENCODED[id(record)] = (record, text)  # the record is held, so its id is not reused meanwhile
@@ -77,9 +71,7 @@ def record_json(record: RunRecord) -> str:
 
 
 def record_of(text: str) -> RunRecord:
-    data = loads(text)
-    free = {name: data.pop(name, None) for name in _FREE}
-    return RunRecord.model_validate(data).model_copy(update=free)
+    return loads_record(text)
 
 
 def maybe_record(text: str | None) -> RunRecord | None:

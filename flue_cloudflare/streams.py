@@ -23,7 +23,7 @@ from starlette.routing import Mount
 from flue_core.http.app import STREAMS_PREFIX
 from flue_core.streams.server import streams_app
 from flue_cloudflare import calls
-from flue_cloudflare.app import serve_asgi
+from flue_cloudflare.serving import serve_asgi
 from flue_cloudflare.changes import PollingChanges, PollingLock
 from flue_cloudflare.objects import FlueObject
 from flue_cloudflare.errors import MAX_VALUE_BYTES
