@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -25,7 +25,7 @@ from flue_core.models import utc_now
 from flue_core.runtime import Runtime
 from flue_core.scheduler import sync_declared_schedules, tick
 from flue_cloudflare import calls
-from flue_cloudflare.changes import PollingLock
+from flue_cloudflare.changes import PollingLock, waiting_for_results
 from flue_cloudflare.serving import serve_asgi
 from flue_cloudflare.target import CloudflareTarget
 
@@ -156,7 +156,15 @@ class FlueApp:
             return await calls.stub(env, calls.RUNS, run_id).fetch(forwarded)
         if self.streams and self._is_stream(request.url):
             return await calls.stub(env, calls.STREAMS, calls.STREAMS_NAME).fetch(forwarded)
+        if request.method == "POST" and self._waits_for_result(request.url):
+            with waiting_for_results():
+                return await self.serve_here(request, env)
         return await self.serve_here(request, env)
+
+    def _waits_for_result(self, url: str) -> bool:
+        """``POST <prefix>/workflows/<name>?wait=result``: the caller waits for the run's end."""
+        parts = urlsplit(url)
+        return parts.path.startswith(self.prefix + "/workflows/") and ("wait", "result") in parse_qsl(parts.query)
 
     def _is_stream(self, url: str) -> bool:
         path = urlsplit(url).path

@@ -67,6 +67,18 @@ def next_alarm(obj: RunObject) -> float | None:
     return None
 
 
+def takes_at_once(obj: RunObject) -> bool:
+    """Whether the event asking may execute the run now, ahead of its alarm: it is still in line,
+    nothing in the object drives it yet, and its workflow has no concurrency limit to wait for."""
+    if not obj.app.execute or obj.driving or obj.in_alarm:
+        return False
+    state = obj.ledger.state()
+    if state is None or not state.in_pool:
+        return False
+    workflow = obj.app.runtime.registry.get(state.record.workflow)
+    return workflow is not None and workflow.concurrency is None
+
+
 async def drive(obj: RunObject, runtime: Runtime) -> None:
     """Act on the run as its alarm rang (see the module docstring)."""
     target = obj.app.target

@@ -32,6 +32,9 @@ class IndexObject(FlueObject):
         self.ledger = IndexLedger(self.sql)
         self._taking = PollingLock()
         self._changed: set[str] = set()
+        # Whether the sweep's alarm is armed (``None``: not known yet). Only this object sets it, so
+        # once known it is kept here rather than asked of storage at every admission.
+        self._sweeping: bool | None = None
 
     async def _answer(self, result: Any) -> dict[str, Any]:
         changed, self._changed = self._changed, set()
@@ -61,12 +64,16 @@ class IndexObject(FlueObject):
         return list(bound)
 
     async def _sweep_later(self) -> None:
-        if await self.sql.storage.getAlarm() is None:
+        if self._sweeping is None:
+            self._sweeping = await self.sql.storage.getAlarm() is not None
+        if not self._sweeping:
             await self._set_alarm((utc_now().timestamp() + SWEEP_AFTER) * 1000)
+            self._sweeping = True
 
     async def alarm(self, *args: Any) -> None:
         """Look into provisional rows older than :data:`SWEEP_AFTER`: a run that exists sends its row
         again; the row of one that does not is removed."""
+        self._sweeping = None  # spent, unless set again (or retried, should this raise)
         with calls.serving(self):
             cutoff = codec.when(utc_now() - timedelta(seconds=SWEEP_AFTER))
             assert cutoff is not None
@@ -77,6 +84,7 @@ class IndexObject(FlueObject):
                         self.ledger.withdraw(run_id, row["record"])
             if self.ledger.has_provisional():
                 await self._set_alarm((utc_now().timestamp() + SWEEP_AFTER) * 1000)
+                self._sweeping = True
 
     def _op_unbind_key(self, wire: dict[str, Any]) -> None:
         self.ledger.unbind_key(wire["workflow"], wire["key"], wire["runId"])

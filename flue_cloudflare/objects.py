@@ -4,7 +4,8 @@ Each operation ``name`` is the object's method ``_op_<name>``, taking the decode
 returning something JSON can carry. A :class:`~flue_core.errors.FlueError` it raises is answered as
 ``{"e": ...}`` and raised again by the caller (:func:`flue_cloudflare.calls.call`). While an
 operation, request or alarm is handled, :func:`flue_cloudflare.calls.handling` names the object, so
-the store performs operations on the object itself without a call.
+the store performs operations on the object itself without a call, and without JSON
+(:meth:`FlueObject.perform`).
 """
 
 from __future__ import annotations
@@ -43,19 +44,24 @@ class FlueObject(DurableObject):
     async def op(self, name: str, body: str) -> str:
         """Perform the operation ``name`` with the JSON request ``body``; answer JSON."""
         with calls.serving(self):
-            handler = getattr(self, f"_op_{name}", None)
-            if handler is None:
-                error = ConfigurationError(f"{type(self).__name__} has no operation {name!r}.")
-                return codec.dumps({"e": codec.error_wire(error)})
             try:
-                await self.app.open(self.env)
-                result = handler(codec.loads(body))
-                if inspect.isawaitable(result):
-                    result = await result
-                answer = await self._answer(result)
+                answer = await self.perform(name, codec.loads(body))
             except FlueError as error:
                 answer = {"e": codec.error_wire(error)}
             return codec.dumps(answer)
+
+    async def perform(self, name: str, request: Any) -> dict[str, Any]:
+        """Perform the operation ``name``; answer what :meth:`op` sends as JSON (a
+        :class:`~flue_core.errors.FlueError` is raised). The store calls it directly for the object
+        serving the current event (its own run), without the JSON in between."""
+        handler = getattr(self, f"_op_{name}", None)
+        if handler is None:
+            raise ConfigurationError(f"{type(self).__name__} has no operation {name!r}.")
+        await self.app.open(self.env)
+        result = handler(request)
+        if inspect.isawaitable(result):
+            result = await result
+        return await self._answer(result)
 
     async def _answer(self, result: Any) -> dict[str, Any]:
         """The answer to an operation that returned ``result`` (subclasses add what changed)."""

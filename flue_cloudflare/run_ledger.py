@@ -73,6 +73,8 @@ class RunLedger:
         self._delivered: set[tuple[str, str, str]] = set()
         # What a transaction changes in memory, applied once it committed.
         self._on_commit: list[Callable[[], None]] = []
+        # A committed transaction put a message in the outbox since the caller last cleared this.
+        self.posted = False
 
     # -- state --------------------------------------------------------------------------------------
 
@@ -136,11 +138,11 @@ class RunLedger:
         for action in actions:
             action()
 
-    def _save(self, state: RunState, *, new: bool = False) -> RunState:
+    def _save(self, state: RunState) -> RunState:
         """Write the run row as ``state`` says (bumping ``seq``, and ``version`` when the record,
         owner or place in the pool changed), queue the index's copy in the outbox, and return the
         state as saved."""
-        before = None if new or self._state is _UNLOADED else self._state
+        before = None if self._state is _UNLOADED else self._state
         if before is None:
             indexed = True
         elif self.pool_in_index:
@@ -208,23 +210,28 @@ class RunLedger:
             if keyed and record.key == run.key and record.workflow == run.workflow:
                 return Admission(record, created=False)
             raise RunIdConflict(f"A run with id {run.run_id!r} already exists.", details={"run_id": run.run_id})
-        state = admitted(run).but(version=0, seq=0)
-        record, owner = state.record, state.owner
+        state = admitted(run)
+        owner = state.owner
 
         def create() -> RunState:
             self.sql.script(SCHEMA)
             self.sql.run(
                 "INSERT INTO run (id, run_id, record, owner, ready_at, next_index, version, seq)"
-                " VALUES (1, ?, ?, ?, ?, 1, 0, 0)",
+                " VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
                 run.run_id,
-                codec.record_json(record),
+                codec.record_json(state.record),
                 owner,
                 codec.when(state.ready_at),
+                state.next_index,
+                state.version,
+                state.seq,
             )
             self.sql.run("INSERT INTO events (idx, body) VALUES (0, ?)", event_json(run.run_id, run.first_event))
             for name, value in run.steps:  # the re-run run's results, in order (a repeated name: the first is kept)
                 self.sql.run("INSERT OR IGNORE INTO steps (name, value) VALUES (?, ?)", name, value)
-            return self._save(state, new=True)
+            self._send(INDEX, "", index_row(state))
+            self.changed.add(run.run_id)
+            return state
 
         self._created = True
         try:
@@ -544,7 +551,12 @@ class RunLedger:
     def _send(self, kind: str, target: str, payload: dict[str, Any]) -> None:
         text = codec.dumps(payload)
         self.sql.run("INSERT OR REPLACE INTO outbox (kind, target, payload) VALUES (?, ?, ?)", kind, target, text)
-        self._on_commit.append(lambda: self._messages().__setitem__((kind, target), text))
+
+        def posted() -> None:
+            self._messages()[kind, target] = text
+            self.posted = True
+
+        self._on_commit.append(posted)
 
     def _messages(self) -> dict[tuple[str, str], str]:
         if self._outbox is None:

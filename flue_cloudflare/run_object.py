@@ -7,6 +7,8 @@ writes), and is the run's only executor: its alarm drives the run (:mod:`flue_cl
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -22,7 +24,14 @@ log = logging.getLogger("flue.cloudflare")
 
 #: Seconds before an undelivered outbox message is tried again.
 REDELIVERY = 2.0
+#: Seconds between two deliveries of what a long execution posts (the index's copy of its run).
+COURIER = 0.5
+#: Seconds an alarm waits for an execution by a waiting reader's call to stop (an alarm handler may
+#: run 15 minutes on Cloudflare); it is armed again when it ends without.
+HANDOVER_PATIENCE = 600.0
 _UNKNOWN: Any = object()
+#: The object whose run the current task executes (changes it makes are delivered when it stops).
+_executing: contextvars.ContextVar[RunObject | None] = contextvars.ContextVar("flue_cloudflare_executing", default=None)
 
 
 class RunObject(FlueObject):
@@ -34,8 +43,10 @@ class RunObject(FlueObject):
         self.ledger = RunLedger(self.sql, self.run_id, pool_in_index=not self.app.execute)
         self.alarm_at: float | None = _UNKNOWN  # epoch ms of the armed alarm, as far as this object knows
         self.in_alarm = False  # the alarm handler is running: the alarm is re-armed when it ends
+        self.driving = False  # an event of this object (its alarm, a waiting reader's call) drives the run
         self.waiting_for_slot = False  # its workflow's concurrency limit is full; the limit object pokes it
         self._deliver_now = True
+        self._held_back = False  # the execution here posted messages that are not delivered yet
 
     # -- operations ---------------------------------------------------------------------------------
 
@@ -46,19 +57,28 @@ class RunObject(FlueObject):
         return {"r": result, "c": sorted(changed), "s": self.ledger.seq}
 
     async def settle(self, changed: set[str], *, deliver: bool = True) -> None:
-        """After a change: tell this isolate's readers, deliver the outbox (or leave it to the alarm),
-        arm the alarm."""
+        """After a change: tell this isolate's readers, deliver what the change put in the outbox (or
+        leave it to the alarm), arm the alarm. Messages left from before are the alarm's to deliver:
+        an operation that only reads does not wait for the index. What the run's execution here
+        posts is sent when it stops (:meth:`drive`)."""
+        posted, self.ledger.posted = self.ledger.posted, False
         if changed:
             self.app.notify(changed)
-        if deliver:
-            await self.deliver()
+        if deliver and posted:
+            if _executing.get() is self:
+                self._held_back = True
+            else:
+                await self.deliver()
         await self.arm()
 
     def _op_admit(self, wire: dict[str, Any]) -> Any:
         # ``indexed``: the caller gave the index this admission itself, at the same time; the copy in
-        # the outbox is delivered by the alarm (at once, when the object executes the run).
+        # the outbox is delivered by the alarm (replaced by a newer one when the alarm takes the run).
         self._deliver_now = not wire.get("indexed", False)
-        return codec.admission_wire(self.ledger.admit(codec.new_run_of(wire["run"]), keyed=wire["keyed"]))
+        admission = self.ledger.admit(codec.new_run_of(wire["run"]), keyed=wire["keyed"])
+        if wire.get("bare") and admission.created:
+            return {"created": True}  # the record is the one the caller sent, which it keeps
+        return codec.admission_wire(admission)
 
     def _op_reindex(self, wire: Any) -> bool:
         """Send the index the run's row again (it holds a provisional copy of an admission)."""
@@ -124,8 +144,19 @@ class RunObject(FlueObject):
 
     async def _op_wait(self, wire: dict[str, Any]) -> int:
         """Answer once the run changed after change ``since``, or after ``timeout`` seconds (looking
-        on timers of its own: see :mod:`flue_cloudflare.changes`)."""
-        await polled(lambda: self.ledger.seq > wire["since"], wire["timeout"])
+        on timers of its own: see :mod:`flue_cloudflare.changes`). ``drive``: the caller waits for
+        the run's end (``?wait=result``), so a run still in line is executed here and now, rather
+        than once the alarm rings; the alarm stays armed meanwhile (see :meth:`alarm`)."""
+        if wire.get("drive") and driver.takes_at_once(self):
+            try:
+                await self.drive(self.app.runtime, deliver=False)
+                state = self.ledger.state()
+                if state is None or not state.record.finished:
+                    await self._deliver_held_back()
+                # else the index hears of the end from the alarm, armed since admission, after this answer
+            except Exception:  # the alarm takes the run up where this left it
+                log.exception("flue: run %s could not be executed for its waiting reader", self.run_id)
+        await polled(lambda: self.ledger.seq > wire["since"], wire["timeout"], reader=True)
         return self.ledger.seq
 
     async def _op_prune(self, wire: dict[str, Any]) -> bool:
@@ -172,18 +203,57 @@ class RunObject(FlueObject):
             self.ledger.delivered(kind, target, payload)
         return not self.ledger.outbox()
 
+    def _outbox_beyond_index(self) -> bool:
+        """Whether the outbox holds more than the index's copy, which the run's next change replaces
+        (so an alarm about to take the run sends only the newer one)."""
+        return any(kind != INDEX for kind, _, _ in self.ledger.outbox())
+
     async def arm(self) -> None:
         """Set the alarm to when the object must act next (or clear it); left alone while the alarm
-        handler runs, which arms it when it ends."""
+        handler runs, which arms it when it ends, and while it is due and wanted at once (a run
+        executed by a waiting reader's call keeps the alarm of its admission armed until it ends)."""
         if self.in_alarm:
             return
         wanted = driver.next_alarm(self)
-        if self.ledger.outbox():
-            retry = (utc_now().timestamp() + REDELIVERY) * 1000
-            wanted = retry if wanted is None else min(wanted, retry)
-        if wanted != self.alarm_at:
-            await self._set_alarm(wanted)
-            self.alarm_at = wanted
+        now = utc_now().timestamp() * 1000
+        if self.driving:
+            pass  # what the execution posts is delivered when it stops
+        elif self._held_back:
+            wanted = now  # what it posted, the alarm delivers at once
+        elif self.ledger.outbox():
+            wanted = now + REDELIVERY * 1000 if wanted is None else min(wanted, now + REDELIVERY * 1000)
+        armed = self.alarm_at
+        if wanted == armed or (wanted is not None and armed not in (None, _UNKNOWN) and armed <= wanted <= now):
+            return
+        await self._set_alarm(wanted)
+        self.alarm_at = wanted
+
+    async def drive(self, runtime: Any, *, deliver: bool = True) -> None:
+        """Act on the run (:func:`flue_cloudflare.driver.drive`), one event at a time. The changes its
+        execution makes are sent to the index and its parent every :data:`COURIER` seconds while it
+        goes on, and when it stops (ends, waits or is handed back): the latest copy, not one per
+        change. Without ``deliver`` that last delivery is left to the alarm, kept armed for it."""
+        self.driving = True
+        token = _executing.set(self)
+        courier = asyncio.ensure_future(self._courier())
+        try:
+            await driver.drive(self, runtime)
+        finally:
+            courier.cancel()
+            _executing.reset(token)
+            self.driving = False
+        if deliver:
+            await self._deliver_held_back()
+
+    async def _courier(self) -> None:
+        while True:
+            await asyncio.sleep(COURIER)
+            await self._deliver_held_back()
+
+    async def _deliver_held_back(self) -> None:
+        if self._held_back:
+            self._held_back = False
+            await self.deliver()
 
     async def alarm(self, *args: Any) -> None:
         self.alarm_at = None  # this alarm is spent unless set again
@@ -191,9 +261,15 @@ class RunObject(FlueObject):
         try:
             with calls.serving(self):
                 runtime = await self.app.open(self.env)
-                await self.deliver()
+                # A waiting reader's call executing the run keeps this alarm in hand until it is
+                # done, so that it rings again should the isolate die meanwhile (past a handler's
+                # time, it is armed again at once as this one ends).
+                if self.driving and not await polled(lambda: not self.driving, HANDOVER_PATIENCE):
+                    return
+                if self._outbox_beyond_index():  # e.g. a slot to give back before taking one again
+                    await self.deliver()
                 if self.app.execute:
-                    await driver.drive(self, runtime)
+                    await self.drive(runtime)
         finally:
             self.in_alarm = False
             with calls.serving(self):

@@ -42,6 +42,7 @@ from flue_core.store import (
 )
 from flue_cloudflare import calls, codec
 from flue_cloudflare.appends import AppendQueue
+from flue_cloudflare.changes import for_results
 from flue_cloudflare.run_ledger import admitted, index_row
 
 log = logging.getLogger("flue.cloudflare")
@@ -100,7 +101,11 @@ class ObjectStore(RunStore):
         return None
 
     async def _call(self, binding: str, name: str, op: str, payload: Any) -> Any:
-        answer = await calls.call(self._object(binding, name), op, payload)
+        target = self._object(binding, name)
+        if target is calls.handling():  # this event's own object: its operation, without JSON between
+            answer = await target.perform(op, payload)
+        else:
+            answer = await calls.call(target, op, payload)
         changed = answer.get("c") or ()
         if binding == calls.RUNS and "s" in answer:
             self.observed(name, answer["s"], changed)
@@ -138,23 +143,30 @@ class ObjectStore(RunStore):
 
     async def wait_change(self, run_id: str, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds in the run's object for a change after the latest one this
-        isolate heard of; ``True`` if there was one (listeners are told)."""
+        isolate heard of; ``True`` if there was one (listeners are told). Waiting for the run's end
+        (:func:`~flue_cloudflare.changes.waiting_for_results`), the call executes a run still in line
+        there and then."""
         before = self.seen(run_id)
-        await self._call(calls.RUNS, run_id, "wait", {"since": before, "timeout": timeout})
+        request: dict[str, Any] = {"since": before, "timeout": timeout}
+        if for_results():
+            request["drive"] = True
+        await self._call(calls.RUNS, run_id, "wait", request)
         return self.seen(run_id) > before
 
     # -- admission and lifecycle --------------------------------------------------------------------
 
     async def admit(self, run: NewRun) -> Admission:
         wire = codec.new_run_wire(run)
+        stored = admitted(codec.new_run_of(wire))  # as the object reads it (times to the millisecond)
         # Executing in their objects, runs are admitted with the index told at the same time (one hop
         # less); the run's own first row replaces that provisional one. Elsewhere, one after the other.
-        row = {**index_row(admitted(run)), "version": 0} if self.limits_in_objects else None
+        row = {**index_row(stored), "version": 0} if self.limits_in_objects else None
         if run.key is None:
-            request = {"run": wire, "keyed": False, "indexed": row is not None}
+            # ``bare``: a run created answers without its record, which is the one built here.
+            request = {"run": wire, "keyed": False, "indexed": row is not None, "bare": True}
             if row is None:
-                return codec.admission_of(await self._run(run.run_id, "admit", request))
-            return await self._admit_beside_index(run.run_id, request, row)
+                return _admission(await self._run(run.run_id, "admit", request), stored.record)
+            return await self._admit_beside_index(run.run_id, request, row, stored.record)
         bound, admission = await self._index(
             "bind_key",
             {"workflow": run.workflow, "key": run.key, "runId": run.run_id, "admission": codec.dumps(wire), "row": row},
@@ -170,7 +182,9 @@ class ObjectStore(RunStore):
         # caller gone before admitting) is not this caller's to announce.
         return answer if bound == run.run_id else Admission(answer.record, created=False)
 
-    async def _admit_beside_index(self, run_id: str, request: dict[str, Any], row: dict[str, Any]) -> Admission:
+    async def _admit_beside_index(
+        self, run_id: str, request: dict[str, Any], row: dict[str, Any], record: RunRecord
+    ) -> Admission:
         created, indexed = await asyncio.gather(
             self._run(run_id, "admit", request), self._index("provisional", row), return_exceptions=True
         )
@@ -180,7 +194,7 @@ class ObjectStore(RunStore):
             raise created
         if isinstance(indexed, BaseException):  # the run's own row reaches the index from its outbox
             log.warning("flue: the index did not take run %s at admission (%s); its object sends it", run_id, indexed)
-        return codec.admission_of(created)
+        return _admission(created, record)
 
     async def claim(self, run_id: str, owner: str, *, limit: int | None = None) -> Attempt | None:
         over = False
@@ -324,3 +338,10 @@ class ObjectStore(RunStore):
 
     async def retire(self, worker_id: str) -> None:
         await self._index("retire", {"workerId": worker_id})
+
+
+def _admission(answer: dict[str, Any], record: RunRecord) -> Admission:
+    """The admission an ``admit`` operation answered, ``record`` the one sent when it answered bare."""
+    if "record" not in answer:
+        return Admission(record, created=True)
+    return codec.admission_of(answer)
