@@ -142,7 +142,7 @@ class RunObject(FlueObject):
         delivery = self.ledger.take_signal(wire["owner"], wire["name"], wire["step"], codec.moment(wire.get("sentBy")))
         return codec.delivery_wire(delivery)
 
-    async def _op_wait(self, wire: dict[str, Any]) -> int:
+    async def _op_wait(self, wire: dict[str, Any]) -> Any:
         """Answer once the run changed after change ``since``, or after ``timeout`` seconds (looking
         on timers of its own: see :mod:`flue_cloudflare.changes`). ``drive``: the caller waits for
         the run's end (``?wait=result``), so a run still in line is executed here and now, rather
@@ -157,6 +157,9 @@ class RunObject(FlueObject):
             except Exception:  # the alarm takes the run up where this left it
                 log.exception("flue: run %s could not be executed for its waiting reader", self.run_id)
         await polled(lambda: self.ledger.seq > wire["since"], wire["timeout"], reader=True)
+        state = self.ledger.state()
+        if state is not None and state.record.finished:
+            return {"ended": codec.record_json(state.record)}  # what the waiter reads next
         return self.ledger.seq
 
     async def _op_prune(self, wire: dict[str, Any]) -> bool:

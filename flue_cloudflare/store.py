@@ -70,6 +70,8 @@ class ObjectStore(RunStore):
         self._on_change: ChangeListener = lambda ids: None
         self._appends = AppendQueue(self._send_appends)
         self._seen: dict[str, int] = {}
+        # (task, run id, record): the end of a run a wait of that task just saw (see :meth:`get`).
+        self._ended: tuple[Any, str, str] | None = None
 
     def bind(self, env: Any) -> None:
         self.env = env
@@ -150,7 +152,9 @@ class ObjectStore(RunStore):
         request: dict[str, Any] = {"since": before, "timeout": timeout}
         if for_results():
             request["drive"] = True
-        await self._call(calls.RUNS, run_id, "wait", request)
+        answer = await self._call(calls.RUNS, run_id, "wait", request)
+        if isinstance(answer, dict) and "ended" in answer:
+            self._ended = (asyncio.current_task(), run_id, answer["ended"])
         return self.seen(run_id) > before
 
     # -- admission and lifecycle --------------------------------------------------------------------
@@ -273,6 +277,11 @@ class ObjectStore(RunStore):
     # -- records ------------------------------------------------------------------------------------
 
     async def get(self, run_id: str) -> RunRecord | None:
+        # A run's record does not change once it ended: the read a task makes right after its wait
+        # saw the end (``runs.wait`` does) is answered with the record that wait's answer carried.
+        ended, self._ended = self._ended, None
+        if ended is not None and ended[0] is asyncio.current_task() and ended[1] == run_id:
+            return codec.record_of(ended[2])
         return codec.maybe_record(await self._run(run_id, "get"))
 
     async def list(self, query: RunQuery) -> list[RunRecord]:

@@ -1,6 +1,7 @@
 """The Worker of ``bench/cloudflare.py --trace``: the benchmark's Worker with a timestamp taken at each
 boundary a request crosses — the Worker's handler, the ASGI bridge, the admission pipeline, every
-call to a Durable Object (sent and answered), each object's constructor, operations and alarm —
+operation the store asks of a Durable Object (from the Worker, or from inside the run's own object),
+each object's constructor, operations and alarm —
 kept in the isolate (which every object of a local workerd shares) and read with ``GET /bench/trace``
 (which also clears them). The clock inside a Worker moves in whole milliseconds: a mark is only
 meaningful as a mean over many requests.
@@ -50,11 +51,11 @@ _call = store.ObjectStore._call
 
 
 async def call(self, binding, name, op, payload):
-    mark(f"worker: call {op}")
+    mark(f"store: {op}")
     try:
         return await _call(self, binding, name, op, payload)
     finally:
-        mark(f"worker: call {op} answered")
+        mark(f"store: {op} answered")
 
 
 store.ObjectStore._call = call
