@@ -28,8 +28,11 @@ traces admissions and ``?wait=result`` requests one at a time through ``bench/wo
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import subprocess
+import tarfile
 import tempfile
 import time
 import uuid
@@ -51,29 +54,53 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 
 
-def flue_app() -> WorkerApp:
-    return WorkerApp.flue("flue-bench", BENCH / "workers" / "flue_bench.py")
+def flue_app(baseline: Path | None = None) -> WorkerApp:
+    """The bench Worker; with ``baseline``, a folder holding another ``flue_cloudflare``, with that."""
+    if baseline is None:
+        return WorkerApp.flue("flue-bench", BENCH / "workers" / "flue_bench.py")
+    main = BENCH / "workers" / "flue_bench.py"
+    return WorkerApp.flue("flue-bench-baseline", main, package_folders={"flue_cloudflare": baseline / "flue_cloudflare"})
+
+
+def checked_out(revision: str, into: Path) -> Path:
+    """``flue_cloudflare`` as it was at git ``revision``, in ``into``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "flue_cloudflare"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
 
 
 @contextmanager
-def servers(cache: Cache) -> Iterator[tuple[dict[str, str], dict[str, int]]]:
+def servers(cache: Cache, baseline: str | None = None) -> Iterator[tuple[dict[str, str], dict[str, int]]]:
     """Base URLs, all warm: the Worker on workerd, the local target on SQLite, and the reference Worker
-    whose requests each write once to a Durable Object; and the process ids of the first two."""
+    whose requests each write once to a Durable Object (with ``baseline``, a git revision, also the
+    Worker with ``flue_cloudflare`` as it was then); and the process ids of the Flue servers."""
     with (
         tempfile.TemporaryDirectory(prefix="flue-bench-cf-") as scratch,
         server("sqlite", pin=False) as local,
     ):
-        flue = LocalWorker(flue_app(), Path(scratch) / "flue", cache=cache)
-        reference = LocalWorker(do_latency_app(), Path(scratch) / "reference", cache=cache, ready_path="/noop")
-        flue.start()
-        reference.start()
+        workers = {
+            "workerd": LocalWorker(flue_app(), Path(scratch) / "flue", cache=cache),
+            "reference": LocalWorker(do_latency_app(), Path(scratch) / "reference", cache=cache, ready_path="/noop"),
+        }
+        if baseline is not None:
+            before = checked_out(baseline, Path(scratch) / "baseline-code")
+            workers["baseline"] = LocalWorker(flue_app(before), Path(scratch) / "baseline", cache=cache)
         try:
-            assert flue.workerd.pid is not None
-            urls = {"workerd": flue.url, "sqlite": local.url, "reference": reference.url}
-            yield urls, {"workerd": flue.workerd.pid, "sqlite": local.process.pid}
+            for worker in workers.values():
+                worker.start()
+            urls = {"sqlite": local.url, **{name: worker.url for name, worker in workers.items()}}
+            pids = {"sqlite": local.process.pid}
+            for name, worker in workers.items():
+                if name != "reference":
+                    assert worker.workerd.pid is not None
+                    pids[name] = worker.workerd.pid
+            yield urls, pids
         finally:
-            flue.stop()
-            reference.stop()
+            for worker in workers.values():
+                worker.stop()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -148,10 +175,16 @@ def event_latency(client: httpx.Client, kind: str, count: int, per_second: float
     return summary(lags)
 
 
-def measure(count: int, clients: int, ticks: int) -> dict[str, Any]:
-    with servers(Cache.default(ROOT)) as (urls, pids), ExitStack() as stack:
+def measure(count: int, clients: int, ticks: int, baseline: str | None = None) -> dict[str, Any]:
+    with servers(Cache.default(ROOT), baseline) as (urls, pids), ExitStack() as stack:
         client = {kind: stack.enter_context(httpx.Client(base_url=url, timeout=60)) for kind, url in urls.items()}
         reference, workerd, sqlite = client["reference"], client["workerd"], client["sqlite"]
+        before: dict[str, Callable[[int], httpx.Response]] = {}
+        waited: dict[str, Callable[[int], httpx.Response]] = {}
+        if "baseline" in client:
+            old = client["baseline"]
+            before["baseline: admission"] = lambda n: old.post("/workflows/noop")
+            waited["baseline: POST ?wait=result"] = lambda n: old.post("/workflows/noop", params={"wait": "result"})
         results: dict[str, Any] = {}
         results["sequential requests"] = interleaved(
             {
@@ -164,6 +197,7 @@ def measure(count: int, clients: int, ticks: int) -> dict[str, Any]:
                     f"/rpc/run_new_{uuid.uuid4().hex}/write", content="x"
                 ),
                 "sqlite: admission": lambda n: sqlite.post("/workflows/noop"),
+                **before,
                 "workerd: Flue's HTTP app only (a 404, no object)": lambda n: workerd.get("/runs"),
                 "workerd: admission": lambda n: workerd.post("/workflows/noop"),
             },
@@ -173,6 +207,10 @@ def measure(count: int, clients: int, ticks: int) -> dict[str, Any]:
         used = {kind: cpu_seconds(pid) for kind, pid in pids.items()}
         results["end to end"] = interleaved(
             {
+                "reference: DO RPC, first write to a new object": lambda n: reference.post(
+                    f"/rpc/run_new_{uuid.uuid4().hex}/write", content="x"
+                ),
+                **waited,
                 "workerd: POST ?wait=result": lambda n: workerd.post("/workflows/noop", params={"wait": "result"}),
                 "sqlite: POST ?wait=result": lambda n: sqlite.post("/workflows/noop", params={"wait": "result"}),
             },
@@ -250,27 +288,36 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the rate measure (default 16)")
     parser.add_argument("--ticks", type=int, default=200, help="events of the SSE measure, 20 a second (default 200)")
     parser.add_argument("--trace", type=int, metavar="N", help="instead: trace N admissions and N ?wait=result")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also the Worker with flue_cloudflare at git REV, interleaved (before/after)"
+    )
     args = parser.parse_args()
     if args.trace:
         traced = trace(args.trace)
         print_trace(traced)
         write_results("cloudflare-trace", traced)
         return
-    results = measure(args.count, args.clients, args.ticks)
-    first = results["sequential requests"]["reference: DO RPC, first write to a new object"]["p50_ms"]
-    results["against a new object's first write (p50)"] = {
-        "admission": results["sequential requests"]["workerd: admission"]["p50_ms"] / first,
-        "end to end": results["end to end"]["workerd: POST ?wait=result"]["p50_ms"] / first,
-    }
+    results = measure(args.count, args.clients, args.ticks, args.baseline)
+    sequential, end_to_end = results["sequential requests"], results["end to end"]
+    first = sequential["reference: DO RPC, first write to a new object"]["p50_ms"]
+    ratios = {"admission": sequential["workerd: admission"]["p50_ms"] / first}
+    if "baseline: admission" in sequential:
+        ratios["baseline: admission"] = sequential["baseline: admission"]["p50_ms"] / first
+    # End to end against the new object's first write measured in the same rounds.
+    first = end_to_end["reference: DO RPC, first write to a new object"]["p50_ms"]
+    ratios["end to end"] = end_to_end["workerd: POST ?wait=result"]["p50_ms"] / first
+    if "baseline: POST ?wait=result" in end_to_end:
+        ratios["baseline: end to end"] = end_to_end["baseline: POST ?wait=result"]["p50_ms"] / first
+    results["against a new object's first write (p50)"] = ratios
     print(f"{'':52} {'p50':>9} {'p95':>9} {'p99':>9}")
     for section, rows in results.items():
         print(section)
         for name, figures in rows.items():
-            if "cpu_ms" in figures:
-                print(f"  {name:50} {figures['cpu_ms']:7.2f}ms of CPU")
-                continue
             if isinstance(figures, float):
                 print(f"  {name:50} {figures:7.2f}x")
+                continue
+            if "cpu_ms" in figures:
+                print(f"  {name:50} {figures['cpu_ms']:7.2f}ms of CPU")
                 continue
             extra = f"  {figures['per_second']:6.0f} runs/s" if "per_second" in figures else ""
             print(

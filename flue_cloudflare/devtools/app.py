@@ -63,7 +63,8 @@ class WorkerApp:
     from their source as ``python_modules/<name>`` (minus ``exclude``, dotted names); ``requirements``
     are fetched from PyPI as wheels for Pyodide (``None``: flue's Worker requirements and the SDK).
     ``crons`` are cron expressions run by workerd's own ``cron.js``; ``vars`` become bindings (a string
-    as text, anything else as JSON).
+    as text, anything else as JSON). ``package_folders`` ships some of ``packages`` from another
+    folder than the importable one (a benchmark beside an earlier version of a package).
     """
 
     name: str
@@ -76,6 +77,7 @@ class WorkerApp:
     crons: tuple[str, ...] = ()
     queues: tuple[Queue, ...] = ()
     vars: Mapping[str, Any] = field(default_factory=dict)
+    package_folders: Mapping[str, Path] = field(default_factory=dict)
     compatibility_date: str = COMPATIBILITY_DATE
     compatibility_flags: tuple[str, ...] = ()
 

@@ -67,8 +67,8 @@ def lay_out(cache: Cache, app: WorkerApp) -> LaidOutApp:
     """The application laid out in the cache, fetching its wheels first if needed."""
     requirements = app.requirements if app.requirements is not None else tuple(flue_worker_requirements())
     wheels = download_wheels(cache, requirements)
-    packages = [_package_folder(name) for name in app.packages]
-    excluded = [_excluded_folder(name, app.packages) for name in app.exclude]
+    packages = [app.package_folders.get(name) or _package_folder(name) for name in app.packages]
+    excluded = [_excluded_folder(name, app) for name in app.exclude]
     tops = [app.main, *app.sources]
     inputs: list[str | Path] = [wheels.name]
     for top in tops:
@@ -105,11 +105,12 @@ def _package_folder(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
-def _excluded_folder(dotted: str, packages: tuple[str, ...]) -> Path:
+def _excluded_folder(dotted: str, app: WorkerApp) -> Path:
     top, _, rest = dotted.partition(".")
-    if top not in packages:
+    if top not in app.packages:
         return Path("/nonexistent") / dotted
-    return _package_folder(top).joinpath(*rest.split(".")) if rest else _package_folder(top)
+    folder = app.package_folders.get(top) or _package_folder(top)
+    return folder.joinpath(*rest.split(".")) if rest else folder
 
 
 def _files(root: Path, excluded: list[Path] | None = None) -> Iterator[Path]:
