@@ -111,12 +111,18 @@ class RunContext:
         # ``calls``: another keeper of the durable calls (the replay check's, which runs nothing).
         self._calls = calls if calls is not None else durable.Calls(runtime, workflow, control, steps)
 
+    _log: RunLog | None = None  # set only to stand in for the run's log (the replay check's silent one)
+
     @property
     def log(self) -> RunLog:
         """``ctx.log.info("message", key=value)``: ``log`` events of this run (see :class:`RunLog`)."""
         # Made on use: one kept here would tie every context into a reference cycle with it, which
         # only the garbage collector frees (and each run's context then makes it run).
-        return RunLog(self)
+        return self._log if self._log is not None else RunLog(self)
+
+    @log.setter
+    def log(self, log: RunLog) -> None:
+        self._log = log
 
     @property
     def cancel_requested(self) -> bool:
