@@ -132,6 +132,8 @@ async def _admit(runtime: Runtime, request: AdmissionRequest, steps: tuple[tuple
                 f"Key {key!r} already names run {record.run_id} of {wf.name!r}, admitted with other input.",
                 details={"run_id": record.run_id, "workflow": wf.name, "key": key},
             )
+        if has_implementations(hook.flue_admission_repeated):
+            await notify(hook.flue_admission_repeated, run=record)
         return runtime.receipt(record)
     if has_implementations(hook.flue_run_admitted):
         await notify(hook.flue_run_admitted, run=record)

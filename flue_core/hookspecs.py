@@ -141,6 +141,13 @@ def flue_run_admitted(run: RunRecord) -> None:
 
 
 @hookspec
+def flue_admission_repeated(run: RunRecord) -> None:
+    """An admission was an idempotent repeat: its key named ``run``, admitted before with the same
+    input, and nothing was stored (the caller gets ``run``'s receipt). Called inside
+    ``flue_admission_scope``, in its place of ``flue_run_admitted``."""
+
+
+@hookspec
 def flue_run_started(run: RunRecord) -> None:
     """An execution of the run started in this process: a new attempt (``run.attempt`` counts from
     1), or the same attempt resumed after a wait."""
@@ -193,7 +200,7 @@ def flue_admission_scope(request: AdmissionRequest) -> AbstractContextManager[ob
     the store write, ``flue_schedule_run`` and ``flue_run_admitted`` happen inside it. It exits with
     the admission's error (a refusal, an idempotency conflict, :class:`~flue_core.errors.SchedulingFailed`)
     or without one: then either ``flue_run_admitted`` was called inside it, or the admission was an
-    idempotent repeat of an existing run. Runs in the admitting task (``start()``'s caller, the HTTP
+    idempotent repeat of an existing run (``flue_admission_repeated`` was). Runs in the admitting task (``start()``'s caller, the HTTP
     request, the parent run for ``ctx.start_child``, the scheduler for a schedule's tick).
     """
 

@@ -22,6 +22,7 @@ _DISPATCHED_HOOKS = (
     "flue_check_admission",
     "flue_schedule_run",
     "flue_run_admitted",
+    "flue_admission_repeated",
     "flue_run_started",
     "flue_run_waiting",
     "flue_run_finished",
@@ -62,8 +63,18 @@ def plugin_manager(plugins: Iterable[object] = (), *, entry_points: bool = True)
     return pm
 
 
+def _implementations(hook: pluggy.HookCaller) -> list[pluggy.HookImpl]:
+    """The hook's implementations, not copied (pluggy's public ``get_hookimpls()`` copies its list on
+    every call, and this is asked several times per run): for looking, or iterating without awaiting."""
+    try:
+        return hook._hookimpls
+    except AttributeError:  # a pluggy that keeps them elsewhere
+        return hook.get_hookimpls()
+
+
 def _calls(hook: pluggy.HookCaller, kwargs: dict[str, Any]) -> Iterable[Any]:
-    # pluggy's own call order: last in the list runs first.
+    # pluggy's own call order: last in the list runs first. A copy: a plugin may be registered while
+    # an implementation is awaited.
     for impl in reversed(hook.get_hookimpls()):
         yield impl.function(*[kwargs[name] for name in impl.argnames])
 
@@ -71,7 +82,7 @@ def _calls(hook: pluggy.HookCaller, kwargs: dict[str, Any]) -> Iterable[Any]:
 async def first_answer(hook: pluggy.HookCaller, **kwargs: Any) -> Any:
     """The first non-``None`` result, awaiting each implementation before asking the next."""
     for result in _calls(hook, kwargs):
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             result = await result
         if result is not None:
             return result
@@ -81,23 +92,23 @@ async def first_answer(hook: pluggy.HookCaller, **kwargs: Any) -> Any:
 async def call_each(hook: pluggy.HookCaller, **kwargs: Any) -> None:
     """Await every implementation in order; the first exception propagates (decisions that may refuse)."""
     for result in _calls(hook, kwargs):
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             await result
 
 
 async def notify(hook: pluggy.HookCaller, **kwargs: Any) -> None:
     """Await every implementation; an exception is logged and the next implementation still runs."""
-    for impl in reversed(hook.get_hookimpls()):
+    for impl in reversed(hook.get_hookimpls()):  # a copy, as in _calls
         try:
             result = impl.function(*[kwargs[name] for name in impl.argnames])
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await result
         except Exception:
             log.exception("flue: %s implementation of plugin %r failed", hook.name, impl.plugin_name)
 
 
 def has_implementations(hook: pluggy.HookCaller) -> bool:
-    return bool(hook.get_hookimpls())
+    return bool(_implementations(hook))
 
 
 def scope(hook: pluggy.HookCaller, **kwargs: Any) -> AbstractContextManager[None]:
@@ -106,7 +117,7 @@ def scope(hook: pluggy.HookCaller, **kwargs: Any) -> AbstractContextManager[None
     A plugin that raises (answering, entering or exiting) is logged and skipped; the block's own
     exception reaches every manager that was entered and then propagates, never swallowed.
     """
-    if not hook.get_hookimpls():
+    if not has_implementations(hook):
         return _NO_SCOPE
     return _Scope(hook, kwargs)
 
@@ -123,7 +134,7 @@ class _Scope:
         self._entered: list[tuple[str, AbstractContextManager[object]]] = []
 
     def __enter__(self) -> None:
-        for impl in reversed(self._hook.get_hookimpls()):
+        for impl in reversed(_implementations(self._hook)):
             try:
                 manager = impl.function(*[self._kwargs[name] for name in impl.argnames])
                 if manager is None:

@@ -7,11 +7,15 @@ from datetime import timedelta
 
 import anyio
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 import otel_app
 from flue_core import AdmissionDenied, RunStatus, Runtime, hookimpl, runs, schedules, workflows
 from flue_core.models import utc_now
+from flue_core.otel import FlueTelemetry
 from flue_core.otel import spans as keys
 from flue_core.scheduler import tick
 from otel_support import Telemetry, parent_id
@@ -190,3 +194,54 @@ async def test_a_schedules_tick_starts_a_trace_of_its_own(telemetry, tmp_path):
     assert admit.attributes[keys.ADMISSION_SOURCE] == "schedule" and admit.parent is None
     execute = telemetry.named("execute otel-child")[0]
     assert execute.context.trace_id == admit.context.trace_id and parent_id(execute) == admit.context.span_id
+
+
+async def test_a_repeated_admission_with_the_same_key_names_the_run_it_found(telemetry, tmp_path):
+    async with runtime(telemetry, tmp_path):
+        first = await workflows.start(otel_app.fetch, input={"url": "a"}, key="once")
+        again = await workflows.start(otel_app.fetch, input={"url": "a"}, key="once")
+    assert again.run_id == first.run_id
+    repeat = telemetry.named("admit otel-fetch")[1]
+    assert repeat.attributes[keys.ADMISSION_OUTCOME] == "duplicate"
+    assert repeat.attributes[keys.RUN_ID] == first.run_id  # the redelivering caller's trace finds the run
+
+
+async def test_a_run_whose_admission_is_not_sampled_is_traced_in_no_execution_or_step(tmp_path):
+    class AdmissionsOnlyOff(Sampler):
+        """Drops admissions and samples everything else, parent or not: executions must follow their admission."""
+
+        def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
+            decision = Decision.DROP if name.startswith("admit ") else Decision.RECORD_AND_SAMPLE
+            return SamplingResult(decision)
+
+        def get_description(self) -> str:
+            return "admissions off"
+
+    telemetry = Telemetry()
+    telemetry.tracer_provider = TracerProvider(sampler=AdmissionsOnlyOff())
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(telemetry.exporter))
+    plugin = FlueTelemetry(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    async with Runtime(otel_app.WORKFLOWS, target=otel_app.target(str(tmp_path / "flue.db")), plugins=[plugin]):
+        receipt = await workflows.start(otel_app.fetch, input={"url": "https://example.test"})
+        assert await runs.result(receipt.run_id, timeout=10) == {"url": "https://example.test", "status": 200}
+    assert [span.name for span in telemetry.spans if span.name.startswith(("admit", "execute", "step"))] == []
+
+
+
+async def test_the_execution_resuming_an_interrupted_run_counts_its_recoveries(telemetry, tmp_path):
+    target = otel_app.target(str(tmp_path / "flue.db"))
+    target.shutdown_grace = 0.1
+    async with Runtime(otel_app.WORKFLOWS, target=target, plugins=[telemetry.plugin]):
+        receipt = await workflows.start(otel_app.busy)
+        await wait_until_busy(receipt.run_id)
+    async with Runtime(otel_app.WORKFLOWS, target=otel_app.target(str(tmp_path / "flue.db")), plugins=[telemetry.plugin]):
+        with anyio.fail_after(10):  # resumed by this process, busy again
+            seen = 0
+            async for event in runs.events(receipt.run_id, follow=True):
+                seen += event.type == "busy"
+                if seen == 2:
+                    break
+        await runs.cancel(receipt.run_id)
+    first, resumed = telemetry.named("execute otel-busy")
+    assert keys.RUN_RECOVERIES not in first.attributes
+    assert resumed.attributes[keys.RUN_RECOVERIES] == 1 and resumed.attributes[keys.EXECUTION_RESUMED] is True

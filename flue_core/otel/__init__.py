@@ -10,7 +10,9 @@ Spans: ``admit {workflow}`` for each admission, ``execute {workflow}`` for each 
 (an attempt that waits and resumes has one execution per stretch, each a child of the admission) and
 ``step {name}`` for each call of a step's function. The context current at admission is carried with
 the run (``RunRecord.carrier``, W3C trace context through the global propagator), so every execution
-continues the caller's trace, in whichever process or host it runs. See ``docs/telemetry.md``.
+continues the caller's trace, in whichever process or host it runs. The sampler decides once per
+run, at admission: a run whose admission is not sampled is traced in none of its executions or steps
+(its trace context is still current in them). See ``docs/telemetry.md``.
 
 Needs the ``otel`` extra (``opentelemetry-api`` and ``-sdk``); nothing else in Flue imports this module.
 """
@@ -21,13 +23,13 @@ from importlib import metadata
 from typing import TYPE_CHECKING
 
 try:
-    from opentelemetry import metrics, propagate, trace
+    from opentelemetry import context, metrics, propagate, trace
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError("flue_core.otel needs OpenTelemetry: pip install 'flue[otel]'") from exc
 
 from flue_core.hookspecs import hookimpl
 from flue_core.otel.instruments import Instruments, QueueDepth
-from flue_core.otel.spans import AdmissionSpan, ExecutionSpan, StepSpan
+from flue_core.otel.spans import AdmissionSpan, ExecutionSpan, RecentContexts, StepSpan, UntracedExecution, unsampled
 
 if TYPE_CHECKING:
     from flue_core.admission import AdmissionRequest
@@ -70,6 +72,7 @@ class FlueTelemetry:
         self._queue = QueueDepth(queue_interval, queue_limit)
         self._instruments = Instruments(metrics.get_meter(SCOPE, version, meter_provider=meter_provider), self._queue)
         self._executions: dict[str, ExecutionSpan] = {}
+        self._admitted = RecentContexts()  # this process's admissions: their executions here need not extract
 
     # -- the runtime served -------------------------------------------------------------------------
 
@@ -86,7 +89,7 @@ class FlueTelemetry:
 
     @hookimpl
     def flue_admission_scope(self, request: AdmissionRequest) -> AdmissionSpan:
-        return AdmissionSpan(self._tracer, self._instruments, request)
+        return AdmissionSpan(self._tracer, self._instruments, request, self._admitted)
 
     @hookimpl
     def flue_capture_carrier(self, request: AdmissionRequest) -> dict[str, str] | None:
@@ -100,11 +103,23 @@ class FlueTelemetry:
         if admission is not None:
             admission.admitted(run)
 
+    @hookimpl
+    def flue_admission_repeated(self, run: RunRecord) -> None:
+        admission = AdmissionSpan.current.get()
+        if admission is not None:
+            admission.repeated(run)
+
     # -- executions and steps -----------------------------------------------------------------------
 
     @hookimpl
-    def flue_execution_scope(self, run: RunRecord, resumed: bool) -> ExecutionSpan:
-        return ExecutionSpan(self._tracer, run, resumed, self._executions)
+    def flue_execution_scope(self, run: RunRecord, resumed: bool) -> ExecutionSpan | UntracedExecution:
+        # Executions are traced exactly when their admission was (see AdmissionSpan).
+        parent = self._admitted.take(run.run_id)
+        if parent is None and run.carrier:
+            parent = propagate.extract(run.carrier)
+        if parent is not None and unsampled(parent):
+            return UntracedExecution(parent)
+        return ExecutionSpan(self._tracer, run, resumed, self._executions, parent)
 
     @hookimpl
     def flue_run_waiting(self, run: RunRecord, error: RunError | None) -> None:
@@ -120,5 +135,7 @@ class FlueTelemetry:
             execution.finished(run)
 
     @hookimpl
-    def flue_step_scope(self, run: RunRecord, step: str, try_number: int) -> StepSpan:
+    def flue_step_scope(self, run: RunRecord, step: str, try_number: int) -> StepSpan | None:
+        if unsampled(context.get_current()):  # inside an execution that is not traced: neither is the step
+            return None
         return StepSpan(self._tracer, run, step, try_number)

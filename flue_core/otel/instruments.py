@@ -1,9 +1,12 @@
 """The metric instruments: admissions, run durations, failures and the depth of the queue.
 
-Queue depth is read from the store, not tracked by hooks: runs are admitted, woken and executed by
-many processes, and only the store knows how many wait. It is counted in the store
-(``RunStore.count_runs``, which does not hold the event loop) at most every ``queue_interval``
-seconds, when the meter provider collects (a metrics reader's thread), through the runtime's event loop.
+Admissions and failures are counted in this process and reported when the meter provider collects
+(observable counters: a sum of every admission since the plugin started, like a counter's), so that
+counting one costs a dict update, not an SDK call. Run durations are recorded as they end. Queue
+depth is read from the store, not tracked by hooks: runs are admitted, woken and executed by many
+processes, and only the store knows how many wait. It is counted in the store (``RunStore.count_runs``,
+which does not hold the event loop) at most every ``queue_interval`` seconds, when the meter provider
+collects (a metrics reader's thread), through the runtime's event loop.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from flue_core.models import RunRecord, RunStatus
-from flue_core.otel.spans import ERROR_CODE, RUN_STATUS, WORKFLOW
+from flue_core.otel.spans import ADMISSION_OUTCOME, ADMISSION_SOURCE, ERROR_CODE, RUN_STATUS, WORKFLOW
 
 if TYPE_CHECKING:
     from flue_core.runtime import Runtime
@@ -34,8 +37,14 @@ class Instruments:
     """Flue's instruments on one meter."""
 
     def __init__(self, meter: metrics.Meter, queue: QueueDepth) -> None:
-        self.admissions = meter.create_counter(
-            "flue.admissions", unit="{admission}", description="Admissions, by workflow, source and outcome."
+        self._admissions: dict[tuple[str, str, str], int] = {}  # (workflow, source, outcome) → count
+        self._failures: dict[tuple[str, str], int] = {}  # (workflow, error code) → count
+        self._duration_attributes: dict[tuple[str, str], dict[str, str]] = {}
+        meter.create_observable_counter(
+            "flue.admissions",
+            callbacks=[self._observe_admissions],
+            unit="{admission}",
+            description="Admissions, by workflow, source and outcome.",
         )
         self.run_duration = meter.create_histogram(
             "flue.run.duration",
@@ -43,8 +52,11 @@ class Instruments:
             description="From a run's first execution to its end (waits included), by workflow and final status.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
-        self.run_failures = meter.create_counter(
-            "flue.run.failures", unit="{run}", description="Runs that ended failed, by workflow and error code."
+        meter.create_observable_counter(
+            "flue.run.failures",
+            callbacks=[self._observe_failures],
+            unit="{run}",
+            description="Runs that ended failed, by workflow and error code.",
         )
         meter.create_observable_gauge(
             "flue.queue.depth",
@@ -53,13 +65,32 @@ class Instruments:
             description="Runs waiting to execute (scheduled, queued, waiting), by workflow and status, as the store counts them.",
         )
 
+    def admitted(self, workflow: str, source: str, outcome: str) -> None:
+        key = (workflow, source, outcome)
+        self._admissions[key] = self._admissions.get(key, 0) + 1
+
     def run_finished(self, run: RunRecord) -> None:
         duration = run.duration_ms
         if duration is not None:
-            self.run_duration.record(duration / 1000, {WORKFLOW: run.workflow, RUN_STATUS: run.status.value})
+            key = (run.workflow, run.status.value)
+            attributes = self._duration_attributes.get(key)
+            if attributes is None:
+                attributes = self._duration_attributes[key] = {WORKFLOW: run.workflow, RUN_STATUS: run.status.value}
+            self.run_duration.record(duration / 1000, attributes)
         if run.status == RunStatus.FAILED:
-            code = run.error.code if run.error is not None else "unknown"
-            self.run_failures.add(1, {WORKFLOW: run.workflow, ERROR_CODE: code})
+            key = (run.workflow, run.error.code if run.error is not None else "unknown")
+            self._failures[key] = self._failures.get(key, 0) + 1
+
+    # The callbacks run on a metrics reader's thread: list() copies each dict in one step.
+
+    def _observe_admissions(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(n, {WORKFLOW: workflow, ADMISSION_SOURCE: source, ADMISSION_OUTCOME: outcome})
+            for (workflow, source, outcome), n in list(self._admissions.items())
+        ]
+
+    def _observe_failures(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(n, {WORKFLOW: workflow, ERROR_CODE: code}) for (workflow, code), n in list(self._failures.items())]
 
 
 class QueueDepth:

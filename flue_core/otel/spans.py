@@ -10,7 +10,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from opentelemetry import context, propagate, trace
+from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from flue_core.errors import AdmissionDenied, IdempotencyKeyConflict
@@ -31,6 +31,7 @@ ADMISSION_SOURCE = "flue.admission.source"
 ADMISSION_OUTCOME = "flue.admission.outcome"
 EXECUTION_RESUMED = "flue.execution.resumed"
 EXECUTION_INTERRUPTED = "flue.execution.interrupted"
+RUN_RECOVERIES = "flue.run.recoveries"
 STEP_NAME = "flue.step.name"
 STEP_KEY = "flue.step.key"
 STEP_TRY = "flue.step.try"
@@ -74,7 +75,8 @@ class _CurrentSpan:
 
     def _start(self, span: trace.Span, base: context.Context | None = None) -> None:
         self.span = span
-        self._token = context.attach(trace.set_span_in_context(span, base))
+        self._context = trace.set_span_in_context(span, base)
+        self._token = context.attach(self._context)
 
     def _end(self, error: BaseException | None) -> None:
         if isinstance(error, Exception):  # not the BaseExceptions that unwind a run (cancellation, suspension)
@@ -86,14 +88,21 @@ class _CurrentSpan:
 
 class AdmissionSpan(_CurrentSpan):
     """``admit {workflow}``, a producer span: current while the run is admitted, so the carrier
-    captured then holds it and the run's executions continue the trace as its children."""
+    captured then holds it and the run's executions continue the trace as its children.
+
+    The sampler decides here, once per run: a run whose admission is not sampled is not traced in any
+    execution either. The admission's context is kept in ``recent`` (by run id) for an execution in
+    this process, which then needs not extract it from the carrier."""
 
     current: ContextVar[AdmissionSpan | None] = ContextVar("flue_otel_admission", default=None)
 
-    def __init__(self, tracer: trace.Tracer, instruments: Instruments, request: AdmissionRequest) -> None:
+    def __init__(
+        self, tracer: trace.Tracer, instruments: Instruments, request: AdmissionRequest, recent: RecentContexts
+    ) -> None:
         self._tracer = tracer
         self._instruments = instruments
         self._request = request
+        self._recent = recent
         self._admitted = False
 
     def __enter__(self) -> AdmissionSpan:
@@ -107,16 +116,61 @@ class AdmissionSpan(_CurrentSpan):
 
     def admitted(self, run: RunRecord) -> None:
         self._admitted = True
-        self.span.set_attributes({RUN_ID: run.run_id, RUN_STATUS: run.status.value})
+        if self.span.is_recording():
+            self.span.set_attributes({RUN_ID: run.run_id, RUN_STATUS: run.status.value})
+        self._recent.keep(run.run_id, self._context)
+
+    def repeated(self, run: RunRecord) -> None:
+        """An idempotent repeat: the key named ``run``, admitted before (the caller gets its receipt)."""
+        if self.span.is_recording():
+            self.span.set_attributes({RUN_ID: run.run_id, RUN_STATUS: run.status.value})
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         outcome = admission_outcome(error, self._admitted)
-        self.span.set_attribute(ADMISSION_OUTCOME, outcome)
-        self._instruments.admissions.add(
-            1, {WORKFLOW: self._request.workflow.name, ADMISSION_SOURCE: self._request.source, ADMISSION_OUTCOME: outcome}
-        )
+        if self.span.is_recording():
+            self.span.set_attribute(ADMISSION_OUTCOME, outcome)
+        self._instruments.admitted(self._request.workflow.name, self._request.source, outcome)
         AdmissionSpan.current.reset(self._current)
         self._end(error)
+
+
+class RecentContexts:
+    """The contexts of the latest admissions in this process, by run id, at most ``limit`` (the oldest
+    forgotten first: a run executed elsewhere, or never, is not kept for long)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._contexts: dict[str, context.Context] = {}
+
+    def keep(self, run_id: str, ctx: context.Context) -> None:
+        self._contexts[run_id] = ctx
+        if len(self._contexts) > self._limit:
+            del self._contexts[next(iter(self._contexts))]
+
+    def take(self, run_id: str) -> context.Context | None:
+        return self._contexts.pop(run_id, None)
+
+
+def unsampled(ctx: context.Context) -> bool:
+    """Whether ``ctx`` holds a trace whose sampler said no (a valid, unsampled span context)."""
+    span_context = trace.get_current_span(ctx).get_span_context()
+    return span_context.is_valid and not span_context.trace_flags.sampled
+
+
+class UntracedExecution:
+    """An execution of a run whose admission was not sampled: no span, but the admission's context
+    is current while it runs, so spans the workflow makes follow the same decision and the caller's
+    baggage is there."""
+
+    def __init__(self, parent: context.Context) -> None:
+        self._parent = parent
+
+    def __enter__(self) -> UntracedExecution:
+        self._token = context.attach(self._parent)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        context.detach(self._token)
 
 
 class ExecutionSpan(_CurrentSpan):
@@ -127,19 +181,29 @@ class ExecutionSpan(_CurrentSpan):
     :meth:`finished`); an exit with an error without either is the process stopping mid-run.
     """
 
-    def __init__(self, tracer: trace.Tracer, run: RunRecord, resumed: bool, executing: dict[str, ExecutionSpan]) -> None:
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        run: RunRecord,
+        resumed: bool,
+        executing: dict[str, ExecutionSpan],
+        parent: context.Context | None = None,
+    ) -> None:
         self._tracer = tracer
         self._run = run
         self._resumed = resumed
         self._executing = executing  # where the run's notifications find this execution
+        self._parent = parent  # the admission's context, extracted from the carrier (None: a trace of its own)
         self._told = False
 
     def __enter__(self) -> ExecutionSpan:
         run = self._run
-        parent = propagate.extract(run.carrier) if run.carrier else context.Context()
+        parent = self._parent if self._parent is not None else context.Context()
         attributes = {**run_attributes(run), EXECUTION_RESUMED: self._resumed}
         if run.parent_run_id is not None:
             attributes[RUN_PARENT_ID] = run.parent_run_id
+        if run.recoveries:  # it was interrupted (a crash, say): the span of that execution never ended
+            attributes[RUN_RECOVERIES] = run.recoveries
         span = self._tracer.start_span(f"execute {run.workflow}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes)
         self._start(span, parent)  # the caller's baggage comes along with its trace
         self._executing[run.run_id] = self
