@@ -15,9 +15,9 @@ store (same workflows, same functions):
 * **1,000 events to a follower in another process**: a run on a worker emits 1,000 events once the
   follower (this process) has signalled it to go; from the first emit to the follower holding the
   1,000th, burst and paced, median of 5;
-* **stored runs**: finished runs are added until 1k, 10k, 50k and 100k are stored; at each point the
-  workers are paused (``SIGSTOP``) and 2,000 sequential admissions measured, with the schema's size
-  on disk per run.
+* **stored runs**: finished runs are added until 1k, 10k, 50k and 100k are stored; at each point a
+  ``CHECKPOINT`` writes out what the burst that stored them left in memory, the workers are paused
+  (``SIGSTOP``) and 2,000 sequential admissions measured, with the schema's size on disk per run.
 
 After each round of Flue's figures, DBOS 3.4 in a child process (:mod:`bench.dbos_postgres`) on a
 database of its own on the same server: sequential and 32-thread ``start_workflow``,
@@ -64,6 +64,18 @@ async def schema_bytes(url: str, schema: str) -> int:
         await conn.close()
 
 
+async def checkpoint(url: str, vacuum: bool = False) -> None:
+    """Write out what the burst that stored the runs left in memory (and with ``vacuum``, do the
+    autovacuum's work on the schema's tables now rather than during the measurement)."""
+    conn = await asyncpg.connect(url.split("?")[0])
+    try:
+        if vacuum:
+            await conn.execute('VACUUM (ANALYZE) "curve".runs, "curve".events, "curve".ready')
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
 async def curve(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     points = []
     stored = 0
@@ -79,6 +91,7 @@ async def curve(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                         await runs.wait(run_id, runtime=rt)
                     stored += len(run_ids)
                 size = await schema_bytes(url, "curve")
+                await checkpoint(url, args.vacuum)  # the burst that stored them, written out before the measurement
                 with paused(processes):
                     point = await sequential(rt, args.curve_sequential, 0)
                 stored += args.curve_sequential  # (executed once the workers resume)
@@ -185,6 +198,7 @@ def main() -> None:
     parser.add_argument("--event-trials", type=int, default=5)
     parser.add_argument("--curve-max", type=int, default=100_000, help="stop the stored-runs curve here (0: skip it)")
     parser.add_argument("--curve-sequential", type=int, default=2000)
+    parser.add_argument("--vacuum", action="store_true", help="VACUUM (ANALYZE) the runs' tables before each curve point")
     parser.add_argument("--no-dbos", action="store_true", help="measure Flue only")
     parser.add_argument("--dbos-sequential", type=int, default=1000)
     parser.add_argument("--dbos-concurrent", type=int, default=2000)
