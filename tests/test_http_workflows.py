@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flue_core import RunContext, Runtime, hookimpl, runs, workflow, workflows
@@ -519,6 +519,37 @@ async def test_flue_error_raised_in_app_middleware_becomes_its_envelope(served):
         response = await client.post("/workflows/ping")
         assert response.status_code == 401
         assert error_of(response) == {"code": "unauthenticated", "message": "Log in first."}
+
+
+async def test_middleware_added_to_the_app_after_it_was_made_sees_admissions_too(make_target):
+    seen: list[str] = []
+
+    class Record:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            seen.append(scope["path"])
+            await self.app(scope, receive, send)
+
+    runtime = Runtime(WORKFLOWS, target=make_target())
+    app = create_app(runtime)
+    app.add_middleware(Record)
+    async with runtime, serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        assert (await client.post("/workflows/ping")).status_code == 202
+    assert seen == ["/workflows/ping"]
+
+
+async def test_a_route_put_before_the_workflow_route_answers_its_path(make_target):
+    async def mine(request: Request) -> Response:
+        return JSONResponse({"mine": True}, status_code=200)
+
+    runtime = Runtime(WORKFLOWS, target=make_target())
+    app = create_app(runtime)
+    app.router.routes.insert(0, Route("/workflows/ping", mine, methods=["POST"]))
+    async with runtime, serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.post("/workflows/ping")
+    assert response.status_code == 200 and response.json() == {"mine": True}
 
 
 # -- mounting and lifetime ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from flue_core.http.authorization import (
 from flue_core.http.cancel_route import cancel_run
 from flue_core.limits import DEFAULT_MAX_BODY_SIZE
 from flue_core.http.config import HttpConfig
+from flue_core.http.direct import FlueApp
 from flue_core.http.endpoint import BoundEndpoint
 from flue_core.http.error_handling import ErrorEnvelope, http_exception
 from flue_core.http.rerun_route import rerun_run
@@ -124,8 +125,9 @@ def create_app(
         authorize_schedules,
         authorize_run_rerun,
     )
+    workflow_route = Route("/workflows/{name}", BoundEndpoint(config, post_workflow), name="flue:workflow")
     routes: list[BaseRoute] = [
-        Route("/workflows/{name}", BoundEndpoint(config, post_workflow), name="flue:workflow"),
+        workflow_route,
         Route("/runs/{run_id}", BoundEndpoint(config, read_run), name="flue:run"),
         Route("/runs/{run_id}/cancel", BoundEndpoint(config, cancel_run), name="flue:cancel"),
         Route("/runs/{run_id}/signals/{name}", BoundEndpoint(config, signal_run), name="flue:signal"),
@@ -148,12 +150,14 @@ def create_app(
         from flue_core.dashboard.routes import dashboard_routes  # only apps with a dashboard load it
 
         routes.extend(dashboard_routes(config, dashboard_prefix))
-    app = Starlette(
+    app = FlueApp(
         routes=routes,
         middleware=[Middleware(LearnPublicUrl, runtime=runtime), Middleware(ErrorEnvelope), *middleware],
         exception_handlers={HTTPException: http_exception},
         lifespan=_opening(runtime, server) if open_runtime else None,
     )
+    if not middleware:  # the app's own middleware sees every request: admissions too take its way
+        app.answer_admissions_directly(config, workflow_route)
     app.router.redirect_slashes = False  # ``/runs/x/`` is an unknown route (404 envelope), not a 307
     app.state.runtime = runtime
     app.state.streams = server
