@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlsplit
 
+from flue_core.arguments import RUN_ID
 from flue_core.errors import ConfigurationError
 
 
@@ -32,4 +33,5 @@ def checked_public_url(value: str | None) -> str | None:
 
 def run_url(base: str, run_id: str) -> str:
     """The URL of a run's stream under ``base`` (``""`` is the root)."""
-    return f"{base}/runs/{quote(run_id, safe='')}"
+    # A run id (RUN_ID: letters, digits, - and _) needs no quoting; anything else is quoted.
+    return f"{base}/runs/{run_id if RUN_ID.fullmatch(run_id) else quote(run_id, safe='')}"
