@@ -75,7 +75,7 @@ async def operations(url: str, count: int) -> dict[str, float]:
             t4 = time.perf_counter()
             await store.get(run_id)
             t5 = time.perf_counter()
-            for name, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            for name, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
                 times[name].append(value)
     finally:
         await store.close()

@@ -38,7 +38,7 @@ _AWAY = ("08", "53", "57")
 _ROLLED_BACK = ("40001", "40P01")
 
 
-async def connect(settings: PostgresSettings, *, purpose: str) -> asyncpg.Connection:
+async def connect(settings: PostgresSettings, *, purpose: str, read_only: bool = False) -> asyncpg.Connection:
     """A connection with the session settings every part of the store relies on (UTC, a name, plans).
 
     A caller cancelled meanwhile (a runtime closing) does not cancel the connection attempt, which
@@ -50,7 +50,13 @@ async def connect(settings: PostgresSettings, *, purpose: str) -> asyncpg.Connec
             timeout=settings.connect_timeout,
             # Generic plans: the store's statements find rows by key, and would otherwise be planned
             # anew on every call inside its functions (a custom plan costs ~0.3 ms, executing ~0.05 ms).
-            server_settings={"application_name": f"flue-{purpose}", "timezone": "UTC", "plan_cache_mode": "force_generic_plan"},
+            server_settings={
+                "application_name": f"flue-{purpose}",
+                "timezone": "UTC",
+                "plan_cache_mode": "force_generic_plan",
+                # A reader that must write nothing (a replay check) is refused any write by the server too.
+                **({"default_transaction_read_only": "on"} if read_only else {}),
+            },
         )
     )
     try:
@@ -141,9 +147,10 @@ class Readers:
     """Up to ``settings.pool`` connections for reads. :meth:`run` gives one to ``work`` and, when the
     server is away, tries again on a fresh connection until ``settings.timeout`` has passed."""
 
-    def __init__(self, settings: PostgresSettings, purpose: str) -> None:
+    def __init__(self, settings: PostgresSettings, purpose: str, *, read_only: bool = False) -> None:
         self.settings = settings
         self.purpose = purpose
+        self.read_only = read_only
         self._idle: list[asyncpg.Connection] = []
         self._room = asyncio.Semaphore(settings.pool)
         self._closed = False
@@ -157,7 +164,9 @@ class Readers:
             async with self._room:
                 conn = None
                 try:
-                    conn = self._idle.pop() if self._idle else await connect(self.settings, purpose=self.purpose)
+                    conn = self._idle.pop() if self._idle else await connect(
+                        self.settings, purpose=self.purpose, read_only=self.read_only
+                    )
                     async with asyncio.timeout(self.settings.timeout):
                         result = await work(conn)
                 except Exception as exc:

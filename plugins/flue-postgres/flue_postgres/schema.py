@@ -18,7 +18,7 @@ import asyncpg
 from flue_core.errors import ConfigurationError, UnsupportedSchemaVersion
 from flue_postgres.settings import PostgresSettings
 
-__all__ = ["RECORD_COLUMNS", "SCHEMA_VERSION", "ensure_schema", "sql"]
+__all__ = ["RECORD_COLUMNS", "SCHEMA_VERSION", "check_schema", "ensure_schema", "sql"]
 
 SCHEMA_VERSION = "1"
 #: The columns of a record, in the order of :func:`flue_postgres.rows.record_of`.
@@ -74,6 +74,23 @@ async def ensure_schema(conn: asyncpg.Connection, settings: PostgresSettings) ->
                 f" version of flue-postgres (schema version {version!r}; this version reads {SCHEMA_VERSION}).",
                 details={"url": settings.url, "stored_version": version, "supported_version": SCHEMA_VERSION},
             )
+
+
+async def check_schema(conn: asyncpg.Connection, settings: PostgresSettings) -> None:
+    """Check, writing nothing, that the schema holds Flue's tables of this version (for a reader that
+    must not create them: ``ConfigurationError`` when there are none)."""
+    version = await _stored_version(conn, settings.schema)
+    if version is None:
+        raise ConfigurationError(
+            f"No Flue runs were ever stored in schema {settings.schema!r} of {settings.url}.",
+            details={"url": settings.url, "schema": settings.schema},
+        )
+    if version != SCHEMA_VERSION:
+        raise UnsupportedSchemaVersion(
+            f"The Postgres schema {settings.schema!r} of {settings.url} was written in schema version {version!r};"
+            f" this version of flue-postgres reads {SCHEMA_VERSION}. Check it with the version that wrote it.",
+            details={"url": settings.url, "stored_version": version, "supported_version": SCHEMA_VERSION},
+        )
 
 
 async def _stored_version(conn: asyncpg.Connection, schema: str) -> str | None:

@@ -58,7 +58,7 @@ from flue_postgres.rows import (
     text_out,
     timestamp,
 )
-from flue_postgres.schema import RECORD_COLUMNS, ensure_schema
+from flue_postgres.schema import RECORD_COLUMNS, check_schema, ensure_schema
 from flue_postgres.settings import PostgresSettings
 from flue_postgres.writer import Writer
 
@@ -114,7 +114,23 @@ class PostgresStore(RunStore):
         self._readers = Readers(self.settings, "reader")
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="flue-postgres-sweep")
 
+    async def open_for_reading(self) -> None:
+        """Open for reads only (a replay check, an export of histories): nothing is created, upgraded
+        or written — no schema, no worker, no sweep, and the server refuses writes on these
+        connections. A schema without Flue's tables is a ``ConfigurationError``."""
+        conn = await connect(self.settings, purpose="history", read_only=True)
+        try:
+            await check_schema(conn, self.settings)
+        except Exception as exc:
+            raise translate(exc, self.settings) from None
+        finally:
+            conn.terminate()
+        self._readers = Readers(self.settings, "history", read_only=True)
+
     async def close(self) -> None:
+        readers, self._readers = self._readers, None
+        if readers is not None:
+            await readers.close()
         writer = self._writer
         if writer is None:
             return
@@ -128,9 +144,6 @@ class PostgresStore(RunStore):
         feed, self.feed = self.feed, None
         if feed is not None:
             await feed.stop()
-        readers, self._readers = self._readers, None
-        if readers is not None:
-            await readers.close()
 
     def _write(self, name: str, *args: Any, remembered: bool = True) -> asyncio.Future[Any]:
         writer = self._writer
