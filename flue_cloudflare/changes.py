@@ -6,10 +6,10 @@ Two rules of Python in Workers shape this module:
   request (or an alarm) sets would continue on behalf of that request: its next timer belongs to
   that request, and once that request has ended the reader's storage calls fail ("Cannot perform I/O
   on behalf of a different request"). So :class:`PollingChanges` only counts changes, and a watch
-  checks the count on timers of its own (:func:`polled`): a reader every millisecond for its first
-  20 ms (the time a short run takes), then every 5 ms for half a second, then backing off to every
-  50 ms while nothing changes — readers in the object where the changes happen wake within that
-  interval.
+  checks the count on timers of its own (:func:`polled`): every 5 ms for half a second, then backing
+  off to every 50 ms while nothing changes — readers in the object where the changes happen wake
+  within that interval. (Looking every millisecond was tried: the wake-ups took the isolate's one
+  thread from the execution the reader waits for, and events reached SSE readers 3x later.)
 * **A run changes only in its own Durable Object**, which may be in another isolate (another machine,
   in production) than a Worker serving ``runs.wait``, ``runs.events(follow=True)`` or
   ``?wait=result``. There a watch asks the run's object to answer once the run changed after the
@@ -33,32 +33,26 @@ from flue_core.store import ANY_RUN
 if TYPE_CHECKING:
     from flue_cloudflare.store import ObjectStore
 
-#: Seconds between two looks of a waiting task at what it waits for: a reader's during its first
-#: READER_QUICK seconds; then (and any other task's from the start) POLL_FIRST; at the longest
-#: POLL_MOST, reached by doubling once a wait has lasted POLL_BRISK seconds.
-POLL_READER, READER_QUICK = 0.001, 0.02
+#: Seconds between two looks of a waiting reader at its change counter: at first, and at the longest
+#: (reached by doubling once a wait has lasted POLL_BRISK seconds).
 POLL_FIRST, POLL_MOST, POLL_BRISK = 0.005, 0.05, 0.5
 #: Keys whose counters are kept; older ones are forgotten (a watch of one then wakes once for nothing).
 KEPT = 10_000
 
 
-async def polled(changed: Callable[[], bool], timeout: float, *, reader: bool = False) -> bool:
+async def polled(changed: Callable[[], bool], timeout: float) -> bool:
     """``True`` once ``changed()`` is, looked at on timers of this task's own (see the module
-    docstring); ``False`` after ``timeout`` seconds. A ``reader`` (someone waits for its answer)
-    looks every millisecond at first."""
+    docstring); ``False`` after ``timeout`` seconds."""
     began = anyio.current_time()
-    interval = POLL_READER if reader else POLL_FIRST
+    interval = POLL_FIRST
     while not changed():
         now = anyio.current_time()
         remaining = began + timeout - now
         if remaining <= 0:
             return False
         await anyio.sleep(min(interval, remaining))
-        waited = now - began
-        if waited >= POLL_BRISK:
+        if now - began >= POLL_BRISK:
             interval = min(interval * 2, POLL_MOST)
-        elif waited >= READER_QUICK:
-            interval = max(interval, POLL_FIRST)
     return True
 
 
@@ -139,7 +133,7 @@ class PolledWatch:
         return True
 
     async def wait(self, timeout: float) -> bool:
-        return await polled(self.changed, timeout, reader=True)
+        return await polled(self.changed, timeout)
 
 
 class ObjectChanges(PollingChanges):

@@ -156,7 +156,7 @@ class RunObject(FlueObject):
                 # else the index hears of the end from the alarm, armed since admission, after this answer
             except Exception:  # the alarm takes the run up where this left it
                 log.exception("flue: run %s could not be executed for its waiting reader", self.run_id)
-        await polled(lambda: self.ledger.seq > wire["since"], wire["timeout"], reader=True)
+        await polled(lambda: self.ledger.seq > wire["since"], wire["timeout"])
         state = self.ledger.state()
         if state is not None and state.record.finished:
             return {"ended": codec.record_json(state.record)}  # what the waiter reads next
