@@ -3,9 +3,9 @@
 
 The suite is ``@durable-streams/server-conformance-tests``, pinned with vitest in ``suite/`` beside
 this module (``package.json``, ``package-lock.json`` and the one test file that runs it). On first use
-its packages are installed with ``npm ci`` — in ``suite/`` itself when that folder is writable (a
-checkout of Flue), otherwise in a copy under ``$FLUE_CONFORMANCE_DIR`` or ``~/.cache/flue`` (an
-installed Flue) — and again whenever the lock file changes. It needs node >= 20 and npm; without them
+its packages are installed with ``npm ci`` in a copy of that folder under ``$FLUE_CONFORMANCE_DIR``,
+else ``$XDG_CACHE_HOME/flue`` or ``~/.cache/flue`` (never inside Flue's package, which ships as it is),
+and again whenever the lock file changes. It needs node >= 20 and npm; without them
 :func:`run_conformance` raises :class:`ConformanceUnavailable`, so a test fails rather than skips::
 
     from flue_core.http import serve
@@ -88,15 +88,11 @@ def suite_directory() -> Path:
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             raise ConformanceUnavailable(f"The conformance suite needs node >= 20 and npm; {tool!r} is not installed.")
-    lock = (SUITE / "package-lock.json").read_bytes()
-    wanted = hashlib.sha1(lock).hexdigest()
-    if os.access(SUITE, os.W_OK):
-        folder = SUITE
-    else:
-        base = Path(os.environ.get("FLUE_CONFORMANCE_DIR") or Path.home() / ".cache" / "flue")
-        folder = base / f"conformance-{wanted[:12]}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in _FILES:
+    wanted = hashlib.sha1((SUITE / "package-lock.json").read_bytes()).hexdigest()
+    folder = cache_root() / f"conformance-{wanted[:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in _FILES:
+        if not (folder / name).exists() or (folder / name).read_bytes() != (SUITE / name).read_bytes():
             shutil.copyfile(SUITE / name, folder / name)
     stamp = folder / _STAMP
     if not stamp.exists() or stamp.read_text().strip() != wanted:
@@ -107,6 +103,15 @@ def suite_directory() -> Path:
             raise ConformanceUnavailable(f"npm ci of the conformance suite failed:\n{done.stderr[-4000:]}")
         stamp.write_text(wanted + "\n")
     return folder
+
+
+def cache_root() -> Path:
+    """Where the suite's packages are installed: ``$FLUE_CONFORMANCE_DIR``, else ``flue`` in the user's
+    cache folder (``$XDG_CACHE_HOME``, ``~/.cache``) — never inside Flue's own package."""
+    configured = os.environ.get("FLUE_CONFORMANCE_DIR")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "flue"
 
 
 def conformance_command(report: Path, folder: Path) -> list[str]:
