@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flue_core.models import RunError, RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp, parse_timestamp
+from flue_core.models import STATUSES, RunError, RunRecord, Schedule, WaitingFor, format_timestamp, parse_timestamp
 from flue_core.snapshot import dumps
 from flue_core.store import NewEvent, event_json
 
@@ -34,10 +34,10 @@ def record_of(flat: list[str]) -> RunRecord:
     get = row.get
     started, ended, wake_at = get("sa"), get("ea"), get("wa")
     input_, result, error, waiting, carrier = get("in"), get("res"), get("err"), get("wfor"), get("car")
-    return RunRecord.model_construct(
+    return RunRecord.trusted(
         run_id=row["id"],
         workflow=row["wf"],
-        status=RunStatus(row["st"]),
+        status=STATUSES[row["st"]],
         input=None if input_ is None else json.loads(input_),
         key=get("key"),
         attempt=int(row["att"]),

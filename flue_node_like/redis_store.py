@@ -227,7 +227,7 @@ class RedisStore(RunStore):
         )
         if len(reply) > 2:  # the key was bound already (or this very call was applied before)
             return Admission(record_of(reply[2]), created=bool(reply[1]))
-        record = RunRecord.model_construct(
+        record = RunRecord.trusted(
             run_id=run.run_id,
             workflow=run.workflow,
             status=RunStatus.SCHEDULED if scheduled else RunStatus.QUEUED,
