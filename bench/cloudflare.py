@@ -31,6 +31,7 @@ import argparse
 import io
 import json
 import os
+import random
 import subprocess
 import tarfile
 import tempfile
@@ -110,11 +111,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def interleaved(requests: dict[str, Callable[[int], httpx.Response]], count: int, warm_up: int = 20) -> dict[str, Any]:
-    """Each request in turn, ``count`` rounds (after ``warm_up``): the figures of all of them are taken
-    under the same load of this machine, so they compare even when that load varies."""
+    """Each request once a round, ``count`` rounds (after ``warm_up``): the figures of all of them are
+    taken under the same load of this machine, so they compare even when that load varies. The order
+    is drawn anew each round, so that none always follows the work another leaves running (a run
+    executed by its alarm after the admission answered)."""
     samples: dict[str, list[float]] = {name: [] for name in requests}
+    order = random.Random(15)
     for round_ in range(-warm_up, count):
-        for name, request in requests.items():
+        for name, request in order.sample(list(requests.items()), len(requests)):
             began = time.perf_counter()
             response = request(round_)
             elapsed = time.perf_counter() - began
@@ -188,8 +192,6 @@ def measure(count: int, clients: int, ticks: int, baseline: str | None = None) -
         results: dict[str, Any] = {}
         results["sequential requests"] = interleaved(
             {
-                # The Worker's own requests come last in a round, well after the run its admission
-                # started last round has executed (the isolate has one thread for everything).
                 "reference: Worker only, no object": lambda n: reference.get("/noop"),
                 "reference: DO RPC, one SQL write": lambda n: reference.post("/rpc/run_warm/write", content="x"),
                 "reference: DO fetch, one SQL write": lambda n: reference.post("/fetch/run_warm/write", content="x"),

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 from workers import Response
 
 import flue_bench
-import flue_core.http.app as http_app
 import flue_core.http.workflow_route as workflow_route
 from flue_cloudflare import app as flue_app
 from flue_cloudflare import store
@@ -44,7 +43,6 @@ def around(owner, name, label):
 
 
 around(flue_app, "serve_asgi", "worker: ASGI bridge")
-around(http_app, "post_workflow", "worker: POST /workflows route")
 around(workflow_route, "admit", "worker: admission pipeline")
 around(store.ObjectStore, "admit", "worker: store.admit")
 _call = store.ObjectStore._call
