@@ -20,11 +20,21 @@ def utc_now() -> datetime:
 
 def format_timestamp(value: datetime) -> str:
     """ISO 8601 with milliseconds and a ``Z``: sorts lexically in time order."""
+    global _last_second
     offset = value.utcoffset()
     if offset:
         value = value.astimezone(UTC)
-    text = value.isoformat(timespec="milliseconds")
-    return (text if offset is None else text[:-6]) + "Z"  # an aware time ends in "+00:00" here
+    # A run formats several times of the same second: isoformat() (a printf in C) once per second.
+    second = (value.year, value.month, value.day, value.hour, value.minute, value.second)
+    last = _last_second
+    if last[0] != second:
+        last = _last_second = (second, value.replace(microsecond=0, tzinfo=None).isoformat())
+    return last[1] + _MILLISECONDS[value.microsecond // 1000]
+
+
+#: The second last formatted and its text (one tuple, replaced whole: threads may share it).
+_last_second: tuple[tuple[int, ...] | None, str] = (None, "")
+_MILLISECONDS = [f".{n:03d}Z" for n in range(1000)]
 
 
 def parse_timestamp(value: str) -> datetime:
