@@ -31,7 +31,6 @@ import argparse
 import io
 import json
 import os
-import random
 import subprocess
 import tarfile
 import tempfile
@@ -110,21 +109,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def interleaved(requests: dict[str, Callable[[int], httpx.Response]], count: int, warm_up: int = 20) -> dict[str, Any]:
-    """Each request once a round, ``count`` rounds (after ``warm_up``): the figures of all of them are
-    taken under the same load of this machine, so they compare even when that load varies. The order
-    is drawn anew each round, so that none always follows the work another leaves running (a run
-    executed by its alarm after the admission answered)."""
-    samples: dict[str, list[float]] = {name: [] for name in requests}
-    order = random.Random(15)
+def interleaved(
+    requests: dict[str, Callable[[int], httpx.Response]],
+    count: int,
+    warm_up: int = 20,
+    then: tuple[dict[str, Callable[[int], httpx.Response]], ...] = (),
+) -> dict[str, Any]:
+    """Each request in turn, ``count`` rounds (after ``warm_up``): the figures of all of them are taken
+    under the same load of this machine, so they compare even when that load varies. The groups of
+    ``then`` come last in a round, each group's requests in turn, the groups in turns of order (the
+    Worker and its baseline: each follows the other's run, which executes after its admission
+    answered, as often as the other follows it)."""
+    samples: dict[str, list[float]] = {name: [] for group in (requests, *then) for name in group}
     for round_ in range(-warm_up, count):
-        for name, request in order.sample(list(requests.items()), len(requests)):
-            began = time.perf_counter()
-            response = request(round_)
-            elapsed = time.perf_counter() - began
-            assert response.status_code < 300 or response.status_code == 404, response.text
-            if round_ >= 0:
-                samples[name].append(elapsed)
+        groups = then[round_ % len(then) :] + then[: round_ % len(then)] if then else ()
+        for group in (requests, *groups):
+            for name, request in group.items():
+                began = time.perf_counter()
+                response = request(round_)
+                elapsed = time.perf_counter() - began
+                assert response.status_code < 300 or response.status_code == 404, response.text
+                if round_ >= 0:
+                    samples[name].append(elapsed)
     return {name: summary(found) for name, found in samples.items()}
 
 
@@ -199,11 +205,21 @@ def measure(count: int, clients: int, ticks: int, baseline: str | None = None) -
                     f"/rpc/run_new_{uuid.uuid4().hex}/write", content="x"
                 ),
                 "sqlite: admission": lambda n: sqlite.post("/workflows/noop"),
-                **before,
-                "workerd: Flue's HTTP app only (a 404, no object)": lambda n: workerd.get("/runs"),
-                "workerd: admission": lambda n: workerd.post("/workflows/noop"),
             },
             count,
+            # The Workers' own requests come last in a round, well after the run each one's admission
+            # started last round has executed (the isolate has one thread for everything).
+            then=tuple(
+                group
+                for group in (
+                    {
+                        "workerd: Flue's HTTP app only (a 404, no object)": lambda n: workerd.get("/runs"),
+                        "workerd: admission": lambda n: workerd.post("/workflows/noop"),
+                    },
+                    before,
+                )
+                if group
+            ),
         )
         time.sleep(2)  # the runs just admitted finish executing
         used = {kind: cpu_seconds(pid) for kind, pid in pids.items()}
@@ -212,12 +228,18 @@ def measure(count: int, clients: int, ticks: int, baseline: str | None = None) -
                 "reference: DO RPC, first write to a new object": lambda n: reference.post(
                     f"/rpc/run_new_{uuid.uuid4().hex}/write", content="x"
                 ),
-                **waited,
-                "workerd: POST ?wait=result": lambda n: workerd.post("/workflows/noop", params={"wait": "result"}),
                 "sqlite: POST ?wait=result": lambda n: sqlite.post("/workflows/noop", params={"wait": "result"}),
             },
             count // 2,
             warm_up=0,
+            then=tuple(
+                group
+                for group in (
+                    {"workerd: POST ?wait=result": lambda n: workerd.post("/workflows/noop", params={"wait": "result"})},
+                    waited,
+                )
+                if group
+            ),
         )
         time.sleep(1)
         # Everything a run costs its server: admission, execution, the index, the answer (and, for
