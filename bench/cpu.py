@@ -187,11 +187,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return {"columns": [f"{s} {w}" for s, w in columns], "trees": [label for label, _ in trees], "rounds": rounds}
 
 
-def summarise(measured: dict[str, Any], label: str) -> dict[str, Any]:
-    """Per column of tree ``label``: medians of the plain rounds per run, and the phases from the pooled samples."""
+def summarise(measured: dict[str, Any], tree: str) -> dict[str, Any]:
+    """Per column of ``tree``: medians of the plain rounds per run, and the phases from the pooled samples."""
     out: dict[str, Any] = {}
     for column in measured["columns"]:
-        plain, sampled = measured["rounds"][f"{label}: {column}"], measured["rounds"][f"{label}: {column} sampled"]
+        plain, sampled = measured["rounds"][f"{tree}: {column}"], measured["rounds"][f"{tree}: {column} sampled"]
         per_run = lambda key, rows=plain: statistics.median(r[key] / r["runs"] * 1e6 for r in rows)  # noqa: E731
         threads = {
             label: statistics.median(r["threads"].get(label, {"ns": 0})["ns"] / r["runs"] / 1e3 for r in plain)
@@ -254,18 +254,19 @@ def main() -> None:
     if args.baseline:
         prepare_baseline(args.baseline)
     measured = measure(args)
-    summary = {label: summarise(measured, label) for label in measured["trees"]}
-    for label in measured["trees"]:
-        if len(measured["trees"]) > 1:
-            print(f"\n{label} ({ROOT if label == 'after' else args.baseline}):\n")
-        print(table(summary[label], measured["columns"]))
-    if args.baseline:
-        print("\n" + comparison(summary["before"], summary["after"], measured["columns"]))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"cpu-{time.strftime('%Y%m%d-%H%M%S')}.json"
     shown = {**vars(args), "keep_samples": str(args.keep_samples), "baseline": str(args.baseline)}
-    out.write_text(json.dumps({"python": platform.python_version(), "args": shown, "summary": summary,
-                               "measured": measured}, indent=1))  # fmt: skip
+    record: dict[str, Any] = {"python": platform.python_version(), "args": shown, "measured": measured}
+    out.write_text(json.dumps(record, indent=1))  # the measurements first: they took a while
+    summary = {tree: summarise(measured, tree) for tree in measured["trees"]}
+    for tree in measured["trees"]:
+        if len(measured["trees"]) > 1:
+            print(f"\n{tree} ({ROOT if tree == 'after' else args.baseline}):\n")
+        print(table(summary[tree], measured["columns"]))
+    if args.baseline:
+        print("\n" + comparison(summary["before"], summary["after"], measured["columns"]))
+    out.write_text(json.dumps({**record, "summary": summary}, indent=1))
     print(f"\nwritten to {out}")
 
 
