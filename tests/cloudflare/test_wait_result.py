@@ -1,7 +1,8 @@
 """``POST /workflows/<name>?wait=result`` on a real workerd: the waiting call executes a run still in
 line in the run's object at once, rather than once its alarm rings, and the run is the same as any
 other — its events, its listing, its workflow's concurrency limit, a sleep; killed with -9 in the
-middle, it resumes from the alarm armed at its admission.
+middle, it resumes from the alarm armed at its admission. And the listing follows a long execution
+(the copies an execution makes reach the index as it goes, not only when it stops).
 """
 
 from __future__ import annotations
@@ -49,6 +50,20 @@ def test_a_waited_run_that_sleeps_is_answered_once_its_alarm_woke_it(client: Run
     assert client.types(answer.json()["runId"]) == [
         "run_queued", "run_start", "step", "run_waiting", "run_resume", "run_end"
     ]  # fmt: skip
+
+
+def test_a_long_execution_is_listed_running_while_it_goes_on(client: RunsClient) -> None:
+    # The copies an execution makes reach the index when it stops, and every half second meanwhile.
+    run_id = client.start("slow-once", {"seconds": 30})
+    eventually(lambda: "working" in client.types(run_id))
+
+    def listed_running() -> bool | None:
+        runs = client.http.get("/runs", params={"workflow": "slow-once", "limit": 100}).json()["runs"]
+        return any(run["runId"] == run_id and run["status"] == "running" for run in runs) or None
+
+    assert eventually(listed_running, timeout=5)
+    assert client.http.post(f"/runs/{run_id}/cancel").status_code == 200
+    assert client.wait(run_id)["status"] == "cancelled"
 
 
 def test_waited_runs_of_a_limited_workflow_still_run_one_at_a_time(client: RunsClient) -> None:
