@@ -213,9 +213,13 @@ class RunObject(FlueObject):
 
     async def arm(self) -> None:
         """Set the alarm to when the object must act next (or clear it); left alone while the alarm
-        handler runs, which arms it when it ends, and while it is due and wanted at once (a run
-        executed by a waiting reader's call keeps the alarm of its admission armed until it ends)."""
+        handler runs, which arms it when it ends, while a waiting reader's call executes the run (the
+        alarm of its admission stays armed until the execution stops), and while it is due and
+        wanted at once."""
         if self.in_alarm:
+            return
+        armed = self.alarm_at
+        if self.driving and armed not in (None, _UNKNOWN):
             return
         wanted = driver.next_alarm(self)
         now = utc_now().timestamp() * 1000
@@ -225,7 +229,6 @@ class RunObject(FlueObject):
             wanted = now  # what it posted, the alarm delivers at once
         elif self.ledger.outbox():
             wanted = now + REDELIVERY * 1000 if wanted is None else min(wanted, now + REDELIVERY * 1000)
-        armed = self.alarm_at
         if wanted == armed or (wanted is not None and armed not in (None, _UNKNOWN) and armed <= wanted <= now):
             return
         await self._set_alarm(wanted)
