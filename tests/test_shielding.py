@@ -1,4 +1,4 @@
-"""flue_core.shielding: a state transition finishes whatever cancels its caller, a shield entered only when it waits."""
+"""flue_core.shielding: a state transition finishes whatever cancels its caller, whatever cancel scopes it enters itself."""
 
 from __future__ import annotations
 
@@ -48,3 +48,21 @@ async def test_an_error_before_the_first_wait_reaches_the_caller() -> None:
 
     with pytest.raises(KeyError):
         await shielded(failing())
+
+
+async def test_an_operation_that_enters_cancel_scopes_of_its_own_before_waiting_finishes_in_order() -> None:
+    """As an HTTP client's timeout does (the store of the Cloudflare target's tests, say)."""
+    lock = anyio.Lock()
+
+    async def with_scopes() -> str:
+        with anyio.fail_after(5):
+            async with lock:
+                await anyio.sleep(0.01)
+        return "done"
+
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        assert await shielded(with_scopes()) == "done"
+        await anyio.lowlevel.checkpoint()
+    assert scope.cancelled_caught and not lock.locked()
+    assert await shielded(with_scopes()) == "done"  # the lock is free: nothing was left held
