@@ -148,7 +148,7 @@ def _proc_cpu(pid: int) -> tuple[float, float]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Every column, plain and sampled, of every tree (this one, then ``--baseline``), round by round."""
-    columns = [(s, "inprocess") for s in args.stores] + ([(s, "http") for s in args.stores] if args.http else [])
+    columns = [(s, "inprocess") for s in args.stores if args.inprocess] + [(s, "http") for s in args.stores if args.http]
     trees = [("after", ROOT)] + ([("before", args.baseline)] if args.baseline else [])
     rounds: dict[str, list[dict[str, Any]]] = {}
     redis = None
@@ -245,6 +245,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are shown (default 3)")
     parser.add_argument("--stores", default="memory,sqlite,redis", help="columns (default memory,sqlite,redis)")
     parser.add_argument("--no-http", dest="http", action="store_false", help="in-process columns only")
+    parser.add_argument("--no-inprocess", dest="inprocess", action="store_false", help="HTTP columns only")
     parser.add_argument("--baseline", type=Path, help="also measure this tree (an export of another commit), round by round")
     parser.add_argument("--keep-samples", type=Path, help="keep py-spy's raw samples in this directory (python -m bench.cpu_phases FILE [PHASE])")
     args = parser.parse_args()
