@@ -23,7 +23,7 @@ from flue_core.definition import Workflow
 from flue_core.errors import StoreUnavailable
 from flue_core.models import RunError, RunRecord, RunStatus, WaitingFor, utc_now
 from flue_core.plugins import has_implementations, notify, scope
-from flue_core.recovery import RECOVERY_LIMIT, Reason, after_interruption, interruption_data
+from flue_core.recovery import Reason, after_interruption, interruption_data
 from flue_core.shielding import shielded
 from flue_core.snapshot import NotJSON, snapshot
 from flue_core.store import Attempt, NewEvent, Outcome, Suspension
@@ -206,15 +206,15 @@ class Executor:
             control.close()
             await self._finish(record.run_id, Outcome(RunStatus.CANCELLED, utc_now()))
             return
-        action, error = after_interruption(wf, record, "stopped")
-        if action != "fail" or error.code == RECOVERY_LIMIT:
-            control.write("run_interrupted", interruption_data(record, action, "stopped"))
+        decision = after_interruption(wf, record, "stopped")
+        if decision.announced:
+            control.write("run_interrupted", interruption_data(record, decision.action, "stopped"))
         control.close()
-        if action == "fail":
-            await self._finish(record.run_id, Outcome(RunStatus.FAILED, utc_now(), error=error))
+        if decision.action == "fail":
+            await self._finish(record.run_id, Outcome(RunStatus.FAILED, utc_now(), error=decision.error))
             return
         await store.flush()
-        await store.requeue(record.run_id, None, held_by=self.owner, interrupted=action == "resume")
+        await store.requeue(record.run_id, None, held_by=self.owner, interrupted=decision.action == "resume")
 
     async def _finish(self, run_id: str, outcome: Outcome) -> None:
         await finish_run(self.runtime, run_id, outcome, held_by=self.owner)
@@ -247,17 +247,18 @@ async def resume_adopted(
         if record.cancel_requested:
             await finish_run(runtime, record.run_id, Outcome(RunStatus.CANCELLED, utc_now()), held_by=owner)
             continue
-        action, error = after_interruption(runtime.registry.get(record.workflow), record, reason)
-        if action != "fail" or error.code == RECOVERY_LIMIT:
+        decision = after_interruption(runtime.registry.get(record.workflow), record, reason)
+        if decision.announced:
             page = await store.read(record.run_id, None, 0)
             if page is not None and not page.closed:
-                event = NewEvent(page.tail + 1, "run_interrupted", interruption_data(record, action, reason), utc_now())
-                store.append(record.run_id, (event,))
+                data = interruption_data(record, decision.action, reason)
+                store.append(record.run_id, (NewEvent(page.tail + 1, "run_interrupted", data, utc_now()),))
                 await store.flush()
-        if action == "fail":
-            await finish_run(runtime, record.run_id, Outcome(RunStatus.FAILED, utc_now(), error=error), held_by=owner)
+        if decision.action == "fail":
+            outcome = Outcome(RunStatus.FAILED, utc_now(), error=decision.error)
+            await finish_run(runtime, record.run_id, outcome, held_by=owner)
             continue
-        requeued = await store.requeue(record.run_id, owner, held_by=owner, interrupted=action == "resume")
+        requeued = await store.requeue(record.run_id, owner, held_by=owner, interrupted=decision.action == "resume")
         if requeued is not None:
             schedule(requeued)
 

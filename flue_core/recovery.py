@@ -8,6 +8,7 @@ adopted from dead workers, runs whose store failed) all decide here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from flue_core.models import RunError, RunRecord
@@ -27,10 +28,19 @@ _MESSAGES = {
 }
 
 
-def after_interruption(
-    wf: Workflow | None, record: RunRecord, reason: Reason
-) -> tuple[Literal["resume", "retry", "fail"], RunError]:
-    """What becomes of a run whose execution was interrupted, and the error it ends with if it fails.
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What becomes of an interrupted run: ``action``, the ``error`` it ends with when it fails, and
+    whether a ``run_interrupted`` event says so (``announced``: not for a run failed the way it was
+    before recoveries existed, whose ``run_end`` alone tells)."""
+
+    action: Literal["resume", "retry", "fail"]
+    error: RunError | None = None
+    announced: bool = True
+
+
+def after_interruption(wf: Workflow | None, record: RunRecord, reason: Reason) -> Decision:
+    """What becomes of a run whose execution was interrupted.
 
     An interruption is not a failure of the workflow: the same attempt ``resume``s by replay while
     the run has had fewer than its workflow's ``max_recoveries`` interruptions, and then fails with
@@ -39,21 +49,19 @@ def after_interruption(
     ``run_interrupted``. A run of a workflow this process lacks cannot go on here: it fails.
     """
     if wf is None:
-        return "fail", RunError(code="workflow_not_found", message=f"Workflow {record.workflow!r} is not registered.")
+        error = RunError(code="workflow_not_found", message=f"Workflow {record.workflow!r} is not registered.")
+        return Decision("fail", error, announced=False)
     if wf.max_recoveries > 0:
         if record.recoveries < wf.max_recoveries:
-            return "resume", _NO_ERROR
+            return Decision("resume")
         message = (
             f"The run was interrupted {record.recoveries + 1} times, more than its workflow's max_recoveries"
             f" ({wf.max_recoveries}): a process executing it crashes or stops every time."
         )
-        return "fail", RunError(code=RECOVERY_LIMIT, message=message)
+        return Decision("fail", RunError(code=RECOVERY_LIMIT, message=message))
     if record.attempt < wf.max_attempts:
-        return "retry", _NO_ERROR
-    return "fail", RunError(code="run_interrupted", message=_MESSAGES[reason])
-
-
-_NO_ERROR = RunError(code="", message="")
+        return Decision("retry")
+    return Decision("fail", RunError(code="run_interrupted", message=_MESSAGES[reason]), announced=False)
 
 
 def interruption_data(record: RunRecord, action: str, reason: Reason) -> dict[str, Any]:
