@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -81,9 +81,20 @@ def wait_for(driver: WebDriver, condition: Callable[[WebDriver], Any], timeout: 
     """What ``condition(driver)`` returns once it is truthy (polled every 50 ms), else a timeout error.
 
     An element that went stale while the condition read it (the page navigated or re-rendered
-    between finding and reading) counts as "not yet", like one not found."""
+    between finding and reading) counts as "not yet", like one not found. Chromium reports some
+    of those as an "unknown error" naming a node that "does not belong to the document" rather
+    than as a stale element: that one counts as "not yet" too, any other error does not."""
     ignored = (NoSuchElementException, StaleElementReferenceException)
-    return WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=ignored).until(condition, message)
+
+    def settled(d: WebDriver) -> Any:
+        try:
+            return condition(d)
+        except WebDriverException as error:
+            if isinstance(error, ignored) or "does not belong to the document" in (error.msg or ""):
+                return False
+            raise
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=ignored).until(settled, message)
 
 
 @dataclass
