@@ -6,6 +6,7 @@ import contextvars
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Protocol
 
 import anyio
@@ -131,14 +132,15 @@ class Runtime:
         with anyio.from_thread.start_blocking_portal() as portal, portal.wrap_async_context_manager(self):
             yield self
 
-    def call_sync(self, func: Any, *args: Any) -> Any:
-        """Run ``await func(*args)`` on this runtime's event loop from another thread."""
+    def call_sync(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``await func(*args, **kwargs)`` on this runtime's event loop from another thread."""
         if self._token is None:
             raise RuntimeNotRunning("The runtime is not open; open it before calling it from a thread.")
         try:
             anyio.lowlevel.current_token()
         except Exception:
-            return anyio.from_thread.run(func, *args, token=self._token)
+            # anyio.from_thread.run passes positional arguments only: its keywords are its own
+            return anyio.from_thread.run(partial(func, *args, **kwargs), token=self._token)
         raise SyncCallOnEventLoop("Called a *_sync function on an event loop thread; await the async function instead.")
 
     # -- helpers for the pipeline -------------------------------------------------------------------

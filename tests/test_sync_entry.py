@@ -25,6 +25,14 @@ def test_a_sync_program_runs_the_runtime_in_a_thread():
     assert not runtime.running
 
 
+def test_call_sync_forwards_keyword_arguments_to_the_function():
+    with Runtime([echo], store="memory://").run_in_thread() as runtime:
+        receipt = workflows.start_sync(echo, input={"n": 2})
+        assert runtime.call_sync(runs.result, receipt.run_id, timeout=5, runtime=runtime) == {"n": 2}
+        page = runtime.call_sync(runs.list, workflow="sync-echo", limit=10)
+        assert [run.run_id for run in page.runs] == [receipt.run_id]
+
+
 async def test_a_sync_callback_on_another_thread_starts_runs_on_the_open_runtime():
     receipts = []
 
