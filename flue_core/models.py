@@ -93,13 +93,14 @@ STATUSES = {status.value: status for status in RunStatus}
 #: Statuses of a run that has not ended, in the order of a run's life.
 UNFINISHED = (RunStatus.SCHEDULED, RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING)
 
-WaitKind = Literal["start", "sleep", "signal", "children", "retry"]
+WaitKind = Literal["start", "sleep", "signal", "children", "retry", "debounce"]
 
 
 class WaitingFor(_Model):
     """What a ``scheduled`` or ``waiting`` run waits for (besides ``RunRecord.wake_at``, when it is due
     anyway): its ``start`` time, the end of a ``sleep``, a ``signal`` called ``name`` (``wake_at``: its
-    timeout), the end of ``children`` (all of ``run_ids``), or a ``retry`` after a failed attempt."""
+    timeout), the end of ``children`` (all of ``run_ids``), a ``retry`` after a failed attempt, or the
+    end of its ``debounce`` window (a later start with the same debounce key moves ``wake_at``)."""
 
     kind: WaitKind
     name: str | None = None
@@ -125,7 +126,9 @@ class RunRecord(_Model):
     this one re-runs (``runs.rerun``). ``attempt`` counts executions begun after a failure (retries);
     ``recoveries`` counts interruptions (a process that died or stopped, a lost lease, a lost store)
     after which the same attempt resumed. ``wake_at`` and ``waiting_for`` are set while the run is
-    ``scheduled`` or ``waiting``. ``carrier`` holds the context propagated
+    ``scheduled`` or ``waiting``. ``priority`` orders the ready runs competing for a slot (higher
+    first); ``concurrency_key``, ``rate_key`` and ``debounce_key`` are the values of the workflow's
+    flow-control keys for this run's input (see :mod:`flue_core.flow`). ``carrier`` holds the context propagated
     from the admitting caller to every process that executes the run (W3C trace context, say), as
     plugins captured it at admission (``flue_capture_carrier``).
     """
@@ -148,6 +151,10 @@ class RunRecord(_Model):
     carrier: dict[str, str] | None = None
     recoveries: int = 0
     rerun_of: str | None = None
+    priority: int = 0
+    concurrency_key: str | None = None
+    rate_key: str | None = None
+    debounce_key: str | None = None
 
     @field_serializer("created_at", "started_at", "ended_at", "wake_at")
     def _timestamp(self, value: datetime | None) -> str | None:

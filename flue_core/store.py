@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from flue_core.flow.limits import Limits, Taken
 from flue_core.models import Event, RunError, RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp
 from flue_core.snapshot import dumps
 
@@ -60,7 +61,9 @@ class NewRun:
     ``parent_run_id`` names the run that started it as a child; ``carrier`` is stored as given.
     ``rerun_of`` names the finished run this one re-runs, and ``steps`` (name, JSON text) are step
     results taken over from it: :meth:`RunStore.admit` stores them as the new run's own, in this
-    order, in the same unit as the record.
+    order, in the same unit as the record. ``priority``, ``concurrency_key``, ``rate_key`` and
+    ``debounce_key`` are stored as given (see :class:`~flue_core.flow.limits.Limits` and
+    :meth:`RunStore.admit`); a run with a ``debounce_key`` is always admitted ``scheduled``.
     """
 
     run_id: str
@@ -75,6 +78,10 @@ class NewRun:
     carrier: dict[str, str] | None = None
     rerun_of: str | None = None
     steps: tuple[tuple[str, str], ...] = ()
+    priority: int = 0
+    concurrency_key: str | None = None
+    rate_key: str | None = None
+    debounce_key: str | None = None
 
     @property
     def scheduled(self) -> bool:
@@ -92,9 +99,13 @@ class NewRun:
             created_at=self.created_at,
             parent_run_id=self.parent_run_id,
             wake_at=self.start_at if scheduled else None,
-            waiting_for=WaitingFor(kind="start") if scheduled else None,
+            waiting_for=WaitingFor(kind="debounce" if self.debounce_key is not None else "start") if scheduled else None,
             carrier=self.carrier,
             rerun_of=self.rerun_of,
+            priority=self.priority,
+            concurrency_key=self.concurrency_key,
+            rate_key=self.rate_key,
+            debounce_key=self.debounce_key,
         )
 
 
@@ -233,7 +244,8 @@ class EventPage:
 class RunQuery:
     """A page request of ``list``: newest first by (``created_at``, ``run_id``), strictly after
     ``after``; ``parent`` keeps the children of that run only, ``rerun_of`` the runs that re-run
-    that run."""
+    that run; ``concurrency_key`` and ``rate_key`` the runs with that key value;
+    ``started_after`` the runs whose ``started_at`` is later than that."""
 
     workflow: str | None = None
     status: RunStatus | None = None
@@ -241,6 +253,9 @@ class RunQuery:
     after: tuple[datetime, str] | None = None
     parent: str | None = None
     rerun_of: str | None = None
+    concurrency_key: str | None = None
+    rate_key: str | None = None
+    started_after: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -362,6 +377,15 @@ class RunStore(ABC):
         When ``run.key`` is set and a run of the same workflow already holds that key, nothing is
         written and the existing record is returned with ``created=False`` — also when both calls race.
         A run with the same id (and no such key) raises :class:`~flue_core.errors.RunIdConflict`.
+
+        **Debounce.** When ``run.debounce_key`` is set (and ``run.key`` names no run) and a run of the
+        same workflow with that ``debounce_key`` is still ``scheduled`` waiting for kind ``debounce``,
+        no run is created: that run takes ``run.input`` as its input and ``run.start_at`` as its
+        ``wake_at`` (its due-time index moves with it), a ``run_debounced`` event (data:
+        ``{"input": run.input, "startAt": <run.start_at>}``) is stored at its stream's end, and it is
+        returned with ``created=False``. Two such admissions that race fold into one run: there is
+        never more than one pending debounce run per workflow and ``debounce_key``. ``run.key`` is not
+        bound when a start folds. Once the run is woken (ready pool), later starts create a new run.
         """
 
     async def admit_claimed(self, run: NewRun) -> tuple[Admission, Attempt | None]:
@@ -387,7 +411,8 @@ class RunStore(ABC):
         are announced already; returns the record and the index the next event takes.
 
         ``None`` if the run is not queued for ``owner``. With ``limit``, a run whose workflow already
-        has ``limit`` runs ``running`` is not claimed but put back in the ready pool (``None``).
+        has ``limit`` runs ``running`` with the run's ``concurrency_key`` (runs without a key count
+        together) is not claimed but put back in the ready pool (``None``).
         """
 
     @abstractmethod
@@ -443,14 +468,27 @@ class RunStore(ABC):
 
     @abstractmethod
     async def take_ready(
-        self, owner: str, workflows: Mapping[str, int | None], limit: int, *, only: Collection[str] | None = None
-    ) -> list[RunRecord]:
+        self, owner: str, workflows: Mapping[str, Limits], limit: int, *, only: Collection[str] | None = None
+    ) -> Taken:
         """Give ``owner`` up to ``limit`` runs of the ready pool (``queued``, no owner) of the
-        workflows named in ``workflows``, oldest first by the time each became ready (admission
-        time, or the ``wake_at`` it was woken for), then by id; with ``only``, just runs of those ids.
-        A workflow mapped to a number ``n`` gets a run only while fewer than ``n`` of its runs are
-        running or queued for a worker. Returns the taken records (still ``queued``, now owned by
-        ``owner``). Atomic per run: two workers never take one run."""
+        workflows named in ``workflows``: highest ``priority`` first, then oldest by the time each
+        became ready (admission time, or the ``wake_at`` it was woken for), then by id; with
+        ``only``, just runs of those ids. The taken records (still ``queued``, now owned by
+        ``owner``) are ``Taken.records``. Atomic per run: two workers never take one run.
+
+        A workflow's :class:`~flue_core.flow.limits.Limits` hold across every process on the store:
+
+        * ``concurrency`` ``n``: a run is taken only while fewer than ``n`` runs of its workflow with
+          its ``concurrency_key`` (runs without a key count together) are ``running`` or ``queued``
+          for a worker, those taken by this call included.
+        * ``rate`` ``n`` ``per`` ``p`` seconds: a run that never started (``started_at`` unset) is
+          taken only while fewer than ``n`` runs of its workflow with its ``rate_key`` started in the
+          last ``p`` seconds (``started_at``) or were taken and have not started yet, those taken by
+          this call included. When runs were left for this reason, ``Taken.retry_at`` is no later
+          than the time one of their buckets has room again.
+
+        A run held back by a limit never holds back the runs after it that its limits do not hold
+        (no head-of-line blocking): those are taken in its place."""
 
     @abstractmethod
     async def wake_due(self, now: datetime, limit: int = 1000) -> int:
