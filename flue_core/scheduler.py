@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from flue_core.admission import admit
 from flue_core.cron import ticks_after, ticks_until
 from flue_core.errors import AdmissionError, FlueError
-from flue_core.models import Schedule, format_timestamp
+from flue_core.models import Schedule, format_timestamp, parse_timestamp
 from flue_core.store import SCHEDULES
 
 if TYPE_CHECKING:
@@ -25,11 +25,27 @@ log = logging.getLogger("flue")
 GRACE = timedelta(seconds=60)
 #: How often a ticking process re-reads the schedules at the latest (others may have changed them).
 RELOAD = 10.0
+#: The catch-up warning names each skipped tick up to this many, else the first, the last and how many.
+NAMED_SKIPPED = 5
+#: Skipped ticks counted one by one at most, for that warning (a long downtime of a frequent schedule).
+COUNTED_SKIPPED = 1000
 
 
 def tick_key(schedule: str, tick: datetime) -> str:
     """The idempotency key of the run a schedule's tick admits."""
     return f"schedule:{schedule}:{format_timestamp(tick)}"
+
+
+def tick_of(schedule: str, key: str | None) -> datetime | None:
+    """The tick whose run has the idempotency key ``key``, if it is a tick of ``schedule``'s
+    (the inverse of :func:`tick_key`); else ``None``."""
+    prefix = f"schedule:{schedule}:"
+    if key is None or not key.startswith(prefix):
+        return None
+    try:
+        return parse_timestamp(key[len(prefix) :])
+    except ValueError:
+        return None
 
 
 async def run_schedules(runtime: Runtime, interval: float) -> None:
@@ -59,22 +75,56 @@ async def tick(runtime: Runtime, schedule: Schedule, now: datetime) -> datetime 
         return None
     last = schedule.last_tick or schedule.created_at
     due: list[datetime] = []  # newest first
+    more = False  # whether older due ticks were left unread (all of them skipped)
     for moment in ticks_until(schedule.cron, schedule.timezone, now):
-        if moment <= last or len(due) > schedule.catchup + 2:
+        if moment <= last:
+            break
+        if len(due) > schedule.catchup + 2:
+            more = True
             break
         due.append(moment)
     if due:
         on_time = [moment for moment in due if now - moment <= GRACE]
-        missed = [moment for moment in due if now - moment > GRACE][: schedule.catchup]
+        late = [moment for moment in due if now - moment > GRACE]
+        missed = late[: schedule.catchup]
         for moment in sorted(on_time + missed):
             try:
                 await admit(runtime, workflow, schedule.input, key=tick_key(schedule.name, moment), source="schedule")
             except AdmissionError as exc:  # refused for good (a policy, input the workflow no longer takes)
                 log.warning("flue: schedule %r: the tick of %s was refused: %s", schedule.name, format_timestamp(moment), exc)
-        if len(due) > len(on_time) + len(missed):
-            log.warning("flue: schedule %r skipped missed ticks beyond its catchup of %d", schedule.name, schedule.catchup)
+        skipped = late[schedule.catchup :]
+        if skipped:  # always so when ``more``: a cron ticks at most once a minute, so few are on time
+            log.warning(
+                "flue: schedule %r skipped %s beyond its catchup of %d",
+                schedule.name,
+                _skipped_ticks(schedule, last, skipped, more),
+                schedule.catchup,
+            )
         await runtime.target.store.advance_schedule(schedule.name, schedule.last_tick, due[0])
     return next(ticks_after(schedule.cron, schedule.timezone, now), None)
+
+
+def _skipped_ticks(schedule: Schedule, last: datetime, skipped: list[datetime], more: bool) -> str:
+    """The missed ticks a catch-up skipped, for its warning: ``skipped`` (newest first) and, when
+    ``more``, the unread ones between ``last`` and them. Each is named when they are few; else the
+    first, the last and how many ("more than" past :data:`COUNTED_SKIPPED`)."""
+    ticks = list(reversed(skipped))
+    earlier: list[datetime] = []
+    capped = False
+    if more:
+        for moment in ticks_after(schedule.cron, schedule.timezone, last):
+            if moment >= ticks[0]:
+                break
+            if len(earlier) == COUNTED_SKIPPED:
+                capped = True
+                break
+            earlier.append(moment)
+    ticks = earlier + ticks
+    if len(ticks) <= NAMED_SKIPPED:
+        plural = "s" if len(ticks) > 1 else ""
+        return f"{len(ticks)} missed tick{plural} ({', '.join(format_timestamp(moment) for moment in ticks)})"
+    count = f"more than {len(ticks)}" if capped else str(len(ticks))
+    return f"{count} missed ticks, from {format_timestamp(ticks[0])} to {format_timestamp(ticks[-1])}"
 
 
 async def sync_declared_schedules(runtime: Runtime) -> None:

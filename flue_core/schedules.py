@@ -1,4 +1,5 @@
-"""Managing cron schedules at run time: ``create``, ``get``, ``list``, ``pause``, ``resume``, ``delete``.
+"""Managing cron schedules at run time: ``create``, ``get``, ``list``, ``pause``, ``resume``, ``delete``;
+and seeing what they do: ``next_ticks``, ``last_runs`` and both at once, ``overview``.
 
 Every process that executes runs admits the ticks of every schedule whose workflow it has (see
 :mod:`flue_core.scheduler`); schedules declared with ``@workflow(schedule=...)`` are created at
@@ -8,16 +9,29 @@ start-up and named after their workflow.
 from __future__ import annotations
 
 import builtins
+from datetime import datetime
+from itertools import islice
 from typing import Any
 
+from flue_core import arguments
 from flue_core.arguments import WORKFLOW_NAME
-from flue_core.cron import check_cron
+from flue_core.cron import check_cron, ticks_after
 from flue_core.definition import Workflow
 from flue_core.errors import InvalidSchedule, ScheduleExists, ScheduleNotFound
-from flue_core.models import Schedule
+from flue_core.models import RunRecord, Schedule
 from flue_core.runtime import Runtime, current_runtime
+from flue_core.schedule_overview import ScheduledRun, ScheduleOverview
+from flue_core.scheduler import tick_of
+from flue_core.store import RunQuery
 
 MAX_CATCHUP = 100
+#: The most ticks or runs one call shows.
+MAX_SHOWN = 100
+#: How many of the newest runs of a schedule's workflow ``last_runs`` looks through for the schedule's
+#: own (the store lists by workflow, not by key): older runs of a schedule sharing its workflow with
+#: many other starts are not found.
+LOOK_BACK = 1000
+_PAGE = 200
 
 
 async def create(
@@ -78,6 +92,46 @@ async def list(*, runtime: Runtime | None = None) -> builtins.list[Schedule]:
     return await current_runtime(runtime).target.store.list_schedules()
 
 
+async def next_ticks(schedule: Schedule | str, count: int = 5, *, runtime: Runtime | None = None) -> builtins.list[datetime]:
+    """The next ``count`` times (0 to 100) the schedule ticks at from now on, soonest first, in UTC:
+    its cron expression read in its time zone (daylight saving time included). A paused schedule
+    answers too, with the times it would tick at; its ``paused`` says that it does not.
+    ``schedule`` is one or its name (:class:`ScheduleNotFound` if there is none)."""
+    rt = current_runtime(runtime)
+    count = arguments.integer("count", count, minimum=0, maximum=MAX_SHOWN)
+    found = schedule if isinstance(schedule, Schedule) else await get(schedule, runtime=rt)
+    return _next_ticks(found, count, rt.clock.now())
+
+
+async def last_runs(schedule: Schedule | str, count: int = 5, *, runtime: Runtime | None = None) -> builtins.list[RunRecord]:
+    """The newest ``count`` runs (0 to 100) the schedule started, newest first: the runs of its
+    workflow whose idempotency key is one of its ticks' (see :func:`flue_core.scheduler.tick_key`),
+    among the newest :data:`LOOK_BACK` runs of that workflow. Pruned runs are gone; runs started
+    before the schedule was moved to another workflow are not looked for.
+    ``schedule`` is one or its name (:class:`ScheduleNotFound` if there is none)."""
+    rt = current_runtime(runtime)
+    count = arguments.integer("count", count, minimum=0, maximum=MAX_SHOWN)
+    found = schedule if isinstance(schedule, Schedule) else await get(schedule, runtime=rt)
+    return [record for record, _ in await _started_runs(rt, found, count)]
+
+
+async def overview(
+    schedule: Schedule | str, *, ticks: int = 5, runs: int | None = 5, runtime: Runtime | None = None
+) -> ScheduleOverview:
+    """The schedule with its next ``ticks`` tick times and its last ``runs`` runs (as
+    :class:`~flue_core.schedule_overview.ScheduledRun`; ``None``: not looked up, ``last_runs`` is
+    ``None``); see :func:`next_ticks` and :func:`last_runs`."""
+    rt = current_runtime(runtime)
+    ticks = arguments.integer("ticks", ticks, minimum=0, maximum=MAX_SHOWN)
+    found = schedule if isinstance(schedule, Schedule) else await get(schedule, runtime=rt)
+    started = None
+    if runs is not None:
+        runs = arguments.integer("runs", runs, minimum=0, maximum=MAX_SHOWN)
+        started = [ScheduledRun.of(record, tick) for record, tick in await _started_runs(rt, found, runs)]
+    fields = {name: getattr(found, name) for name in Schedule.model_fields}
+    return ScheduleOverview(**fields, next_ticks=_next_ticks(found, ticks, rt.clock.now()), last_runs=started)
+
+
 async def pause(name: str, *, runtime: Runtime | None = None) -> Schedule:
     """Stop admitting the schedule's ticks until :func:`resume` (ticks meanwhile are skipped)."""
     return await _set_paused(name, True, runtime)
@@ -106,6 +160,30 @@ async def _set_paused(name: str, paused: bool, runtime: Runtime | None) -> Sched
     changed = schedule.model_copy(update={"paused": paused, "updated_at": rt.clock.now()})
     stored, _ = await store.put_schedule(changed, replace=True)
     return stored
+
+
+def _next_ticks(schedule: Schedule, count: int, now: datetime) -> builtins.list[datetime]:
+    # Ticks up to last_tick are handled already: after a clock set back, the next is still after it.
+    after = max(now, schedule.last_tick or schedule.created_at)
+    return builtins.list(islice(ticks_after(schedule.cron, schedule.timezone, after), count))
+
+
+async def _started_runs(rt: Runtime, schedule: Schedule, count: int) -> builtins.list[tuple[RunRecord, datetime]]:
+    """The newest ``count`` runs of the schedule, each with its tick, paging through its workflow's runs."""
+    found: builtins.list[tuple[RunRecord, datetime]] = []
+    after = None
+    looked = 0
+    while len(found) < count and looked < LOOK_BACK:
+        page = await rt.target.store.list(RunQuery(workflow=schedule.workflow, limit=_PAGE, after=after))
+        looked += len(page)
+        for record in page:
+            tick = tick_of(schedule.name, record.key)
+            if tick is not None:
+                found.append((record, tick))
+        if len(page) < _PAGE:
+            break
+        after = (page[-1].created_at, page[-1].run_id)
+    return found[:count]
 
 
 def _check_name(name: Any) -> None:
