@@ -4,8 +4,9 @@ started (``schedules.overview``, ``GET /schedules/{name}``, ``flue schedules sho
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import field_serializer
+from pydantic import SerializerFunctionWrapHandler, field_serializer, model_serializer
 
 from flue_core.models import RunRecord, RunStatus, Schedule, _Model, format_timestamp
 
@@ -49,3 +50,12 @@ class ScheduleOverview(Schedule):
     @field_serializer("next_ticks")
     def _ticks(self, value: list[datetime]) -> list[str]:
         return [format_timestamp(tick) for tick in value]
+
+    @model_serializer(mode="wrap")
+    def _unasked_runs_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Runs not asked for are absent, not null: null could be read as "none".
+        data = handler(self)
+        if self.last_runs is None:
+            data.pop("lastRuns", None)
+            data.pop("last_runs", None)
+        return data

@@ -92,7 +92,9 @@ async def list(*, runtime: Runtime | None = None) -> builtins.list[Schedule]:
     return await current_runtime(runtime).target.store.list_schedules()
 
 
-async def next_ticks(schedule: Schedule | str, count: int = 5, *, runtime: Runtime | None = None) -> builtins.list[datetime]:
+async def next_ticks(
+    schedule: Schedule | str, count: int = 5, *, runtime: Runtime | None = None
+) -> builtins.list[datetime]:
     """The next ``count`` times (0 to 100) the schedule ticks at from now on, soonest first, in UTC:
     its cron expression read in its time zone (daylight saving time included). A paused schedule
     answers too, with the times it would tick at; its ``paused`` says that it does not.
@@ -103,7 +105,9 @@ async def next_ticks(schedule: Schedule | str, count: int = 5, *, runtime: Runti
     return _next_ticks(found, count, rt.clock.now())
 
 
-async def last_runs(schedule: Schedule | str, count: int = 5, *, runtime: Runtime | None = None) -> builtins.list[RunRecord]:
+async def last_runs(
+    schedule: Schedule | str, count: int = 5, *, runtime: Runtime | None = None
+) -> builtins.list[RunRecord]:
     """The newest ``count`` runs (0 to 100) the schedule started, newest first: the runs of its
     workflow whose idempotency key is one of its ticks' (see :func:`flue_core.scheduler.tick_key`),
     among the newest :data:`LOOK_BACK` runs of that workflow. Pruned runs are gone; runs started
