@@ -18,6 +18,7 @@ from flue_core.errors import (
     InvalidSchedule,
     SchedulingFailed,
 )
+from flue_core.flow.policy import NO_KEYS, check_priority, run_keys
 from flue_core.limits import MAX_KEY_LENGTH
 from flue_core.models import RunError, RunReceipt, RunRecord, RunStatus, format_timestamp, utc_now
 from flue_core.plugins import call_each, first_answer, has_implementations, notify, scope
@@ -42,6 +43,7 @@ class AdmissionRequest:
     parent) and ``"schedule"`` for a schedule's tick; ``principal`` is whatever the HTTP layer
     authenticated (``None`` for trusted in-process callers). ``start_at`` is set for a delayed start.
     ``source`` is ``"rerun"`` for ``runs.rerun``, and ``rerun_of`` names the run it re-runs.
+    ``priority`` is the run's (the start's, else the workflow's default).
     """
 
     workflow: Workflow
@@ -52,6 +54,7 @@ class AdmissionRequest:
     parent_run_id: str | None = None
     start_at: datetime | None = None
     rerun_of: str | None = None
+    priority: int = 0
 
 
 async def admit(
@@ -67,6 +70,7 @@ async def admit(
     delay: float | None = None,
     rerun_of: str | None = None,
     steps: tuple[tuple[str, str], ...] = (),
+    priority: int | None = None,
 ) -> RunReceipt:
     """Admit a run: resolve, validate and snapshot, apply policies, identify, persist, schedule.
 
@@ -76,16 +80,24 @@ async def admit(
     :class:`InvalidSchedule` for a bad ``at``/``delay``); nothing is stored unless the error is
     :class:`SchedulingFailed`, which leaves the run ended as ``failed`` with a closed stream.
     ``rerun_of`` and ``steps`` (step results taken over from that run) are ``runs.rerun``'s.
+    ``priority`` (-100 to 100, :class:`InvalidPriority` else) defaults to the workflow's. A debounced
+    workflow's run starts when its window has passed (``at``/``delay`` are refused), and a start
+    within the window of a pending run folds into it (see :mod:`flue_core.flow`).
     """
     wf = runtime.registry.resolve(workflow)
     snapshot = wf.snapshot_input(input)
+    priority = wf.flow.priority if priority is None else check_priority(priority)
     if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH and is_text(key)):
         raise InvalidKey(
             f"An idempotency key must be a non-empty string of valid Unicode, at most {MAX_KEY_LENGTH} characters."
         )
+    if wf.flow.debounce is not None:
+        if at is not None or delay is not None:
+            raise InvalidSchedule(f"Workflow {wf.name!r} is debounced: its runs start when the window has passed, not at= or delay=.")
+        delay = wf.flow.debounce
     start_at = start_time(at, delay, runtime.clock)
     hook = runtime.pm.hook
-    request = AdmissionRequest(wf, snapshot, key, source, principal, parent_run_id, start_at, rerun_of)
+    request = AdmissionRequest(wf, snapshot, key, source, principal, parent_run_id, start_at, rerun_of, priority)
     with scope(hook.flue_admission_scope, request=request):
         return await _admit(runtime, request, steps)
 
@@ -94,6 +106,7 @@ async def _admit(runtime: Runtime, request: AdmissionRequest, steps: tuple[tuple
     wf, snapshot, key = request.workflow, request.input, request.key
     parent_run_id, start_at = request.parent_run_id, request.start_at
     hook = runtime.pm.hook
+    keys = run_keys(wf.name, wf.flow, snapshot, lambda: wf.parse_input(snapshot)) if wf.flow.keyed else NO_KEYS
     if has_implementations(hook.flue_check_admission):
         await call_each(hook.flue_check_admission, request=request)
     carrier = _carrier(runtime, request)
@@ -118,15 +131,23 @@ async def _admit(runtime: Runtime, request: AdmissionRequest, steps: tuple[tuple
         owner: str | None = claim.owner
     else:
         owner = None if start_at is not None else target.owner_for(wf)
+    if request.priority:
+        data["priority"] = request.priority
+    if keys is not NO_KEYS:
+        data.update(keys.event_data())
     new = NewRun(
         run_id, wf.name, snapshot, stored_key, now, owner, queued,
         parent_run_id=parent_run_id, start_at=start_at, carrier=carrier, rerun_of=request.rerun_of, steps=steps,
+        priority=request.priority, concurrency_key=keys.concurrency_key, rate_key=keys.rate_key,
+        debounce_key=keys.debounce_key,
     )  # fmt: skip
     # From here on the run may exist: finish admitting it (persist, then schedule or end it) even if
     # the caller is cancelled meanwhile, so no run is ever left queued with nobody to execute it.
     admission = await shielded(_persist(runtime, new, claim))
     record = admission.record
     if not admission.created:
+        if keys.debounce_key is not None and (stored_key is None or record.key != stored_key):
+            return runtime.receipt(record)  # folded into the pending run of its debounce key
         if record.input != snapshot:
             raise IdempotencyKeyConflict(
                 f"Key {key!r} already names run {record.run_id} of {wf.name!r}, admitted with other input.",

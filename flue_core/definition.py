@@ -21,6 +21,8 @@ from flue_core.errors import (
     UnexpectedInput,
     validation_errors,
 )
+from flue_core.flow.limits import Limits
+from flue_core.flow.policy import NO_POLICY, FlowPolicy, check_policy, limits_of
 from flue_core.signals import check_signal_name
 from flue_core.snapshot import NotJSON, json_form, snapshot
 
@@ -43,7 +45,9 @@ class Workflow:
     ``run_interrupted``. ``timeout`` bounds one execution of an
     attempt, in seconds (time spent waiting durably does not count). ``http`` exposes the workflow at
     ``POST /workflows/<name>``; ``middleware`` guards that route. ``concurrency`` caps how many of its
-    runs execute at once across every process sharing the store. ``signals`` maps the signal names
+    runs execute at once across every process sharing the store (per key value, with
+    ``flow.concurrency_key``); ``flow`` holds the rest of its flow control (keys, rate limit, default
+    priority, debounce: see :mod:`flue_core.flow`). ``signals`` maps the signal names
     the workflow accepts to the type their data must have (when given, other names are refused).
     ``schedule`` is a cron expression that starts a run with ``schedule_input`` at every tick.
     """
@@ -62,7 +66,17 @@ class Workflow:
     schedule_input: Any = None
     schedule_timezone: str = "UTC"
     max_recoveries: int = DEFAULT_MAX_RECOVERIES
+    flow: FlowPolicy = NO_POLICY
     _adapter: TypeAdapter[Any] | None = field(default=None, repr=False)
+    _limits: Limits = field(default=Limits(), repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_limits", limits_of(self.concurrency, self.flow))
+
+    @property
+    def limits(self) -> Limits:
+        """What the store applies when workers take this workflow's ready runs."""
+        return self._limits
 
     @property
     def takes_input(self) -> bool:
@@ -133,12 +147,24 @@ def workflow(
     schedule_input: Any = None,
     schedule_timezone: str = "UTC",
     max_recoveries: int = DEFAULT_MAX_RECOVERIES,
+    concurrency_key: Any = None,
+    rate_limit: Any = None,
+    priority: int = 0,
+    debounce: Any = None,
+    debounce_key: Any = None,
 ) -> Any:
     """Turn ``async def fn(ctx)`` or ``async def fn(ctx, input: Model)`` into a :class:`Workflow`.
 
     The input type is read from the second parameter's annotation (or given as ``input=``); the
     name defaults to the function name with ``_`` turned into ``-``. See :class:`Workflow` for the
     other options.
+
+    Flow control (``docs/flow-control.md``): ``concurrency_key`` (a field name of the input or a
+    function of it) makes ``concurrency`` a limit per key value; ``rate_limit`` (a
+    :class:`~flue_core.flow.policy.RateLimit`) caps run starts per period; ``priority`` (-100 to 100)
+    is the default priority of the workflow's runs (higher starts first when runs wait for a slot);
+    ``debounce`` (seconds) folds the starts that come within that window of each other, per value of
+    ``debounce_key``, into one run that takes the last input and starts once the window passes.
     """
 
     def build(fn: Callable[..., Awaitable[Any]]) -> Workflow:
@@ -156,6 +182,7 @@ def workflow(
             raise InvalidWorkflowDefinition(f"Workflow {wf_name!r}: concurrency must be an integer >= 1 or None.")
         if isinstance(max_recoveries, bool) or not isinstance(max_recoveries, int) or max_recoveries < 0:
             raise InvalidWorkflowDefinition(f"Workflow {wf_name!r}: max_recoveries must be an integer >= 0.")
+        flow = check_policy(wf_name, concurrency, concurrency_key, rate_limit, priority, debounce, debounce_key)
         declared_signals = _signals(wf_name, signals)
         if schedule is not None:
             _check_schedule(wf_name, schedule, schedule_timezone)
@@ -180,6 +207,7 @@ def workflow(
             schedule_input=schedule_input,
             schedule_timezone=schedule_timezone,
             max_recoveries=max_recoveries,
+            flow=flow,
             _adapter=adapter,
         )
 

@@ -141,6 +141,21 @@ class InvalidKey(AdmissionError):
     code = "invalid_key"
 
 
+class InvalidFlowKey(AdmissionError):
+    """A workflow's ``concurrency_key``, rate-limit ``key`` or ``debounce_key`` could not be computed
+    from the run's input: the key function raised, or gave something other than a non-empty string
+    (at most 256 characters of valid Unicode), or the input has no such field. Nothing is stored."""
+
+    code = "invalid_flow_key"
+    status = 422
+
+
+class InvalidPriority(AdmissionError):
+    """A start's ``priority`` is not an integer from -100 to 100. Nothing is stored."""
+
+    code = "invalid_priority"
+
+
 class IdempotencyKeyConflict(AdmissionError):
     """The key is already bound to a run of this workflow whose input differs."""
 

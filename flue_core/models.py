@@ -107,6 +107,28 @@ class WaitingFor(_Model):
     run_ids: list[str] | None = None
 
 
+QueueKind = Literal["worker", "slot", "rate_limit", "debounce"]
+
+
+class QueuedFor(_Model):
+    """What a run that has not started yet waits for, as the runtime tells it when the run is read
+    (``runs.get``, ``runs.list``, ``GET /runs/...``): a free ``worker`` slot (any process executing
+    the workflow), a ``slot`` of the workflow's ``concurrency`` (of ``key``, with a
+    ``concurrency_key``: ``running`` of ``limit`` in use), its ``rate_limit`` (of ``key``) until
+    ``until``, or the end of its ``debounce`` window at ``until``. ``message`` says it in words."""
+
+    kind: QueueKind
+    message: str
+    key: str | None = None
+    until: datetime | None = None
+    running: int | None = None
+    limit: int | None = None
+
+    @field_serializer("until")
+    def _timestamp(self, value: datetime | None) -> str | None:
+        return None if value is None else format_timestamp(value)
+
+
 class RunError(_Model):
     """Why a run failed. ``code`` is stable: ``workflow_error``, ``run_interrupted`` (interrupted with
     ``max_recoveries=0`` and no retry left), ``recovery_limit`` (interrupted more than its workflow's
@@ -128,7 +150,9 @@ class RunRecord(_Model):
     after which the same attempt resumed. ``wake_at`` and ``waiting_for`` are set while the run is
     ``scheduled`` or ``waiting``. ``priority`` orders the ready runs competing for a slot (higher
     first); ``concurrency_key``, ``rate_key`` and ``debounce_key`` are the values of the workflow's
-    flow-control keys for this run's input (see :mod:`flue_core.flow`). ``carrier`` holds the context propagated
+    flow-control keys for this run's input (see :mod:`flue_core.flow`); ``queued_for`` says what a
+    run that has not started waits for (filled in by the runtime when the run is read, never
+    stored). ``carrier`` holds the context propagated
     from the admitting caller to every process that executes the run (W3C trace context, say), as
     plugins captured it at admission (``flue_capture_carrier``).
     """
@@ -155,6 +179,7 @@ class RunRecord(_Model):
     concurrency_key: str | None = None
     rate_key: str | None = None
     debounce_key: str | None = None
+    queued_for: QueuedFor | None = None
 
     @field_serializer("created_at", "started_at", "ended_at", "wake_at")
     def _timestamp(self, value: datetime | None) -> str | None:

@@ -12,6 +12,7 @@ from flue_core import arguments, signals
 from flue_core.cursors import decode_cursor, encode_cursor
 from flue_core.errors import RunCancelled, RunFailed, RunFinished, RunNotFinished, RunNotFound
 from flue_core.execution import finish_run
+from flue_core.flow.why import explain
 from flue_core.limits import MAX_LIST_LIMIT
 from flue_core.models import Event, RunPage, RunReceipt, RunRecord, RunStatus, SignalReceipt, utc_now
 from flue_core.rerun import rerun as _rerun
@@ -37,9 +38,11 @@ def recheck_interval(store: RunStore | StreamStore) -> float:
 
 
 async def get(run_id: str, *, runtime: Runtime | None = None) -> RunRecord | None:
-    """The run's record, or ``None`` if no such run exists (or ``run_id`` cannot name one)."""
-    store = current_runtime(runtime).target.store
-    return await store.get(run_id) if arguments.is_run_id(run_id) else None
+    """The run's record, or ``None`` if no such run exists (or ``run_id`` cannot name one). A run
+    that has not started says what it waits for (``queued_for``)."""
+    rt = current_runtime(runtime)
+    record = await rt.target.store.get(run_id) if arguments.is_run_id(run_id) else None
+    return None if record is None else (await explain(rt, (record,)))[0]
 
 
 async def list(
@@ -60,10 +63,10 @@ async def list(
     :class:`~flue_core.errors.InvalidCursor`.
     """
     query = list_query(workflow=workflow, status=status, limit=limit, cursor=cursor, parent=parent, rerun_of=rerun_of)
-    store = current_runtime(runtime).target.store
-    records = await store.list(replace(query, limit=query.limit + 1))
+    rt = current_runtime(runtime)
+    records = await rt.target.store.list(replace(query, limit=query.limit + 1))
     more = len(records) > query.limit
-    records = records[: query.limit]
+    records = await explain(rt, records[: query.limit])
     return RunPage(runs=records, next_cursor=encode_cursor(records[-1]) if more else None)
 
 

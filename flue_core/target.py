@@ -53,8 +53,8 @@ class Target(ABC):
     def owner_for(self, workflow: Workflow) -> str | None:
         """The owner admission gives a fresh run of ``workflow``: this target's worker when it executes
         such a run itself at once, else ``None`` — the ready pool, which a workflow with a
-        ``concurrency`` limit always goes through so that the limit holds across processes."""
-        return self.worker_id if workflow.concurrency is None else None
+        ``concurrency`` or rate limit always goes through so that the limits hold across processes."""
+        return None if workflow.limits.limited else self.worker_id
 
     def claim_at_admission(self, workflow: Workflow) -> AdmissionClaim | None:
         """A slot to execute a fresh run of ``workflow`` at once, its claim made by admission itself

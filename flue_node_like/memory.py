@@ -17,7 +17,9 @@ from typing import Any
 import anyio.lowlevel
 
 from flue_core.errors import ConfigurationError, RunFinished, RunIdConflict, RunNotFound, StoreUnavailable
-from flue_core.models import RunRecord, RunStatus, Schedule, WaitingFor, utc_now
+from flue_core.flow.gate import Gate
+from flue_core.flow.limits import Limits, Taken
+from flue_core.models import RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp, utc_now
 from flue_core.snapshot import dumps
 from flue_core.store import (
     CANCELS,
@@ -82,6 +84,7 @@ class _Data:
     listeners: list[tuple[MemoryStore, ChangeListener]] = field(default_factory=list)
     pool: set[str] = field(default_factory=set)  # queued runs with no owner: the ready pool
     timed: set[str] = field(default_factory=set)  # scheduled and waiting runs with a wake_at
+    debouncing: dict[tuple[str, str], str] = field(default_factory=dict)  # (workflow, debounce key): run id
 
 
 _NAMED: dict[str, _Data] = {}
@@ -134,6 +137,10 @@ class MemoryStore(RunStore):
             existing = self._keys.get((run.workflow, run.key))
             if existing is not None:
                 return Admission(self._runs[existing].record, created=False)
+        if run.debounce_key is not None:
+            folded = self._fold(run)
+            if folded is not None:
+                return Admission(folded, created=False)
         if run.run_id in self._runs:
             raise RunIdConflict(f"A run with id {run.run_id!r} already exists.", details={"run_id": run.run_id})
         record = run.record()
@@ -145,9 +152,25 @@ class MemoryStore(RunStore):
         self._index(stored)
         if run.key is not None:
             self._keys[(run.workflow, run.key)] = run.run_id
+        if run.debounce_key is not None:
+            self._data.debouncing[(run.workflow, run.debounce_key)] = run.run_id
         bisect.insort(self._order, (run.created_at.isoformat(), run.run_id))
         self._changed(run.run_id, *((READY,) if owner is None else ()))
         return Admission(record, created=True)
+
+    def _fold(self, new: NewRun) -> RunRecord | None:
+        """Fold a debounced start into the pending run of its key, if there is one (see ``admit``)."""
+        assert new.debounce_key is not None
+        pending = self._runs.get(self._data.debouncing.get((new.workflow, new.debounce_key), ""))
+        if pending is None or pending.record.status != RunStatus.SCHEDULED or pending.record.waiting_for is None:
+            return None
+        if pending.record.waiting_for.kind != "debounce" or new.start_at is None:
+            return None
+        record = self._update(pending, input=new.input, wake_at=new.start_at)
+        data = {"input": new.input, "startAt": format_timestamp(new.start_at)}
+        self._write(pending, "run_debounced", data, new.created_at)
+        self._changed(record.run_id, READY)
+        return record
 
     def _update(self, run: _Run, **changes: Any) -> RunRecord:
         run.record = run.record.model_copy(update=changes)
@@ -183,7 +206,7 @@ class MemoryStore(RunStore):
         if run is None or run.record.status != RunStatus.QUEUED or run.owner != owner:
             return None
         record = run.record
-        if limit is not None and self._running(record.workflow) >= limit:
+        if limit is not None and self._running(record.workflow, record.concurrency_key) >= limit:
             run.owner = None
             self._index(run)
             self._changed(READY)
@@ -199,8 +222,14 @@ class MemoryStore(RunStore):
         self._changed(run_id)
         return Attempt(run.record, len(run.events), resumed)
 
-    def _running(self, workflow: str) -> int:
-        return sum(1 for run in self._runs.values() if run.record.workflow == workflow and run.record.status == RunStatus.RUNNING)
+    def _running(self, workflow: str, concurrency_key: str | None) -> int:
+        return sum(
+            1
+            for run in self._runs.values()
+            if run.record.workflow == workflow
+            and run.record.status == RunStatus.RUNNING
+            and run.record.concurrency_key == concurrency_key
+        )
 
     async def requeue(
         self, run_id: str, owner: str | None, *, held_by: str | None = None, interrupted: bool = False
@@ -300,30 +329,30 @@ class MemoryStore(RunStore):
     # -- the ready pool and the due-time index ------------------------------------------------------
 
     async def take_ready(
-        self, owner: str, workflows: Mapping[str, int | None], limit: int, *, only: Collection[str] | None = None
-    ) -> list[RunRecord]:
+        self, owner: str, workflows: Mapping[str, Limits], limit: int, *, only: Collection[str] | None = None
+    ) -> Taken:
         self._check_open()
-        pool = sorted((self._runs[run_id] for run_id in self._pool), key=lambda run: (run.ready_at, run.record.run_id))
-        busy: dict[str, int] = {}
-        if any(cap is not None for cap in workflows.values()):
+        pool = sorted(
+            (self._runs[run_id] for run_id in self._pool),
+            key=lambda run: (-run.record.priority, run.ready_at, run.record.run_id),
+        )
+        gate = Gate(workflows, utc_now())
+        if gate.active:
             for run in self._runs.values():
-                if run.record.status in _HELD and run.owner is not None:
-                    busy[run.record.workflow] = busy.get(run.record.workflow, 0) + 1
+                gate.count(run.record, run.owner is not None)
         taken: list[RunRecord] = []
         for run in pool:
             if len(taken) >= limit:
                 break
-            workflow = run.record.workflow
-            if workflow not in workflows or (only is not None and run.record.run_id not in only):
+            if run.record.workflow not in workflows or (only is not None and run.record.run_id not in only):
                 continue
-            cap = workflows[workflow]
-            if cap is not None and busy.get(workflow, 0) >= cap:
+            if not gate.admits(run.record):
                 continue
             run.owner = owner
             self._index(run)
-            busy[workflow] = busy.get(workflow, 0) + 1
+            gate.took(run.record)
             taken.append(run.record)
-        return taken
+        return Taken(taken, gate.retry_at)
 
     async def wake_due(self, now: datetime, limit: int = 1000) -> int:
         self._check_open()
@@ -388,6 +417,12 @@ class MemoryStore(RunStore):
             if query.parent is not None and record.parent_run_id != query.parent:
                 continue
             if query.rerun_of is not None and record.rerun_of != query.rerun_of:
+                continue
+            if query.concurrency_key is not None and record.concurrency_key != query.concurrency_key:
+                continue
+            if query.rate_key is not None and record.rate_key != query.rate_key:
+                continue
+            if query.started_after is not None and (record.started_at is None or record.started_at <= query.started_after):
                 continue
             found.append(record)
             if len(found) >= query.limit:

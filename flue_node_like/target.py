@@ -9,7 +9,6 @@ import time
 from typing import TYPE_CHECKING, ClassVar
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from ulid import ULID
 
 from flue_core.errors import ConfigurationError, StoreUnavailable
@@ -18,6 +17,7 @@ from flue_core.models import RunError, RunRecord, RunStatus, utc_now
 from flue_core.scheduler import run_schedules, sync_declared_schedules
 from flue_core.store import CANCELS, READY, Attempt, Outcome, RunStore
 from flue_core.target import AdmissionClaim, Target
+from flue_node_like.backlog import CLAIMED, Backlog, Reader
 from flue_node_like.liveness import is_dead, this_worker
 from flue_node_like.outage import Outage
 
@@ -79,7 +79,7 @@ class LocalTarget(Target):
         self.worker_id: str | None = None
         self._runtime: Runtime | None = None
         self._executor: Executor | None = None
-        self._send: MemoryObjectSendStream[_Work] | None = None
+        self._backlog: Backlog[_Work] | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
         self._closing = False
         self._inflight = 0
@@ -106,13 +106,15 @@ class LocalTarget(Target):
             await self.store.heartbeat(worker)
             self.worker_id, self._worker = worker.worker_id, worker
             self._executor = Executor(runtime, worker.worker_id)
-            send, receive = anyio.create_memory_object_stream[_Work](math.inf)
+            backlog = Backlog[_Work]()
             await tasks.__aenter__()
             entered = True
-            self._send, self._tasks = send, tasks
-            with receive:
+            self._backlog, self._tasks = backlog, tasks
+            try:
                 for _ in range(self.concurrency):
-                    tasks.start_soon(self._work, receive.clone())
+                    tasks.start_soon(self._work, backlog.reader())
+            finally:
+                backlog.close_readers()
             tasks.start_soon(self._maintain)
             tasks.start_soon(self._apply_cancels)
             await self._recover()
@@ -121,7 +123,7 @@ class LocalTarget(Target):
                 await sync_declared_schedules(runtime)
                 tasks.start_soon(run_schedules, runtime, self.sweep_interval)
         except BaseException:  # leave nothing behind: the host only sees the error
-            self._tasks = self._send = None
+            self._tasks = self._backlog = None
             if entered:
                 tasks.cancel_scope.cancel()
                 await tasks.__aexit__(None, None, None)
@@ -142,7 +144,7 @@ class LocalTarget(Target):
     def claim_at_admission(self, workflow: Workflow) -> AdmissionClaim | None:
         # Only into a free slot, so a run claimed at admission starts at once (never "running" while it
         # waits for room), and only where the store claims in the admission's own write.
-        if self._send is None or self._closing or self.owner_for(workflow) is None:
+        if self._backlog is None or self._closing or self.owner_for(workflow) is None:
             return None
         if not self.store.capabilities.claims_on_admit or self._inflight >= self.concurrency:
             return None
@@ -154,7 +156,7 @@ class LocalTarget(Target):
             raise RuntimeError("The local target is not accepting runs (it is shutting down).")
         if not self.execute:
             return  # the run is in the ready pool; the store tells the workers
-        if self._send is None or self._runtime is None:
+        if self._backlog is None or self._runtime is None:
             raise RuntimeError("The local target is not accepting runs (it is closed).")
         if not self.adopt:
             self._admitted.add(run.run_id)
@@ -165,10 +167,10 @@ class LocalTarget(Target):
 
     def _enqueue(self, run: RunRecord) -> None:
         """Execute a run owned by this worker as soon as an executor task is free."""
-        assert self._send is not None
+        assert self._backlog is not None
         self._inflight += 1
         self._local.add(run.run_id)
-        self._send.send_nowait((run.run_id, run.workflow, None))
+        self._backlog.put(run.priority, (run.run_id, run.workflow, None))
 
     def _freed(self, run_id: str | None = None) -> None:
         """A slot became free: look at the ready pool if runs were left there for want of room."""
@@ -190,8 +192,8 @@ class LocalTarget(Target):
         if self._tasks is None:
             return
         self._closing = True
-        assert self._send is not None and self._executor is not None
-        self._send.close()
+        assert self._backlog is not None and self._executor is not None
+        self._backlog.close()
         tasks, self._tasks = self._tasks, None
         executor = self._executor
         # Every step below runs however this method is left: a host whose own shutdown is a
@@ -225,10 +227,9 @@ class LocalTarget(Target):
 
     # -- tasks --------------------------------------------------------------------------------------
 
-    async def _work(self, receive: MemoryObjectReceiveStream[_Work]) -> None:
+    async def _work(self, backlog: Reader[_Work]) -> None:
         assert self._executor is not None and self._runtime is not None
-        async with receive:
-            backlog = _BacklogFirst(receive)
+        async with backlog:
             while True:
                 try:
                     run_id, workflow, attempt = await backlog.receive()
@@ -256,7 +257,7 @@ class LocalTarget(Target):
                     # a run of a limited workflow may now go.
                     self._freed(run_id)
                     wf = self._runtime.registry.get(workflow)
-                    if wf is not None and wf.concurrency is not None:
+                    if wf is not None and wf.limits.limited:
                         self._runtime.changes.notify((READY,))
 
     async def _pull(self) -> None:
@@ -274,12 +275,14 @@ class LocalTarget(Target):
                     if self.adopt or self._admitted:
                         self._pool_unseen = room <= 0
                         if room > 0:
-                            limits = {wf.name: wf.concurrency for wf in runtime.registry}
+                            limits = {wf.name: wf.limits for wf in runtime.registry}
                             only = None if self.adopt else self._admitted
                             taken = await store.take_ready(self.worker_id, limits, room, only=only)
-                            self._pool_unseen = len(taken) >= room  # full again: more may be waiting
-                            for record in taken:
+                            self._pool_unseen = len(taken.records) >= room  # full again: more may be waiting
+                            for record in taken.records:
                                 self._enqueue(record)
+                            if taken.retry_at is not None:  # runs wait for a rate limit: look again then
+                                wait = min(wait, max((taken.retry_at - runtime.clock.now()).total_seconds(), 0.001))
                     due = await store.next_wake()
                     if due is not None and due <= runtime.clock.now():
                         await store.wake_due(runtime.clock.now())
@@ -355,33 +358,6 @@ class LocalTarget(Target):
 
 #: What the executor tasks receive: a run to claim and execute, or one claimed at admission.
 _Work = tuple[str, str, Attempt | None]
-#: Runs an executor task takes from a backlog without a turn of the event loop in between.
-BACKLOG_BURST = 8
-
-
-class _BacklogFirst:
-    """Receives from ``receive``, waiting only when it is empty: a run waiting in a backlog is taken
-    at once instead of after a turn of a busy event loop (``receive()`` yields first, and under load a
-    turn is every other task's step), so execution keeps pace with admission. At most
-    :data:`BACKLOG_BURST` in a row, since a run that never waits would otherwise hold the loop."""
-
-    __slots__ = ("_receive", "_streak")
-
-    def __init__(self, receive: MemoryObjectReceiveStream[_Work]) -> None:
-        self._receive = receive
-        self._streak = BACKLOG_BURST  # the first run is waited for as usual
-
-    async def receive(self) -> _Work:
-        if self._streak < BACKLOG_BURST:
-            try:
-                item = self._receive.receive_nowait()
-            except anyio.WouldBlock:
-                pass
-            else:
-                self._streak += 1
-                return item
-        self._streak = 0
-        return await self._receive.receive()
 
 
 class _Slot(AdmissionClaim):
@@ -396,13 +372,13 @@ class _Slot(AdmissionClaim):
 
     def start(self, attempt: Attempt) -> None:
         target = self._target
-        if target._closing or target._send is None:
+        if target._closing or target._backlog is None:
             target._freed(attempt.record.run_id)
             raise RuntimeError("The local target is not accepting runs (it is shutting down).")
         if not target.adopt:
             target._admitted.add(attempt.record.run_id)
         target._local.add(attempt.record.run_id)
-        target._send.send_nowait((attempt.record.run_id, attempt.record.workflow, attempt))
+        target._backlog.put(CLAIMED, (attempt.record.run_id, attempt.record.workflow, attempt))
 
     def release(self) -> None:
         self._target._freed()

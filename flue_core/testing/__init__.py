@@ -32,6 +32,8 @@ pytest.register_assert_rewrite(
     "flue_core.testing.schedules",
     "flue_core.testing.store_waits",
     "flue_core.testing.values",
+    "flue_core.testing.flow_store",
+    "flue_core.testing.flow",
 )
 
 from flue_core.testing.admission import AdmissionContract  # noqa: E402
@@ -47,6 +49,7 @@ from flue_core.testing.children import ChildrenContract  # noqa: E402
 from flue_core.testing.schedules import SchedulesContract  # noqa: E402
 from flue_core.testing.store_waits import StoreWaitsContract  # noqa: E402
 from flue_core.testing.values import ValuesContract  # noqa: E402
+from flue_core.testing.flow_store import FlowStoreContract  # noqa: E402
 
 
 class TargetContract(
@@ -63,6 +66,7 @@ class TargetContract(
     SchedulesContract,
     StoreWaitsContract,
     ValuesContract,
+    FlowStoreContract,
 ):
     """Every contract test; subclass it and override ``make_target``."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from flue_core.flow.limits import Limits
 from flue_core.models import RunStatus, Schedule, WaitingFor, utc_now
 from flue_core.store import NewEvent, NewRun, NewSignal, Outcome, Suspension
 from flue_core.testing.base import ContractBase
@@ -26,11 +27,11 @@ class StoreWaitsContract(ContractBase):
             base = utc_now() - timedelta(seconds=10)
             for n in (3, 1, 2):
                 await pooled_run(store, f"run_p{n}", at=base + timedelta(seconds=n))
-            first = await store.take_ready("wkr_a", {"w": None}, 2)
-            second = await store.take_ready("wkr_b", {"w": None}, 5)
+            first = (await store.take_ready("wkr_a", {"w": Limits()}, 2)).records
+            second = (await store.take_ready("wkr_b", {"w": Limits()}, 5)).records
             assert [r.run_id for r in first] == ["run_p1", "run_p2"]
             assert [r.run_id for r in second] == ["run_p3"]
-            assert await store.take_ready("wkr_c", {"w": None}, 5) == []
+            assert (await store.take_ready("wkr_c", {"w": Limits()}, 5)).records == []
             assert (await store.claim("run_p1", "wkr_a")) is not None
             assert (await store.claim("run_p3", "wkr_a")) is None  # taken by wkr_b
 
@@ -39,21 +40,21 @@ class StoreWaitsContract(ContractBase):
             for n in range(3):
                 await pooled_run(store, f"run_l{n}", "limited")
             await pooled_run(store, "run_other", "elsewhere")
-            taken = await store.take_ready("wkr_a", {"limited": 2}, 10)
+            taken = (await store.take_ready("wkr_a", {"limited": Limits(2)}, 10)).records
             assert [r.run_id for r in taken] == ["run_l0", "run_l1"]
-            assert await store.take_ready("wkr_b", {"limited": 2}, 10) == []
+            assert (await store.take_ready("wkr_b", {"limited": Limits(2)}, 10)).records == []
             await store.claim("run_l0", "wkr_a")
             await store.finish("run_l0", Outcome(RunStatus.COMPLETED, utc_now()))
-            assert [r.run_id for r in await store.take_ready("wkr_b", {"limited": 2}, 10)] == ["run_l2"]
-            assert [r.run_id for r in await store.take_ready("wkr_b", {"elsewhere": None}, 10, only=["run_other"])] == ["run_other"]
+            assert [r.run_id for r in (await store.take_ready("wkr_b", {"limited": Limits(2)}, 10)).records] == ["run_l2"]
+            assert [r.run_id for r in (await store.take_ready("wkr_b", {"elsewhere": Limits()}, 10, only=["run_other"])).records] == ["run_other"]
 
     async def test_a_claim_over_the_limit_puts_the_run_back_in_the_pool(self, make_target):
         async with opened(make_target) as store:
             await running_run(store, "run_busy", "wkr_a")  # workflow "w", running
             await pooled_run(store, "run_next")
-            (taken,) = await store.take_ready("wkr_a", {"w": None}, 1)
+            (taken,) = (await store.take_ready("wkr_a", {"w": Limits()}, 1)).records
             assert await store.claim(taken.run_id, "wkr_a", limit=1) is None
-            assert [r.run_id for r in await store.take_ready("wkr_b", {"w": None}, 1)] == ["run_next"]
+            assert [r.run_id for r in (await store.take_ready("wkr_b", {"w": Limits()}, 1)).records] == ["run_next"]
 
     async def test_a_suspended_run_wakes_once_when_due(self, make_target):
         async with opened(make_target) as store:
@@ -65,7 +66,7 @@ class StoreWaitsContract(ContractBase):
             assert await store.wake_due(utc_now()) == 1
             assert await store.wake_due(utc_now()) == 0
             assert await store.next_wake() is None
-            (taken,) = await store.take_ready("wkr_b", {"w": None}, 5)
+            (taken,) = (await store.take_ready("wkr_b", {"w": Limits()}, 5)).records
             attempt = await store.claim(taken.run_id, "wkr_b")
             assert attempt is not None and attempt.resumed and attempt.record.attempt == 1
             assert [t for _, t in await stored_types(store, "run_w1")][-1] == "run_waiting"
@@ -182,10 +183,10 @@ class StoreWaitsContract(ContractBase):
             first = NewEvent(0, "run_queued", {}, now)
             admitted = await store.admit(NewRun("run_later", "w", None, None, now, "wkr_a", first, start_at=start))
             assert admitted.record.status == RunStatus.SCHEDULED and admitted.record.wake_at == start
-            assert await store.take_ready("wkr_a", {"w": None}, 5) == []
+            assert (await store.take_ready("wkr_a", {"w": Limits()}, 5)).records == []
             assert await store.wake_due(now) == 0
             assert await store.wake_due(start) == 1
-            assert [r.run_id for r in await store.take_ready("wkr_a", {"w": None}, 5)] == ["run_later"]
+            assert [r.run_id for r in (await store.take_ready("wkr_a", {"w": Limits()}, 5)).records] == ["run_later"]
             attempt = await store.claim("run_later", "wkr_a")
             assert attempt is not None and not attempt.resumed and attempt.record.attempt == 1
 
