@@ -32,6 +32,7 @@ from pydantic import ValidationError
 import flue_core.http.errors  # noqa: F401  (its classes are among those an envelope's code names)
 from flue_core.errors import ConfigurationError, FlueError, InputNotSerializable, InvalidKey, error_classes, make_error
 from flue_core.models import Event, RunPage, RunReceipt, RunRecord, RunStatus, Schedule, SignalReceipt
+from flue_core.schedule_overview import ScheduleOverview
 from flue_core.snapshot import NotJSON, dumps, snapshot
 
 Headers = Mapping[str, str] | Callable[[], Mapping[str, str]]
@@ -161,13 +162,20 @@ class FlueClient:
         response = await self._send("POST", path, content=content, headers=headers, may_retry=key is not None)
         return self._parse(SignalReceipt, response)
 
-    async def schedules(self) -> list[Schedule]:
-        """``GET /schedules``: every schedule, where the application enables and grants it."""
+    async def schedules(self) -> list[ScheduleOverview]:
+        """``GET /schedules``: every schedule with its next ticks, where the application enables and grants it."""
         response = await self._send("GET", "/schedules", may_retry=True)
         body = self._json_body(response)
         if not isinstance(body, dict) or not isinstance(body.get("schedules"), list):
             raise UnexpectedResponse("The server's schedule listing is not {\"schedules\": [...]}.")
-        return [Schedule.model_validate(item) for item in body["schedules"]]
+        return [ScheduleOverview.model_validate(item) for item in body["schedules"]]
+
+    async def schedule(self, name: str, *, ticks: int = 5, runs: int = 5) -> ScheduleOverview:
+        """``GET /schedules/{name}``: the schedule with its next ``ticks`` tick times and last ``runs``
+        runs. Raises ``ScheduleNotFound``."""
+        params = {"ticks": str(ticks), "runs": str(runs)}
+        response = await self._send("GET", f"/schedules/{quote(name, safe='')}", params=params, may_retry=True)
+        return self._parse(ScheduleOverview, response)
 
     async def create_schedule(self, definition: Mapping[str, Any]) -> Schedule:
         """``POST /schedules`` with ``definition`` (``name``, ``workflow``, ``cron``, ``input``,

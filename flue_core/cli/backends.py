@@ -18,6 +18,7 @@ from flue_core.client import FlueClient, InvalidBaseUrl, LiveMode
 from flue_core.errors import FlueError, RunNotFound
 from flue_core.models import Event, RunPage, RunReceipt, RunRecord, Schedule, SignalReceipt, utc_now
 from flue_core.runtime import Runtime
+from flue_core.schedule_overview import ScheduleOverview
 
 URL_ENV = "FLUE_URL"
 TOKEN_ENV = "FLUE_TOKEN"
@@ -49,7 +50,9 @@ class Runs(Protocol):
 
     async def signal(self, run_id: str, name: str, data: Any, key: str | None) -> SignalReceipt: ...
 
-    async def schedules(self) -> list[Schedule]: ...
+    async def schedules(self) -> list[ScheduleOverview]: ...
+
+    async def schedule(self, name: str, ticks: int, runs: int) -> ScheduleOverview: ...
 
     async def create_schedule(self, definition: dict[str, Any]) -> Schedule: ...
 
@@ -119,8 +122,12 @@ class LocalRuns:
         except RunNotFound as exc:
             raise _not_in_local_store(exc) from None
 
-    async def schedules(self) -> list[Schedule]:
-        return await schedules.list(runtime=self.runtime)
+    async def schedules(self) -> list[ScheduleOverview]:
+        found = await schedules.list(runtime=self.runtime)
+        return [await schedules.overview(schedule, runs=None, runtime=self.runtime) for schedule in found]
+
+    async def schedule(self, name: str, ticks: int, runs: int) -> ScheduleOverview:
+        return await schedules.overview(name, ticks=ticks, runs=runs, runtime=self.runtime)
 
     async def create_schedule(self, definition: dict[str, Any]) -> Schedule:
         definition = dict(definition)
@@ -202,9 +209,15 @@ class RemoteRuns:
     async def signal(self, run_id: str, name: str, data: Any, key: str | None) -> SignalReceipt:
         return await self.client.signal(run_id, name, data, key=key)
 
-    async def schedules(self) -> list[Schedule]:
+    async def schedules(self) -> list[ScheduleOverview]:
         try:
             return await self.client.schedules()
+        except FlueError as exc:
+            raise self._no_schedules(exc) from None
+
+    async def schedule(self, name: str, ticks: int, runs: int) -> ScheduleOverview:
+        try:
+            return await self.client.schedule(name, ticks=ticks, runs=runs)
         except FlueError as exc:
             raise self._no_schedules(exc) from None
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from flue_core.cli.app import APP_ENV
 from flue_core.cli.backends import LocalRuns, Runs, open_runs
 from flue_core.cli.exits import Exit
+from flue_core.cli.schedule_view import schedule_lines, schedules_table
 from flue_core.cli.view import Output
-from flue_core.models import Schedule
 
 if TYPE_CHECKING:
     from flue_core.cli.commands import Interrupts
@@ -41,12 +41,14 @@ async def signal(args: argparse.Namespace, out: Output, interrupts: Interrupts) 
 
 
 async def schedules(args: argparse.Namespace, out: Output, interrupts: Interrupts) -> int:
-    """List, create, pause, resume or delete schedules."""
+    """List, create, show, pause, resume or delete schedules."""
     action = args.schedule_command
     async with _runs(args) as runs:
         with interrupts.stoppable():
             if action == "list":
                 found = await runs.schedules()
+            elif action == "show":
+                found = [await runs.schedule(args.name, args.ticks, args.runs)]
             elif action == "create":
                 definition = {
                     "name": args.name,
@@ -73,7 +75,8 @@ async def schedules(args: argparse.Namespace, out: Output, interrupts: Interrupt
     elif not found:
         out.line("no schedules")
     else:
-        for line in schedules_table(found, out):
+        shown = schedule_lines(found[0], out) if action == "show" else schedules_table(found, out)
+        for line in shown:
             out.line(line)
     return Exit.COMPLETED
 
@@ -91,23 +94,3 @@ async def prune(args: argparse.Namespace, out: Output, interrupts: Interrupts) -
     else:
         out.line(f"pruned {count} run(s) that ended more than {args.older_than} ago")
     return Exit.COMPLETED
-
-
-def schedules_table(found: list[Schedule], out: Output) -> list[str]:
-    """Schedules as aligned columns: name, workflow, cron, zone, state, last tick."""
-    rows = [
-        (
-            s.name,
-            s.workflow,
-            s.cron,
-            s.timezone,
-            "paused" if s.paused else "active",
-            "" if s.last_tick is None else s.last_tick.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-        )
-        for s in found
-    ]
-    header = ("SCHEDULE", "WORKFLOW", "CRON", "ZONE", "STATE", "LAST TICK")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [out.style("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(header)).rstrip(), "bold")]
-    lines.extend("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows)
-    return lines

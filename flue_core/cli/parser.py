@@ -130,7 +130,11 @@ def build_parser() -> Parser:
     create.add_argument("--timezone", default="UTC", help="an IANA time zone (default UTC)")
     create.add_argument("--catchup", type=int, default=1, help="missed ticks to run after downtime (default 1)")
     create.add_argument("--paused", action="store_true", help="create it paused")
-    named = [actions.add_parser(action, help=f"{action} a schedule") for action in SCHEDULE_ACTIONS[2:]]
+    helps = {"show": "a schedule, its next ticks and the runs it started"}
+    named = [actions.add_parser(action, help=helps.get(action, f"{action} a schedule")) for action in SCHEDULE_ACTIONS[2:]]
+    show = named[0]
+    show.add_argument("--ticks", type=int, default=5, help="how many next ticks to show, 0-100 (default 5)")
+    show.add_argument("--runs", type=int, default=5, help="how many of its last runs to show, 0-100 (default 5)")
     for action in (listed, create, *named):
         if action is not listed and action is not create:
             action.add_argument("name", metavar="NAME")
@@ -213,7 +217,7 @@ def _where(parser: argparse.ArgumentParser, *, app: bool) -> None:
         group.add_argument("--app", help=f"local: module[:attribute] holding a Runtime or workflows (default ${APP_ENV})")
 
 
-SCHEDULE_ACTIONS = ("list", "create", "pause", "resume", "delete")
+SCHEDULE_ACTIONS = ("list", "create", "show", "pause", "resume", "delete")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

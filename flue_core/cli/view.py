@@ -262,6 +262,11 @@ def records_table(records: Iterable[RunRecord], out: Output) -> list[str]:
     return lines
 
 
+def status_style(status: str) -> str | None:
+    """The colour a run's status is shown in."""
+    return _STATUS_STYLES.get(status)
+
+
 def _number(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
