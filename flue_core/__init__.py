@@ -18,9 +18,11 @@ from flue_core.errors import (
     IdempotencyKeyConflict,
     InputNotSerializable,
     InvalidCursor,
+    InvalidFlowKey,
     InvalidInput,
     InvalidKey,
     InvalidOffset,
+    InvalidPriority,
     InvalidQuery,
     InvalidSchedule,
     InvalidSignal,
@@ -39,8 +41,20 @@ from flue_core.errors import (
     UnexpectedInput,
     WorkflowNotFound,
 )
+from flue_core.flow.policy import RateLimit
 from flue_core.hookspecs import hookimpl
-from flue_core.models import Event, RunError, RunPage, RunReceipt, RunRecord, RunStatus, Schedule, SignalReceipt, WaitingFor
+from flue_core.models import (
+    Event,
+    QueuedFor,
+    RunError,
+    RunPage,
+    RunReceipt,
+    RunRecord,
+    RunStatus,
+    Schedule,
+    SignalReceipt,
+    WaitingFor,
+)
 from flue_core.runtime import Runtime
 
 __all__ = [
@@ -51,12 +65,16 @@ __all__ = [
     "IdempotencyKeyConflict",
     "InputNotSerializable",
     "InvalidCursor",
+    "InvalidFlowKey",
     "InvalidInput",
     "InvalidKey",
     "InvalidOffset",
+    "InvalidPriority",
     "InvalidQuery",
     "InvalidSchedule",
     "InvalidSignal",
+    "QueuedFor",
+    "RateLimit",
     "RateLimited",
     "RunCancelled",
     "RunContext",

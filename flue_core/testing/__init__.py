@@ -49,6 +49,7 @@ from flue_core.testing.children import ChildrenContract  # noqa: E402
 from flue_core.testing.schedules import SchedulesContract  # noqa: E402
 from flue_core.testing.store_waits import StoreWaitsContract  # noqa: E402
 from flue_core.testing.values import ValuesContract  # noqa: E402
+from flue_core.testing.flow import FlowContract  # noqa: E402
 from flue_core.testing.flow_store import FlowStoreContract  # noqa: E402
 
 
@@ -67,6 +68,7 @@ class TargetContract(
     StoreWaitsContract,
     ValuesContract,
     FlowStoreContract,
+    FlowContract,
 ):
     """Every contract test; subclass it and override ``make_target``."""
 
