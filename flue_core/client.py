@@ -130,11 +130,13 @@ class FlueClient:
         key: str | None = None,
         delay: float | None = None,
         at: datetime | None = None,
+        priority: int | None = None,
     ) -> RunReceipt:
         """``POST /workflows/{workflow}``: admit a run and return its receipt (never retried).
 
         ``input`` is sent as the JSON body (no body for ``None``); ``key`` as ``Idempotency-Key``;
-        ``delay`` (seconds) or ``at`` (an aware datetime) as ``?delay=`` / ``?at=`` for a delayed start.
+        ``delay`` (seconds) or ``at`` (an aware datetime) as ``?delay=`` / ``?at=`` for a delayed start;
+        ``priority`` as ``?priority=``.
         """
         headers = _key_headers(key)
         content = self._body(input, f"Input of workflow {workflow!r}", {"workflow": workflow})
@@ -145,6 +147,8 @@ class FlueClient:
             params["delay"] = f"{delay:.6f}".rstrip("0").rstrip(".") if isinstance(delay, float) else str(delay)
         if at is not None:
             params["at"] = at.isoformat()
+        if priority is not None:
+            params["priority"] = str(priority)
         response = await self._send(
             "POST", f"/workflows/{quote(workflow, safe='')}", params=params or None, content=content, headers=headers
         )

@@ -29,7 +29,14 @@ class Runs(Protocol):
     executes: bool
 
     async def start(
-        self, workflow: str, input: Any, key: str | None, *, delay: float | None = None, at: datetime | None = None
+        self,
+        workflow: str,
+        input: Any,
+        key: str | None,
+        *,
+        delay: float | None = None,
+        at: datetime | None = None,
+        priority: int | None = None,
     ) -> RunReceipt: ...
 
     def events(self, run_id: str, offset: str, follow: bool) -> AsyncIterator[Event]: ...
@@ -67,9 +74,18 @@ class LocalRuns:
         self.executes = executes
 
     async def start(
-        self, workflow: str, input: Any, key: str | None, *, delay: float | None = None, at: datetime | None = None
+        self,
+        workflow: str,
+        input: Any,
+        key: str | None,
+        *,
+        delay: float | None = None,
+        at: datetime | None = None,
+        priority: int | None = None,
     ) -> RunReceipt:
-        return await workflows.start(workflow, input=input, key=key, delay=delay, at=at, runtime=self.runtime)
+        return await workflows.start(
+            workflow, input=input, key=key, delay=delay, at=at, priority=priority, runtime=self.runtime
+        )
 
     async def events(self, run_id: str, offset: str, follow: bool) -> AsyncIterator[Event]:
         try:
@@ -171,9 +187,16 @@ class RemoteRuns:
         self.live = live
 
     async def start(
-        self, workflow: str, input: Any, key: str | None, *, delay: float | None = None, at: datetime | None = None
+        self,
+        workflow: str,
+        input: Any,
+        key: str | None,
+        *,
+        delay: float | None = None,
+        at: datetime | None = None,
+        priority: int | None = None,
     ) -> RunReceipt:
-        return await self.client.start(workflow, input, key=key, delay=delay, at=at)
+        return await self.client.start(workflow, input, key=key, delay=delay, at=at, priority=priority)
 
     def events(self, run_id: str, offset: str, follow: bool) -> AsyncIterator[Event]:
         return self.client.events(run_id, offset=offset, follow=follow, live=self.live)

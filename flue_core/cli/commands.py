@@ -152,7 +152,9 @@ async def start(args: argparse.Namespace, out: Output, interrupts: Interrupts) -
     Locally this process executes the run, so it always waits; the first Ctrl-C cancels the run.
     """
     async with _runs(args, execute=not args.url) as runs:
-        receipt = await runs.start(args.workflow, args.input, args.key, delay=args.delay, at=args.at)
+        receipt = await runs.start(
+            args.workflow, args.input, args.key, delay=args.delay, at=args.at, priority=args.priority
+        )
         if out.ndjson:
             if not args.follow:
                 out.line(receipt.model_dump_json())
@@ -285,7 +287,7 @@ async def dashboard(args: argparse.Namespace, out: Output, interrupts: Interrupt
     spec = args.app or os.environ.get(APP_ENV)
     runtime = app_runtime(spec, args.store) if spec else reader_runtime(args.store)
     access = LinkAccess()
-    app = create_app(runtime, dashboard=True, **access.app_options())
+    app = create_app(runtime, dashboard=True, **access.app_options(schedules=True))
     async with AsyncExitStack() as opened:
         await opened.enter_async_context(runtime)
         try:

@@ -64,6 +64,9 @@ def build_parser() -> Parser:
     start.add_argument("--detach", action="store_true", help="with --url: return once admitted, do not wait")
     start.add_argument("--delay", metavar="SECONDS", help="start it this many seconds from now (status scheduled until then)")
     start.add_argument("--at", metavar="TIME", help="start it at this time, with its offset (2026-12-24T09:00:00Z)")
+    start.add_argument(
+        "--priority", type=int, metavar="N", help="-100 to 100 (default: the workflow's): higher starts first when runs wait for a slot"
+    )
     _output(start)
     _where(start, app=True)
 

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from flue_core.models import Event, RunRecord
+from flue_core.models import QueuedFor, Event, RunRecord
 
 _STYLES = {
     "bold": "1",
@@ -232,10 +232,12 @@ def _end(data: dict[str, Any]) -> tuple[str, str | None, str]:
 
 def records_table(records: Iterable[RunRecord], out: Output) -> list[str]:
     """Runs as aligned columns: id, workflow, status, created (local time), duration; and, when a
-    run of the page has them, how often it recovered from an interruption and the run it re-runs."""
+    run of the page has them, how often it recovered from an interruption, the run it re-runs, and
+    what a run that has not started waits for."""
     records = list(records)
     recovered = any(r.recoveries for r in records)
     reruns = any(r.rerun_of for r in records)
+    queued = any(r.queued_for for r in records)
     rows = [
         (
             r.run_id,
@@ -245,11 +247,12 @@ def records_table(records: Iterable[RunRecord], out: Output) -> list[str]:
             "" if r.duration_ms is None else f"{r.duration_ms / 1000:.2f} s",
             *([str(r.recoveries or "")] if recovered else []),
             *([r.rerun_of or ""] if reruns else []),
+            *([queued_text(r.queued_for)] if queued else []),
         )
         for r in records
     ]
     header = ("RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION")
-    header += ("RECOVERIES",) * recovered + ("RERUN OF",) * reruns
+    header += ("RECOVERIES",) * recovered + ("RERUN OF",) * reruns + ("WAITS FOR",) * queued
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def fmt(row: tuple[str, ...], status_style: str | None) -> str:
@@ -260,6 +263,21 @@ def records_table(records: Iterable[RunRecord], out: Output) -> list[str]:
     lines = [out.style(fmt(header, None), "bold")]
     lines.extend(fmt(row, _STATUS_STYLES.get(row[2])) for row in rows)
     return lines
+
+
+def queued_text(queued: QueuedFor | None) -> str:
+    """What a run that has not started waits for, in a few words (its ``message`` says it in full)."""
+    if queued is None:
+        return ""
+    key = "" if queued.key is None else f" of {queued.key!r}"
+    until = "" if queued.until is None else f" until {queued.until.astimezone().strftime('%H:%M:%S')}"
+    if queued.kind == "slot":
+        return f"slot{key} ({queued.running}/{queued.limit} running)"
+    if queued.kind == "rate_limit":
+        return f"rate limit{key}{until}"
+    if queued.kind == "debounce":
+        return f"debounce{key}{until}"
+    return "a worker"
 
 
 def status_style(status: str) -> str | None:

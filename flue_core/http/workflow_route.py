@@ -4,7 +4,8 @@ Checks run in this order, so each answer discloses no more than the one before i
 
 1. method: anything but ``POST`` is 405 with ``Allow: POST``;
 2. query: only ``wait=result``, ``delay=<seconds>`` and ``at=<RFC 3339 time>`` (a delayed start)
-   are understood; anything else is 400 ``invalid_query``;
+   and ``priority=<-100..100>`` are understood; anything else is 400 ``invalid_query`` (a priority
+   that is not an integer in range: 400 ``invalid_priority``);
 3. workflow: unknown and not exposed (``http=False``) answer the same 404 ``workflow_not_found``;
 4. the workflow's route middleware (authentication; may reject before the body is read);
 5. body: 415 for a non-JSON content type, 413 past ``max_body_size`` (while reading), 400 bad JSON;
@@ -27,7 +28,8 @@ from starlette.responses import JSONResponse, Response
 
 from flue_core import arguments, runs
 from flue_core.admission import admit
-from flue_core.errors import FlueError, RunCancelled, RunFailed, RunNotFinished, WorkflowNotFound
+from flue_core.errors import FlueError, InvalidPriority, RunCancelled, RunFailed, RunNotFinished, WorkflowNotFound
+from flue_core.flow.limits import MAX_PRIORITY, MIN_PRIORITY
 from flue_core.http.body import read_json
 from flue_core.http.config import HttpConfig, stream_path
 from flue_core.http.envelope import error_response
@@ -43,10 +45,11 @@ WAIT_MODES = ("result",)
 async def post_workflow(config: HttpConfig, request: Request) -> Response:
     if request.method != "POST":
         raise MethodNotAllowed(request.method, ["POST"])
-    params = parse_query(request, ["wait", "delay", "at"])
+    params = parse_query(request, ["wait", "delay", "at", "priority"])
     wait = choice(params, "wait", WAIT_MODES) is not None
     delay = None if "delay" not in params else arguments.seconds_text("delay", params["delay"])
     at = None if "at" not in params else arguments.timestamp_text("at", params["at"])
+    priority = None if "priority" not in params else priority_text(params["priority"])
     name = request.path_params["name"]
     runtime = config.open_runtime()
     wf = runtime.registry.get(name)
@@ -66,6 +69,7 @@ async def post_workflow(config: HttpConfig, request: Request) -> Response:
                 principal=request_principal(request),
                 at=at,
                 delay=delay,
+                priority=priority,
             )
             stream_url = stream_path(request, receipt.run_id)
             if wait:
@@ -76,6 +80,19 @@ async def post_workflow(config: HttpConfig, request: Request) -> Response:
             return error_response(exc)
 
     return await through_middleware(wf, request, admit_request)
+
+
+def priority_text(text: str) -> int:
+    """A query string's priority: an integer such as ``10`` or ``-5`` (its range is checked by admission)."""
+    try:
+        if not text.lstrip("-").isdigit() or not text.isascii() or len(text) > 4:
+            raise ValueError(text)
+        return int(text)
+    except ValueError:
+        raise InvalidPriority(
+            f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY}, not {text[:20]!r}.",
+            details={"parameter": "priority"},
+        ) from None
 
 
 def request_principal(request: Request) -> Any:

@@ -19,7 +19,8 @@
   const steps = [];
   let attempt = 0;
 
-  if (!config.mayList) $("crumbs").replaceChildren(el("span", {}, "Run"));
+  // Without the listing there is no runs page to go back to; the crumbs keep the workflow's name.
+  if (!config.mayList) $("back").replaceWith(el("span", {}, "Run"));
 
   // -- the record ---------------------------------------------------------------------------------
 
@@ -53,7 +54,12 @@
     if (run.key) rows.push(["Idempotency key", el("span", {class: "mono"}, run.key)]);
     if (run.parentRunId) rows.push(["Parent run", el("a", {class: "mono", href: `${config.base}/runs/${encodeURIComponent(run.parentRunId)}`}, run.parentRunId)]);
     if (run.rerunOf) rows.push(["Re-run of", el("a", {class: "mono", id: "rerun-of", href: runUrl(run.rerunOf)}, run.rerunOf)]);
-    if (run.waitingFor) rows.push([run.status === "scheduled" ? "Starts" : "Waiting for", waitingNode(run)]);
+    if (run.queuedFor) rows.push(["Queued for", el("span", {id: "queued-for", title: run.queuedFor.message}, run.queuedFor.message)]);
+    else if (run.waitingFor) rows.push([run.status === "scheduled" ? "Starts" : "Waiting for", waitingNode(run)]);
+    if (run.priority) rows.push(["Priority", el("span", {id: "priority"}, String(run.priority))]);
+    for (const [name, value] of [["Concurrency key", run.concurrencyKey], ["Rate-limit key", run.rateKey], ["Debounce key", run.debounceKey]]) {
+      if (value) rows.push([name, el("span", {class: "mono"}, value)]);
+    }
     if (run.cancelRequested && !FINISHED.has(run.status)) rows.push(["Cancel", el("span", {class: "warn-text"}, "requested")]);
     $("details").replaceChildren(...rows.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
     $("input").replaceChildren(...jsonNodes(run.input));
@@ -69,6 +75,7 @@
       signal: `signal ${wait.name}`,
       children: `${(wait.runIds || []).length} child run(s)`,
       retry: "its next attempt",
+      debounce: "its debounce window to pass",
     }[wait.kind] || wait.kind;
     const until = run.wakeAt ? [el("span", {class: "muted"}, wait.kind === "signal" ? " · times out " : " · until "), timeNode(run.wakeAt)] : [];
     return el("span", {}, wait.kind === "start" ? [] : what, ...(wait.kind === "start" ? [timeNode(run.wakeAt)] : until));

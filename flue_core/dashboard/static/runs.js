@@ -97,6 +97,7 @@
     if (run.status === "failed" && run.error) return el("span", {class: "outcome-error", title: run.error.message}, run.error.message);
     if (run.status === "completed") return el("code", {class: "outcome-result", title: compact(run.result, 2000)}, compact(run.result, 90));
     if (run.status === "cancelled") return el("span", {class: "muted"}, "cancelled");
+    if (run.queuedFor) return el("span", {class: "muted queued-for", title: run.queuedFor.message}, run.queuedFor.message);
     if (run.cancelRequested) return el("span", {class: "muted"}, "cancelling…");
     return el("span", {class: "muted"}, "—");
   }
