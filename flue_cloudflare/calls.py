@@ -12,6 +12,7 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 from flue_cloudflare import codec
 
@@ -25,6 +26,20 @@ STREAMS = "FLUE_STREAMS"
 INDEX_NAME = "index"
 SCHEDULES_NAME = "schedules"
 STREAMS_NAME = "streams"
+
+
+def slot_object(workflow: str, concurrency_key: str | None) -> str:
+    """The name of the limit object that hands out the concurrency slots of ``workflow``'s runs with
+    ``concurrency_key``: the workflow's name for runs without a key, else ``<workflow>:<key>`` with
+    the key percent-encoded (workflow names have no ``:``, and object names no ``/``)."""
+    return workflow if concurrency_key is None else f"{workflow}:{quote(concurrency_key, safe='')}"
+
+
+def rate_object(workflow: str, rate_key: str | None) -> str:
+    """The name of the limit object that keeps the recent starts of ``workflow``'s runs with
+    ``rate_key`` (``<workflow>;rate``, then ``:<key>`` percent-encoded)."""
+    name = f"{workflow};rate"
+    return name if rate_key is None else f"{name}:{quote(rate_key, safe='')}"
 
 
 def scoped(scope: str, name: str) -> str:

@@ -10,12 +10,14 @@ and ``details``, by the caller (:func:`raise_error`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from flue_core.errors import FlueError, error_classes, make_error
 from flue_cloudflare.errors import ValueTooLarge  # noqa: F401 - a class raise_error must know
 from flue_cloudflare.record_json import dumps_record, loads_record
+from flue_core.flow.limits import Limits, Taken
 from flue_core.models import RunError, RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp, parse_timestamp
 from flue_core.store import (
     Admission,
@@ -115,6 +117,11 @@ def new_run_wire(run: NewRun) -> dict[str, Any]:
         wire["rerunOf"] = run.rerun_of
     if run.steps:
         wire["steps"] = [list(step) for step in run.steps]
+    # Likewise the flow-control fields, only when a workflow's policy set them.
+    for name, value in (("priority", run.priority or None), ("concurrencyKey", run.concurrency_key),
+                        ("rateKey", run.rate_key), ("debounceKey", run.debounce_key)):  # fmt: skip
+        if value is not None:
+            wire[name] = value
     return wire
 
 
@@ -132,6 +139,10 @@ def new_run_of(wire: dict[str, Any]) -> NewRun:
         carrier=wire["carrier"],
         rerun_of=wire.get("rerunOf"),
         steps=tuple((name, value) for name, value in wire.get("steps", ())),
+        priority=wire.get("priority", 0),
+        concurrency_key=wire.get("concurrencyKey"),
+        rate_key=wire.get("rateKey"),
+        debounce_key=wire.get("debounceKey"),
     )
 
 
@@ -189,6 +200,9 @@ def query_wire(query: RunQuery) -> dict[str, Any]:
         "after": after,
         "parent": query.parent,
         "rerunOf": query.rerun_of,
+        "concurrencyKey": query.concurrency_key,
+        "rateKey": query.rate_key,
+        "startedAfter": when(query.started_after),
     }
 
 
@@ -201,7 +215,27 @@ def query_of(wire: dict[str, Any]) -> RunQuery:
         after=None if after is None else (parse_timestamp(after[0]), after[1]),
         parent=wire["parent"],
         rerun_of=wire.get("rerunOf"),
+        concurrency_key=wire.get("concurrencyKey"),
+        rate_key=wire.get("rateKey"),
+        started_after=moment(wire.get("startedAfter")),
     )
+
+
+def limits_wire(workflows: Mapping[str, Limits]) -> dict[str, list[Any]]:
+    """The limits of ``take_ready``'s workflows: ``[concurrency, rate, per]`` by name."""
+    return {name: [limits.concurrency, limits.rate, limits.per] for name, limits in workflows.items()}
+
+
+def limits_of(wire: dict[str, list[Any]]) -> dict[str, Limits]:
+    return {name: Limits(*values) for name, values in wire.items()}
+
+
+def taken_wire(taken: Taken) -> dict[str, Any]:
+    return {"records": [record_json(record) for record in taken.records], "retryAt": when(taken.retry_at)}
+
+
+def taken_of(wire: dict[str, Any]) -> Taken:
+    return Taken([record_of(text) for text in wire["records"]], moment(wire["retryAt"]))
 
 
 def worker_wire(worker: WorkerInfo) -> dict[str, Any]:

@@ -3,8 +3,11 @@
 The object is its run's only worker. When the alarm rings:
 
 * a parked run that is due (a sleep, a delayed start, a retry's back-off, a signal's timeout) is woken;
-* a run in the pool is taken — once its workflow's concurrency limit (a ``LimitObject`` per limited
-  workflow) gives it a slot; otherwise the limit object pokes it when one is free;
+* a run in the pool is taken — once its workflow's concurrency limit gives it a slot (a
+  ``LimitObject`` per limited workflow and concurrency key: waiters go highest priority first, then
+  oldest), otherwise the limit object pokes it when one is free; and then, for a run that never
+  started, once its rate limit (a ``LimitObject`` per workflow and rate key, keeping the starts of
+  the window) grants the start, otherwise the alarm rings when that object says there is room;
 * a run still held by an executor that is gone (the isolate died or was evicted mid-run: its alarm
   rings again) is recovered exactly as adopted runs are everywhere
   (:func:`flue_core.execution.resume_adopted`): handed back with ``requeue(interrupted=True)`` to
@@ -26,11 +29,12 @@ from typing import TYPE_CHECKING
 import anyio
 
 from flue_core.execution import finish_run, resume_adopted
+from flue_core.flow.limits import NO_LIMITS, Limits
 from flue_core.models import RunError, RunRecord, RunStatus, utc_now
 from flue_core.store import Outcome
 from flue_cloudflare import calls, codec
 from flue_cloudflare.changes import polled
-from flue_cloudflare.run_schema import HELD, PARKED
+from flue_cloudflare.run_schema import HELD, PARKED, RunState
 from flue_cloudflare.errors import ValueTooLarge
 
 if TYPE_CHECKING:
@@ -44,9 +48,9 @@ log = logging.getLogger("flue.cloudflare")
 RECHECK = 60.0
 
 
-def concurrency(runtime: Runtime, workflow: str) -> int | None:
+def limits(runtime: Runtime, workflow: str) -> Limits:
     wf = runtime.registry.get(workflow)
-    return None if wf is None else wf.concurrency
+    return NO_LIMITS if wf is None else wf.limits
 
 
 def next_alarm(obj: RunObject) -> float | None:
@@ -60,6 +64,8 @@ def next_alarm(obj: RunObject) -> float | None:
     if state.status in PARKED:
         wake_at = state.record.wake_at
         return None if wake_at is None else wake_at.timestamp() * 1000
+    if state.in_pool and obj.start_at is not None:
+        return obj.start_at
     if obj.waiting_for_slot or obj.app.runtime.registry.get(state.record.workflow) is None:
         return now + RECHECK * 1000
     if state.in_pool or state.status in HELD:
@@ -69,14 +75,14 @@ def next_alarm(obj: RunObject) -> float | None:
 
 def takes_at_once(obj: RunObject) -> bool:
     """Whether the event asking may execute the run now, ahead of its alarm: it is still in line,
-    nothing in the object drives it yet, and its workflow has no concurrency limit to wait for."""
+    nothing in the object drives it yet, and its workflow has no concurrency or rate limit to wait for."""
     if not obj.app.execute or obj.driving or obj.in_alarm:
         return False
     state = obj.ledger.state()
     if state is None or not state.in_pool:
         return False
     workflow = obj.app.runtime.registry.get(state.record.workflow)
-    return workflow is not None and workflow.concurrency is None
+    return workflow is not None and not workflow.limits.limited
 
 
 async def drive(obj: RunObject, runtime: Runtime) -> None:
@@ -106,19 +112,38 @@ async def drive(obj: RunObject, runtime: Runtime) -> None:
                 await _execute(obj, runtime, record.workflow)
         return
     if state.in_pool:
-        if workflow.concurrency is not None and not state.slot:
-            limit = obj.stub(calls.LIMITS, workflow.name)
-            request = {"runId": obj.run_id, "cap": workflow.concurrency, "readyAt": codec.when(state.ready_at)}
-            if not (await calls.call(limit, "acquire", request))["r"]:
-                obj.waiting_for_slot = True
-                return
-            ledger.hold_slot()
-        obj.waiting_for_slot = False
+        if not await _limits_allow(obj, workflow.limits, state):
+            return
         ledger.take(me)
         await _settle(obj)
     state = ledger.state()
     if state is not None and state.status == RunStatus.QUEUED and state.owner == me:
         await _execute(obj, runtime, state.record.workflow)
+
+
+async def _limits_allow(obj: RunObject, limits: Limits, state: RunState) -> bool:
+    """Whether the run in the pool may be taken now: it holds a slot of its concurrency key's limit
+    (asked for if need be) and, if it never started, its rate key's limit granted the start. When
+    not, the limit object pokes the run when a slot is free, or the alarm rings when the rate allows
+    (the slot is kept meanwhile)."""
+    record = state.record
+    if limits.concurrency is not None and not state.slot:
+        limit = obj.stub(calls.LIMITS, calls.slot_object(record.workflow, record.concurrency_key))
+        request = {
+            "runId": obj.run_id, "cap": limits.concurrency, "readyAt": codec.when(state.ready_at),
+            "priority": record.priority,
+        }  # fmt: skip
+        if not (await calls.call(limit, "acquire", request))["r"]:
+            obj.waiting_for_slot = True
+            return False
+        obj.ledger.hold_slot()
+    obj.waiting_for_slot = False
+    obj.start_at = None
+    if limits.rate is not None and record.started_at is None:
+        rate = obj.stub(calls.LIMITS, calls.rate_object(record.workflow, record.rate_key))
+        request = {"runId": obj.run_id, "rate": limits.rate, "per": limits.per or 0}
+        obj.start_at = (await calls.call(rate, "start", request))["r"]
+    return obj.start_at is None
 
 
 async def _settle(obj: RunObject) -> None:

@@ -35,13 +35,17 @@ CREATE TABLE IF NOT EXISTS runs (
     ready_at TEXT,
     wake_at TEXT,
     cancel INTEGER NOT NULL DEFAULT 0,
-    record TEXT NOT NULL
+    record TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    concurrency_key TEXT,
+    rate_key TEXT,
+    debounce_key TEXT,
+    started_at TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_newest ON runs (created_at, run_id);
 CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow, created_at, run_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at, run_id);
 CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent, created_at, run_id) WHERE parent IS NOT NULL;
-CREATE INDEX IF NOT EXISTS runs_pool ON runs (ready_at, run_id) WHERE ready_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_due ON runs (wake_at, run_id) WHERE wake_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_ended ON runs (ended_at) WHERE ended_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_held ON runs (workflow, owner) WHERE status IN ('queued', 'running');
@@ -62,11 +66,36 @@ MIGRATION = "ALTER TABLE runs ADD COLUMN rerun_of TEXT"
 RERUN_INDEX = (
     "CREATE INDEX IF NOT EXISTS runs_rerun ON runs (rerun_of, created_at, run_id) WHERE rerun_of IS NOT NULL"
 )
+#: What an index stored before runs carried flow-control fields lacks: priority 0, no keys, and the
+#: start time, taken from each row's record (the rate limits count starts).
+FLOW_MIGRATION = (
+    "ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+    " ALTER TABLE runs ADD COLUMN concurrency_key TEXT; ALTER TABLE runs ADD COLUMN rate_key TEXT;"
+    " ALTER TABLE runs ADD COLUMN debounce_key TEXT; ALTER TABLE runs ADD COLUMN started_at TEXT;"
+    " UPDATE runs SET started_at = json_extract(record, '$.startedAt');"
+    " DROP INDEX IF EXISTS runs_pool"
+)
+#: The indexes of the flow-control queries (:mod:`flue_cloudflare.index_pool`): the pool in the order
+#: it is taken, the runs held per concurrency key, the starts per rate key.
+FLOW_INDEXES = """
+CREATE INDEX IF NOT EXISTS runs_pool_order ON runs (priority DESC, ready_at, run_id) WHERE ready_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_held_key ON runs (workflow, concurrency_key)
+    WHERE status IN ('queued', 'running') AND owner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_started ON runs (workflow, started_at) WHERE started_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_concurrency_key ON runs (concurrency_key, created_at, run_id)
+    WHERE concurrency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_pool_rate ON runs (workflow, rate_key)
+    WHERE ready_at IS NOT NULL AND started_at IS NULL;
+CREATE INDEX IF NOT EXISTS runs_rate_key ON runs (rate_key, created_at, run_id) WHERE rate_key IS NOT NULL;
+"""
 
 _COLUMNS = ("run_id", "version", "workflow", "status", "created_at", "parent", "rerun_of", "ended_at", "run_key",
-            "owner", "ready_at", "wake_at", "cancel", "record")  # fmt: skip
+            "owner", "ready_at", "wake_at", "cancel", "record", "priority", "concurrency_key", "rate_key",
+            "debounce_key", "started_at")  # fmt: skip
 _FIELDS = ("runId", "version", "workflow", "status", "createdAt", "parent", "rerunOf", "endedAt", "key", "owner",
-           "readyAt", "wakeAt", "cancel", "record")  # fmt: skip
+           "readyAt", "wakeAt", "cancel", "record", "priority", "concurrencyKey", "rateKey", "debounceKey",
+           "startedAt")  # fmt: skip
+_CANCEL, _PRIORITY = _FIELDS.index("cancel"), _FIELDS.index("priority")
 _UPSERT = (
     f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
     " ON CONFLICT (run_id) DO UPDATE SET "
@@ -82,6 +111,9 @@ class IndexLedger:
         if not sql.has_column("runs", "rerun_of"):
             sql.run(MIGRATION)
         sql.run(RERUN_INDEX)
+        if not sql.has_column("runs", "priority"):
+            sql.script(FLOW_MIGRATION)
+        sql.script(FLOW_INDEXES)
 
     # -- copies of the runs -------------------------------------------------------------------------
 
@@ -109,7 +141,9 @@ class IndexLedger:
     @staticmethod
     def _values(row: dict[str, Any]) -> list[Any]:
         # .get: a row queued in a run's outbox before a field existed lacks it (NULL is its default).
-        return [int(row[field]) if field == "cancel" else row.get(field) for field in _FIELDS]
+        values = [row.get(field) for field in _FIELDS]
+        values[_CANCEL], values[_PRIORITY] = int(row["cancel"]), values[_PRIORITY] or 0
+        return values
 
     def row(self, run_id: str) -> dict[str, Any] | None:
         return self.sql.one("SELECT * FROM runs WHERE run_id = ?", run_id)
@@ -121,13 +155,17 @@ class IndexLedger:
 
     def list(self, query: RunQuery) -> list[RunRecord]:
         where, params = [], []
-        for column, value in (("workflow", query.workflow), ("parent", query.parent), ("rerun_of", query.rerun_of)):
+        status = None if query.status is None else query.status.value
+        for column, value in (
+            ("workflow", query.workflow), ("parent", query.parent), ("rerun_of", query.rerun_of), ("status", status),
+            ("concurrency_key", query.concurrency_key), ("rate_key", query.rate_key),
+        ):  # fmt: skip
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        if query.status is not None:
-            where.append("status = ?")
-            params.append(query.status.value)
+        if query.started_after is not None:
+            where.append("started_at > ?")
+            params.append(codec.when(query.started_after))
         if query.after is not None:
             created, run_id = codec.when(query.after[0]), query.after[1]
             where.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
@@ -138,32 +176,14 @@ class IndexLedger:
         )
         return [codec.record_of(row["record"]) for row in rows]
 
-    def running(self, workflow: str) -> int:
-        return int(self.sql.value("SELECT count(*) AS n FROM runs WHERE workflow = ? AND status = 'running'", workflow))
-
-    def busy(self) -> dict[str, int]:
-        """Runs of each workflow held by a worker (queued for it or running)."""
-        rows = self.sql.rows(
-            "SELECT workflow, count(*) AS n FROM runs WHERE status IN ('queued', 'running') AND owner IS NOT NULL"
-            " GROUP BY workflow"
-        )
-        return {row["workflow"]: row["n"] for row in rows}
-
-    def pool(self, workflows: Collection[str], only: Collection[str] | None) -> list[dict[str, Any]]:
-        """Runs of the ready pool of ``workflows`` (and among ``only``), oldest first."""
-        names = list(workflows)
-        if not names or (only is not None and not only):
-            return []
-        clause = f"workflow IN ({', '.join('?' for _ in names)})"
-        params: list[Any] = list(names)
-        if only is not None:
-            ids = list(only)
-            clause += f" AND run_id IN ({', '.join('?' for _ in ids)})"
-            params += ids
-        return self.sql.rows(
-            f"SELECT run_id, workflow FROM runs WHERE ready_at IS NOT NULL AND {clause} ORDER BY ready_at, run_id",
-            *params,
-        )
+    def running(self, workflow: str, concurrency_key: str | None) -> int:
+        """Running runs of ``workflow`` with ``concurrency_key`` (``None``: those without a key)."""
+        return int(
+            self.sql.value(
+                "SELECT count(*) AS n FROM runs WHERE workflow = ? AND concurrency_key IS ? AND status = 'running'",
+                workflow, concurrency_key,
+            )
+        )  # fmt: skip
 
     def due(self, now: str, limit: int) -> list[str]:
         rows = self.sql.rows("SELECT run_id FROM runs WHERE wake_at <= ? ORDER BY wake_at, run_id LIMIT ?", now, limit)

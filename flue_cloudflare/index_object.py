@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 
 from flue_core.models import utc_now
-from flue_cloudflare import calls, codec
+from flue_cloudflare import calls, codec, debounce, index_pool
 from flue_cloudflare.changes import PollingLock
 from flue_cloudflare.index_ledger import IndexLedger
 from flue_cloudflare.objects import FlueObject
@@ -30,6 +30,7 @@ class IndexObject(FlueObject):
     def __init__(self, ctx: Any, env: Any) -> None:
         super().__init__(ctx, env)
         self.ledger = IndexLedger(self.sql)
+        self.sql.script(debounce.SCHEMA)
         self._taking = PollingLock()
         self._changed: set[str] = set()
         # Whether the sweep's alarm is armed (``None``: not known yet). Only this object sets it, so
@@ -49,6 +50,7 @@ class IndexObject(FlueObject):
 
     def _op_upsert(self, row: dict[str, Any]) -> None:
         self.ledger.upsert(row)
+        debounce.settled(self.sql, row)
 
     async def _op_provisional(self, row: dict[str, Any]) -> None:
         self.ledger.provisional(row)
@@ -88,34 +90,37 @@ class IndexObject(FlueObject):
 
     def _op_unbind_key(self, wire: dict[str, Any]) -> None:
         self.ledger.unbind_key(wire["workflow"], wire["key"], wire["runId"])
+        if wire.get("debounce"):
+            debounce.forget(self.sql, wire["runId"])
+
+    async def _op_debounce(self, wire: dict[str, Any]) -> list[str]:
+        """Create or fold a debounced admission (:func:`flue_cloudflare.debounce.decide`)."""
+        what, run_id, admission = debounce.decide(self.sql, wire)
+        if what == debounce.CREATE and wire.get("row") is not None:
+            await self._op_provisional(wire["row"])
+        return [what, run_id, admission]
 
     def _op_list(self, wire: dict[str, Any]) -> list[str]:
         return [codec.record_json(record) for record in self.ledger.list(codec.query_of(wire))]
 
     def _op_running(self, wire: dict[str, Any]) -> int:
-        return self.ledger.running(wire["workflow"])
+        return self.ledger.running(wire["workflow"], wire.get("concurrencyKey"))
 
     def _op_next_wake(self, wire: Any) -> str | None:
         return self.ledger.next_wake()
 
     # -- the pool, wake-ups and pruning -------------------------------------------------------------
 
-    async def _op_take_ready(self, wire: dict[str, Any]) -> list[str]:
-        caps: dict[str, int | None] = wire["workflows"]
+    async def _op_take_ready(self, wire: dict[str, Any]) -> dict[str, Any]:
+        async def take_one(run_id: str) -> str | None:
+            record: str | None = await self._run(run_id, "take", {"owner": wire["owner"]})
+            return record
+
         async with self._taking:
-            busy = self.ledger.busy()
-            taken: list[str] = []
-            for row in self.ledger.pool(caps, wire["only"]):
-                if len(taken) >= wire["limit"]:
-                    break
-                workflow, cap = row["workflow"], caps[row["workflow"]]
-                if cap is not None and busy.get(workflow, 0) >= cap:
-                    continue
-                record = await self._run(row["run_id"], "take", {"owner": wire["owner"]})
-                if record is not None:
-                    taken.append(record)
-                    busy[workflow] = busy.get(workflow, 0) + 1
-            return taken
+            taken, retry_at = await index_pool.take(
+                self.sql, codec.limits_of(wire["workflows"]), wire["limit"], wire["only"], utc_now(), take_one
+            )
+        return {"records": taken, "retryAt": codec.when(retry_at)}
 
     async def _op_wake_due(self, wire: dict[str, Any]) -> int:
         moved = 0

@@ -1,11 +1,18 @@
-"""``LimitObject``: the concurrency limit of one workflow (named after it), for runs executed in their
-own objects.
+"""``LimitObject``: a concurrency limit or a rate limit of one workflow, for runs executed in their own
+objects. Its name says which (:func:`~flue_cloudflare.calls.slot_object`,
+:func:`~flue_cloudflare.calls.rate_object`): one object per workflow and key value, so runs of other
+keys never wait behind a busy one.
 
-It counts the runs holding a slot and keeps the others in line, oldest first. A run's object asks for
+As a concurrency limit, it counts the runs holding a slot and keeps the others in line, highest
+priority first, then oldest. A run's object asks for
 a slot before taking its run (``acquire``); a slot comes back when the run waits, goes back to the
 pool or ends (``release``, from the run's outbox: at least once). A released slot goes to the run
 first in line, whose object is poked to take its run at once; a poke that is lost is repeated by this
 object's alarm until the run takes the slot or says it no longer needs it.
+
+As a rate limit, it keeps the first starts of the last ``per`` seconds: a run's object asks for a
+start (``start``), which is granted and counted, or answered with the time the window has room again
+(the run's alarm rings then). Asking again is granted while the run's start is in the window.
 """
 
 from __future__ import annotations
@@ -20,7 +27,12 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS holders (run_id TEXT PRIMARY KEY, confirmed INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS waiters (run_id TEXT PRIMARY KEY, ready_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS starts (run_id TEXT PRIMARY KEY, at REAL NOT NULL);
 """
+#: Waiters stored before runs had priorities are of priority 0.
+PRIORITY_MIGRATION = "ALTER TABLE waiters ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"
+LINE = "CREATE INDEX IF NOT EXISTS waiters_line ON waiters (priority DESC, ready_at, run_id)"
+FIRST = "SELECT run_id FROM waiters ORDER BY priority DESC, ready_at, run_id LIMIT 1"
 #: Seconds after which a slot given to a run that has not taken it is offered to it again.
 REPOKE = 30.0
 
@@ -31,6 +43,9 @@ class LimitObject(FlueObject):
     def __init__(self, ctx: Any, env: Any) -> None:
         super().__init__(ctx, env)
         self.sql.script(SCHEMA)
+        if not self.sql.has_column("waiters", "priority"):
+            self.sql.run(PRIORITY_MIGRATION)
+        self.sql.run(LINE)
 
     def _holders(self) -> int:
         return int(self.sql.value("SELECT count(*) AS n FROM holders"))
@@ -44,13 +59,27 @@ class LimitObject(FlueObject):
         if self.sql.one("SELECT 1 AS found FROM holders WHERE run_id = ?", run_id) is not None:
             self.sql.run("UPDATE holders SET confirmed = 1 WHERE run_id = ?", run_id)
             return True
-        first = self.sql.value("SELECT run_id FROM waiters ORDER BY ready_at, run_id LIMIT 1")
-        if self._holders() < cap and first in (None, run_id):
+        self.sql.run(
+            "INSERT OR IGNORE INTO waiters (run_id, ready_at, priority) VALUES (?, ?, ?)",
+            run_id, wire["readyAt"] or "", wire.get("priority", 0),
+        )  # fmt: skip
+        if self._holders() < cap and self.sql.value(FIRST) == run_id:
             self.sql.run("DELETE FROM waiters WHERE run_id = ?", run_id)
             self.sql.run("INSERT INTO holders (run_id, confirmed) VALUES (?, 1)", run_id)
             return True
-        self.sql.run("INSERT OR IGNORE INTO waiters (run_id, ready_at) VALUES (?, ?)", run_id, wire["readyAt"] or "")
         return False
+
+    def _op_start(self, wire: dict[str, Any]) -> float | None:
+        """Grant run ``runId`` its first start if fewer than ``rate`` started in the last ``per``
+        seconds (``None``), else answer when (epoch ms) the window has room again."""
+        now, per = utc_now().timestamp() * 1000, wire["per"] * 1000
+        self.sql.run("DELETE FROM starts WHERE at <= ?", now - per)
+        if self.sql.one("SELECT 1 AS found FROM starts WHERE run_id = ?", wire["runId"]) is not None:
+            return None
+        if self.sql.value("SELECT count(*) AS n FROM starts") < wire["rate"]:
+            self.sql.run("INSERT INTO starts (run_id, at) VALUES (?, ?)", wire["runId"], now)
+            return None
+        return float(self.sql.value("SELECT min(at) AS at FROM starts")) + per
 
     async def _op_release(self, wire: dict[str, Any]) -> None:
         if wire.get("cap") is not None:
@@ -63,7 +92,7 @@ class LimitObject(FlueObject):
         """Give free slots to the runs first in line, and tell their objects."""
         cap = self.sql.value("SELECT value FROM settings WHERE name = 'cap'") or 1
         while self._holders() < cap:
-            first = self.sql.value("SELECT run_id FROM waiters ORDER BY ready_at, run_id LIMIT 1")
+            first = self.sql.value(FIRST)
             if first is None:
                 break
             self.sql.run("DELETE FROM waiters WHERE run_id = ?", first)

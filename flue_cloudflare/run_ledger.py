@@ -37,6 +37,7 @@ from flue_core.store import (
     signal_received_data,
 )
 from flue_cloudflare import codec
+from flue_cloudflare.calls import slot_object
 from flue_cloudflare.run_schema import HELD, PARKED, SCHEMA, SCHEMA_VERSION, RunState
 from flue_cloudflare.sql import Sql
 
@@ -427,7 +428,9 @@ class RunLedger:
         of the concurrency limit goes back."""
         if not state.slot:
             return state
-        self._send(RELEASE, state.record.workflow, {"runId": state.run_id})
+        record = state.record
+        message = {"runId": state.run_id, "workflow": record.workflow}
+        self._send(RELEASE, slot_object(record.workflow, record.concurrency_key), message)
         return state.but(slot=False)
 
     def prunable(self, ended_before: datetime) -> bool:
@@ -613,4 +616,9 @@ def index_row(state: RunState) -> dict[str, Any]:
         "wakeAt": codec.when(record.wake_at) if record.status in PARKED else None,
         "cancel": record.cancel_requested,
         "record": codec.record_json(record),
+        "priority": record.priority,
+        "concurrencyKey": record.concurrency_key,
+        "rateKey": record.rate_key,
+        "debounceKey": record.debounce_key,
+        "startedAt": codec.when(record.started_at),
     }

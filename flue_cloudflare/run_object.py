@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from flue_core.models import RunStatus, utc_now
 from flue_core.store import NewEvent
-from flue_cloudflare import calls, codec, driver
+from flue_cloudflare import calls, codec, debounce, driver
 from flue_cloudflare.changes import polled
 from flue_cloudflare.objects import FlueObject
 from flue_cloudflare.run_ledger import INDEX, PARENT, RELEASE, RunLedger
@@ -45,6 +45,7 @@ class RunObject(FlueObject):
         self.in_alarm = False  # the alarm handler is running: the alarm is re-armed when it ends
         self.driving = False  # an event of this object (its alarm, a waiting reader's call) drives the run
         self.waiting_for_slot = False  # its workflow's concurrency limit is full; the limit object pokes it
+        self.start_at: float | None = None  # epoch ms its rate limit has room for its first start
         self._deliver_now = True
         self._held_back = False  # the execution here posted messages that are not delivered yet
 
@@ -171,6 +172,13 @@ class RunObject(FlueObject):
         self.alarm_at = None
         return True
 
+    def _op_fold(self, wire: dict[str, Any]) -> Any:
+        """Fold a debounced start into this run if it is still pending (creating it first from its
+        admission ``wire["admission"]`` if that has not reached it yet); ``None`` when it is not."""
+        if self.ledger.state() is None:
+            self.ledger.admit(codec.new_run_of(wire["admission"]), keyed=True)
+        return _record(debounce.fold(self.ledger, wire["input"], codec.moment(wire["startAt"])))
+
     def _op_slot_granted(self, wire: Any) -> bool:
         """The concurrency limit of the run's workflow gave it a slot: take it if still waiting."""
         state = self.ledger.state()
@@ -197,8 +205,8 @@ class RunObject(FlueObject):
                 elif kind == PARENT:
                     await calls.call(self.stub(calls.RUNS, target), "child_ended", codec.loads(payload))
                 elif kind == RELEASE:
-                    cap = driver.concurrency(self.app.runtime, target)
-                    message = {**codec.loads(payload), "cap": cap}
+                    message = codec.loads(payload)  # from before keys, the target was the workflow
+                    message["cap"] = driver.limits(self.app.runtime, message.get("workflow", target)).concurrency
                     await calls.call(self.stub(calls.LIMITS, target), "release", message)
             except Exception:
                 log.exception("flue: run %s could not deliver its %s message; it is retried", self.run_id, kind)

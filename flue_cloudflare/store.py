@@ -21,6 +21,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
+from flue_core.flow.limits import Limits, Taken
 from flue_core.models import RunRecord, RunStatus, Schedule
 from flue_core.store import (
     Admission,
@@ -40,7 +41,7 @@ from flue_core.store import (
     Suspension,
     WorkerInfo,
 )
-from flue_cloudflare import calls, codec
+from flue_cloudflare import calls, codec, debounce
 from flue_cloudflare.appends import AppendQueue
 from flue_cloudflare.changes import for_results
 from flue_cloudflare.run_ledger import admitted, index_row
@@ -165,6 +166,8 @@ class ObjectStore(RunStore):
         # Executing in their objects, runs are admitted with the index told at the same time (one hop
         # less); the run's own first row replaces that provisional one. Elsewhere, one after the other.
         row = {**index_row(stored), "version": 0} if self.limits_in_objects else None
+        if run.debounce_key is not None:
+            return await self._admit_debounced(run, wire, row)
         if run.key is None:
             # ``bare``: a run created answers without its record, which is the one built here.
             request = {"run": wire, "keyed": False, "indexed": row is not None, "bare": True}
@@ -186,6 +189,34 @@ class ObjectStore(RunStore):
         # caller gone before admitting) is not this caller's to announce.
         return answer if bound == run.run_id else Admission(answer.record, created=False)
 
+    async def _admit_debounced(self, run: NewRun, wire: dict[str, Any], row: dict[str, Any] | None) -> Admission:
+        """Admit a debounced run, or fold it into the pending run of its debounce key (see
+        :mod:`flue_cloudflare.debounce`): its idempotency key first, then the pending run."""
+        request: dict[str, Any] = {
+            "workflow": run.workflow, "debounceKey": run.debounce_key, "runId": run.run_id, "key": run.key,
+            "admission": codec.dumps(wire), "row": row, "stale": None,
+        }  # fmt: skip
+        while True:
+            what, run_id, admission = await self._index("debounce", request)
+            if what == debounce.FOLD:
+                fold = {"admission": codec.loads(admission), "input": run.input, "startAt": codec.when(run.start_at)}
+                folded = await self._run(run_id, "fold", fold)
+                if folded is not None:
+                    return Admission(codec.record_of(folded), created=False)
+                request["stale"] = run_id  # it woke meanwhile: the index forgets it and decides again
+                continue
+            mine = what == debounce.CREATE
+            admit = {"run": codec.loads(admission), "keyed": True, "indexed": mine and row is not None}
+            try:
+                answer = codec.admission_of(await self._run(run_id, "admit", admit))
+            except BaseException:
+                if mine:  # the keys name no run: free them for the next admission
+                    unbind = {"workflow": run.workflow, "key": run.key, "runId": run_id, "debounce": True}
+                    await self._index("unbind_key", unbind)
+                raise
+            # Created by this admission, even when a folding one got to create it first.
+            return Admission(answer.record, created=mine)
+
     async def _admit_beside_index(
         self, run_id: str, request: dict[str, Any], row: dict[str, Any], record: RunRecord
     ) -> Admission:
@@ -206,7 +237,8 @@ class ObjectStore(RunStore):
             record = await self.get(run_id)
             if record is None:
                 return None
-            over = await self._index("running", {"workflow": record.workflow}) >= limit
+            request = {"workflow": record.workflow, "concurrencyKey": record.concurrency_key}
+            over = await self._index("running", request) >= limit
         return codec.attempt_of(await self._run(run_id, "claim", {"owner": owner, "over": over}))
 
     async def requeue(
@@ -240,15 +272,15 @@ class ObjectStore(RunStore):
     # -- the ready pool and the due-time index ------------------------------------------------------
 
     async def take_ready(
-        self, owner: str, workflows: Mapping[str, int | None], limit: int, *, only: Collection[str] | None = None
-    ) -> list[RunRecord]:
+        self, owner: str, workflows: Mapping[str, Limits], limit: int, *, only: Collection[str] | None = None
+    ) -> Taken:
         payload = {
             "owner": owner,
-            "workflows": dict(workflows),
+            "workflows": codec.limits_wire(workflows),
             "limit": limit,
             "only": None if only is None else list(only),
         }
-        return [codec.record_of(text) for text in await self._index("take_ready", payload)]
+        return codec.taken_of(await self._index("take_ready", payload))
 
     async def wake_due(self, now: datetime, limit: int = 1000) -> int:
         return int(await self._index("wake_due", {"now": codec.when(now), "limit": limit}))

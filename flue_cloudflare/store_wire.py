@@ -105,13 +105,13 @@ OPS: dict[str, StoreOp] = {
     "take_ready": StoreOp(
         lambda owner, workflows, limit, *, only=None: {
             "owner": owner,
-            "workflows": dict(workflows),
+            "workflows": codec.limits_wire(workflows),
             "limit": limit,
             "only": None if only is None else list(only),
         },
-        lambda store, w: store.take_ready(w["owner"], w["workflows"], w["limit"], only=w["only"]),
-        _records,
-        lambda wire: [codec.record_of(text) for text in wire],
+        lambda store, w: store.take_ready(w["owner"], codec.limits_of(w["workflows"]), w["limit"], only=w["only"]),
+        codec.taken_wire,
+        codec.taken_of,
     ),  # fmt: skip
     "wake_due": StoreOp(
         lambda now, limit=1000: {"now": codec.when(now), "limit": limit},
