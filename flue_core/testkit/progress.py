@@ -54,14 +54,15 @@ async def busy(runtime: Runtime, clock: VirtualClock, steps: StepDoubles, live: 
     for record in running:
         if not sleeping[record.run_id] or steps.active(record.run_id):
             return f"run {record.run_id} ({record.workflow}) is executing"
-    executing = Counter(record.workflow for record in running)
+    executing = Counter((record.workflow, record.concurrency_key) for record in running)
     for record in records:
         if record.status != RunStatus.QUEUED:
             continue
         workflow = runtime.registry.get(record.workflow)
         if workflow is None:
             continue  # another application's run: nothing here executes it
-        if workflow.concurrency is not None and executing[workflow.name] >= workflow.concurrency:
+        cap = workflow.concurrency
+        if cap is not None and executing[(workflow.name, record.concurrency_key)] >= cap:
             continue  # waits for a slot that only a run's end frees
         return f"run {record.run_id} ({record.workflow}) is queued"
     due = await store.next_wake()
