@@ -25,10 +25,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from flue_core.attempt import AttemptControl, Lost
 from flue_core.call_keys import NOW, PATCH, check_change_id, history_continues
-from flue_core.errors import InvalidSignal, RunCancelled, RunFailed, SignalTimeout, StepError, StepTimeout
+from flue_core.errors import InvalidSignal, RunCancelled, RunFailed, SignalTimeout, StepError, StepTimeout, validation_errors
 from flue_core.models import RunReceipt, RunRecord, RunStatus, WaitingFor, format_timestamp, parse_timestamp
 from flue_core.plugins import scope
-from flue_core.signals import check_signal_name
+from flue_core.signals import check_signal_name, problems
 from flue_core.snapshot import NotJSON, dumps, is_text, snapshot
 
 if TYPE_CHECKING:
@@ -202,9 +202,11 @@ class Calls:
         try:
             return TypeAdapter(model).validate_python(data)
         except ValidationError as exc:
+            # The message lists the problems: a failed run's error keeps the message, not the details.
+            errors = validation_errors(exc)
             raise InvalidSignal(
-                f"Signal {name!r} does not match {getattr(model, '__name__', model)!r}: {exc.error_count()} problem(s).",
-                details={"run_id": self.run_id, "name": name},
+                f"Signal {name!r} does not match {getattr(model, '__name__', model)!r}: {problems(errors)}",
+                details={"run_id": self.run_id, "name": name, "errors": errors},
             ) from None
 
     async def _receive(self, name: str, key: str, timeout: float | None) -> dict[str, Any]:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from flue_core.runtime import Runtime
 
 MAX_SIGNAL_KEY = 256
+#: Problems a signal's error message lists; ``details["errors"]`` has all of them.
+LISTED_PROBLEMS = 5
 
 
 def check_signal_name(name: Any) -> None:
@@ -74,7 +76,14 @@ def _data(model: Any, data: Any, name: str) -> Any:
     except NotJSON as exc:
         raise InvalidSignal(f"Data of signal {name!r} is not JSON: {exc}", details={"name": name, "path": exc.path}) from None
     except ValidationError as exc:
-        raise InvalidSignal(
-            f"Data of signal {name!r} is invalid: {exc.error_count()} problem(s).",
-            details={"name": name, "errors": validation_errors(exc)},
-        ) from None
+        errors = validation_errors(exc)
+        raise InvalidSignal(f"Data of signal {name!r} is invalid: {problems(errors)}", details={"name": name, "errors": errors}) from None
+
+
+def problems(errors: list[dict[str, Any]]) -> str:
+    """``errors`` (of :func:`~flue_core.errors.validation_errors`) as one sentence that names each
+    problem's field and says what is wrong, the first :data:`LISTED_PROBLEMS` of them: what a person
+    reads in a toast, a log line or a failed run's error, where ``details`` are not shown."""
+    listed = "; ".join(f"{'.'.join(error['loc']) or '(the data)'}: {error['message']}" for error in errors[:LISTED_PROBLEMS])
+    more = f"; and {len(errors) - LISTED_PROBLEMS} more" if len(errors) > LISTED_PROBLEMS else ""
+    return f"{len(errors)} problem(s): {listed}{more}."
