@@ -46,13 +46,14 @@ class LinkAccess:
         """``True`` for a request with the cookie or the bearer token; ``None`` (let plugins decide) otherwise.
 
         Fits ``authorize_run_read``, ``authorize_run_list``, ``authorize_run_cancel``,
-        ``authorize_run_signal`` and ``authorize_run_rerun`` alike."""
+        ``authorize_run_signal``, ``authorize_run_rerun`` and ``authorize_schedules`` alike."""
         sent = request.cookies.get(self.cookie) or request.headers.get("authorization", "").removeprefix("Bearer ")
         return True if sent and secrets.compare_digest(sent.encode(), self.token.encode()) else None
 
-    def app_options(self) -> dict[str, Any]:
-        """The ``create_app`` options that grant through this link: the middleware and the authorizers."""
-        return {
+    def app_options(self, *, schedules: bool = False) -> dict[str, Any]:
+        """The ``create_app`` options that grant through this link: the middleware and the authorizers;
+        with ``schedules``, the schedules too (``schedules_enabled`` and ``authorize_schedules``)."""
+        options: dict[str, Any] = {
             "middleware": [Middleware(_TokenToCookie, access=self)],
             "authorize_run_read": self.granted,
             "authorize_run_list": self.granted,
@@ -60,6 +61,9 @@ class LinkAccess:
             "authorize_run_signal": self.granted,
             "authorize_run_rerun": self.granted,
         }
+        if schedules:
+            options.update(schedules_enabled=True, authorize_schedules=self.granted)
+        return options
 
 
 class _TokenToCookie:

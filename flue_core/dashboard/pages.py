@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from functools import cache
 from html import escape
 from pathlib import Path
@@ -19,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from flue_core.dashboard.csrf import page_token, set_token_cookie
+from flue_core.dashboard.navigation import SECTIONS
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -51,10 +53,20 @@ def asset_url(base: str, name: str) -> str:
     return f"{base}/static/{name}?v={asset_version(name)}"
 
 
-def render(request: Request, prefix: str, page: str, title: str, data: dict[str, Any], **fields: str) -> HTMLResponse:
+def render(
+    request: Request,
+    prefix: str,
+    page: str,
+    title: str,
+    data: dict[str, Any],
+    *,
+    sections: Sequence[str] = (),
+    **fields: str,
+) -> HTMLResponse:
     """The ``page`` template inside the layout. ``fields`` fill the page's template (escaped here);
     ``data`` goes to the page's script with what every page needs (where the API and the dashboard
-    are, the anti-forgery token, the statuses runs can have)."""
+    are, the anti-forgery token, the statuses runs can have). ``sections``: those the viewer may open
+    (:mod:`.navigation`), linked from the top bar when there is more than the runs."""
     api = request.scope.get("root_path", "").rstrip("/")
     base = api + prefix
     token = page_token(request)
@@ -69,11 +81,25 @@ def render(request: Request, prefix: str, page: str, title: str, data: dict[str,
         common_js=escape(asset_url(base, "common.js")),
         page_js=escape(asset_url(base, f"{page}.js")),
         data=_script_json(script_data),
+        nav=_nav(base, page, sections),
         body=body,
     )
     response = HTMLResponse(html, headers=PAGE_HEADERS)
     set_token_cookie(response, request, token, path=f"{base}/")
     return response
+
+
+def _nav(base: str, page: str, sections: Sequence[str]) -> str:
+    if set(sections) <= {"runs"}:  # the brand links to the runs already
+        return ""
+    current = "runs" if page == "run" else page
+    mark = ' aria-current="page"'
+    links = [
+        f'<a href="{escape(base + path)}"{mark if name == current else ""}>{label}</a>'
+        for name, label, path in SECTIONS
+        if name in sections
+    ]
+    return f'<nav class="sections" aria-label="Sections">{"".join(links)}</nav>'
 
 
 def _script_json(value: Any) -> str:

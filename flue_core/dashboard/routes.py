@@ -1,4 +1,5 @@
-"""The dashboard's routes under its prefix: the runs page, a run's page, its actions, its static files.
+"""The dashboard's routes under its prefix: the runs page, a run's page, its actions, its static files
+(and, in an app with schedules, the schedules page: :mod:`.schedule_pages`).
 
 Every page is granted like the API it reads: the runs page like ``GET /runs`` (``authorize_run_list``
 and its hooks), a run's page like ``GET /runs/{id}`` (``authorize_run_read`` and its hooks). A refused
@@ -19,7 +20,9 @@ from starlette.types import Receive, Scope, Send
 
 from flue_core import runs
 from flue_core.dashboard.actions import granted_actions, take_action
+from flue_core.dashboard.navigation import open_sections
 from flue_core.dashboard.pages import STATIC, render
+from flue_core.dashboard.schedule_pages import schedule_routes
 from flue_core.errors import ConfigurationError
 from flue_core.http.authorization import may_list_runs, may_read_run
 from flue_core.http.config import HttpConfig
@@ -30,7 +33,7 @@ from flue_core.models import RunStatus
 
 _PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 #: First path segments the API answers; a dashboard there would shadow it or be shadowed.
-_TAKEN = frozenset({"workflows", "runs", "streams"})
+_TAKEN = frozenset({"workflows", "runs", "streams", "schedules"})
 
 
 def dashboard_routes(config: HttpConfig, prefix: str) -> list[BaseRoute]:
@@ -47,6 +50,7 @@ def dashboard_routes(config: HttpConfig, prefix: str) -> list[BaseRoute]:
         Route(f"{prefix}/", runs_page, name="flue:dashboard-runs"),
         Route(f"{prefix}/runs/{{run_id}}", BoundEndpoint((config, prefix), _run_page), name="flue:dashboard-run"),
         Route(f"{prefix}/runs/{{run_id}}/{{action}}", BoundEndpoint(config, take_action), name="flue:dashboard-action"),
+        *schedule_routes(config, prefix),
         Mount(f"{prefix}/static", app=_Static(directory=STATIC), name="flue:dashboard-static"),
     ]
 
@@ -59,7 +63,8 @@ async def _runs_page(bound: tuple[HttpConfig, str], request: Request) -> Respons
     _page_method(request)
     # The filters and the cursor stay in the page's query string, read by its script and sent to
     # GET /runs, which checks them as it checks any caller's.
-    return render(request, prefix, "runs", "Runs", {"statuses": [status.value for status in RunStatus]})
+    data = {"statuses": [status.value for status in RunStatus]}
+    return render(request, prefix, "runs", "Runs", data, sections=await open_sections(config, request))
 
 
 async def _run_page(bound: tuple[HttpConfig, str], request: Request) -> Response:
@@ -73,7 +78,8 @@ async def _run_page(bound: tuple[HttpConfig, str], request: Request) -> Response
     _page_method(request)
     may_list = await may_list_runs(config.authorize_run_list, runtime.pm.hook.flue_authorize_run_list, request)
     data = {"runId": record.run_id, "actions": await granted_actions(config, request, record), "mayList": may_list}
-    return render(request, prefix, "run", f"{record.workflow} {record.run_id}", data, run_id=record.run_id)
+    sections = await open_sections(config, request)
+    return render(request, prefix, "run", f"{record.workflow} {record.run_id}", data, sections=sections, run_id=record.run_id)
 
 
 def _page_method(request: Request) -> None:

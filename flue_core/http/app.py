@@ -124,6 +124,7 @@ def create_app(
         authorize_run_signal,
         authorize_schedules,
         authorize_run_rerun,
+        schedules_enabled=schedules_enabled,
     )
     workflow_route = Route("/workflows/{name}", BoundEndpoint(config, post_workflow), name="flue:workflow")
     routes: list[BaseRoute] = [

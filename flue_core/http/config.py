@@ -34,6 +34,9 @@ class HttpConfig:
     authorize_run_signal: RunSignalAuthorizer | None = None
     authorize_schedules: SchedulesAuthorizer | None = None
     authorize_run_rerun: RunRerunAuthorizer | None = None
+    #: Whether the app serves ``/schedules`` (``create_app(schedules_enabled=True)``): the dashboard
+    #: then has a schedules page too.
+    schedules_enabled: bool = False
 
     def open_runtime(self) -> Runtime:
         """The runtime, which must be open (else :class:`~flue_core.errors.RuntimeNotRunning`, 503)."""
