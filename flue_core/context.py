@@ -242,8 +242,12 @@ class RunContext:
         return result
 
     async def wait_for_all(self, children: Sequence[RunReceipt | str]) -> list[Any]:
-        """Wait durably until every child run has ended; return their results in order (the first
-        child that did not complete raises, as in :meth:`wait_for`)."""
+        """Wait durably until every child run has ended; return their results in order.
+
+        A child that fails early does not end the wait: it lasts until the last child has ended. Then
+        the first child *in the order given* that did not complete raises, as in :meth:`wait_for`
+        (:class:`~flue_core.errors.RunFailed` or :class:`~flue_core.errors.RunCancelled`), and the
+        other children's outcomes are not returned."""
         return await self._calls.wait_for(list(children))
 
 
