@@ -34,13 +34,11 @@ async def parent(ctx: RunContext, input: dict) -> dict:
 async def test_wait_for_all_waits_for_every_child_then_raises_for_the_first_in_order_that_failed():
     with gates() as gate:
         first, second = gate(), gate()
+        inputs = [{"gate": first}, {"gate": second, "fail": "second"}, {"fail": "third"}]
         async with Runtime([child, parent], store="memory://") as runtime:
-            receipt = await workflows.start(
-                parent,
-                input={"children": [{"gate": first}, {"gate": second, "fail": "second"}, {"fail": "third"}]},
-                runtime=runtime,
-            )
-            children = [run.run_id for run in reversed(await _children(runtime, receipt.run_id, 3))]
+            receipt = await workflows.start(parent, input={"children": inputs}, runtime=runtime)
+            found = {str(run.input): run.run_id for run in await _children(runtime, receipt.run_id, 3)}
+            children = [found[str(each)] for each in inputs]
             await wait_for_status(runtime, children[2], "failed")
             GATES[second].set()
             await wait_for_status(runtime, children[1], "failed")
