@@ -28,7 +28,8 @@ async def start(
     first event, then scheduled. Returns once admitted, never waiting for the run to finish; use
     ``runs.result(receipt.run_id)`` to wait. With ``key``, repeated calls (also concurrent ones)
     return the same receipt and never create a second run. With ``at`` (a timezone-aware datetime)
-    or ``delay`` (seconds), the run is admitted now as ``scheduled`` and executes from then on.
+    or ``delay`` (seconds), the run is admitted now as ``scheduled`` and executes from then on; an
+    ``at`` that has passed (however long ago) or a ``delay`` of 0 starts it at once, as without them.
     ``priority`` (-100 to 100; default: the workflow's, else 0) orders the runs that wait for a
     slot: higher first, first come first within one priority. A debounced workflow's start may
     fold into its pending run: the receipt then names that run.
