@@ -82,7 +82,9 @@ class _Data:
     workers: dict[str, WorkerInfo] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     listeners: list[tuple[MemoryStore, ChangeListener]] = field(default_factory=list)
-    pool: set[str] = field(default_factory=set)  # queued runs with no owner: the ready pool
+    pool: dict[str, tuple[int, datetime, str]] = field(default_factory=dict)  # the ready pool: its runs' places
+    pool_order: list[tuple[int, datetime, str]] = field(default_factory=list)  # the places, in take order
+    active: set[str] = field(default_factory=set)  # runs queued for a worker or running: holding slots
     timed: set[str] = field(default_factory=set)  # scheduled and waiting runs with a wake_at
     debouncing: dict[tuple[str, str], str] = field(default_factory=dict)  # (workflow, debounce key): run id
 
@@ -105,6 +107,7 @@ class MemoryStore(RunStore):
         self._runs, self._keys, self._order = data.runs, data.keys, data.order
         self._workers, self._schedules = data.workers, data.schedules
         self._pool, self._timed = data.pool, data.timed
+        self._pool_order, self._active = data.pool_order, data.active
         self._open = False
 
     async def open(self, on_change: ChangeListener) -> None:
@@ -180,10 +183,18 @@ class MemoryStore(RunStore):
     def _index(self, run: _Run) -> None:
         """Keep the ready pool and the due-time index in step with the run's status and owner."""
         record = run.record
+        run_id = record.run_id
         if record.status == RunStatus.QUEUED and run.owner is None:
-            self._pool.add(record.run_id)
+            if run_id not in self._pool:  # highest priority first, then oldest ready, then by id
+                place = self._pool[run_id] = (-record.priority, run.ready_at, run_id)
+                bisect.insort(self._pool_order, place)
+        elif run_id in self._pool:
+            place = self._pool.pop(run_id)
+            del self._pool_order[bisect.bisect_left(self._pool_order, place)]
+        if record.status in _HELD and run.owner is not None:
+            self._active.add(run_id)
         else:
-            self._pool.discard(record.run_id)
+            self._active.discard(run_id)
         if record.status in _PARKED and record.wake_at is not None:
             self._timed.add(record.run_id)
         else:
@@ -332,18 +343,16 @@ class MemoryStore(RunStore):
         self, owner: str, workflows: Mapping[str, Limits], limit: int, *, only: Collection[str] | None = None
     ) -> Taken:
         self._check_open()
-        pool = sorted(
-            (self._runs[run_id] for run_id in self._pool),
-            key=lambda run: (-run.record.priority, run.ready_at, run.record.run_id),
-        )
         gate = Gate(workflows, utc_now())
-        if gate.active:
-            for run in self._runs.values():
+        if gate.active:  # starts in a rate limit's window may have ended since: those count too
+            rated = any(limits.rate is not None for limits in workflows.values())
+            for run in self._runs.values() if rated else (self._runs[run_id] for run_id in self._active):
                 gate.count(run.record, run.owner is not None)
         taken: list[RunRecord] = []
-        for run in pool:
+        for _, _, run_id in list(self._pool_order):
             if len(taken) >= limit:
                 break
+            run = self._runs[run_id]
             if run.record.workflow not in workflows or (only is not None and run.record.run_id not in only):
                 continue
             if not gate.admits(run.record):
@@ -449,7 +458,6 @@ class MemoryStore(RunStore):
         doomed = list(islice((run.record for run in self._runs.values() if self._prunable(run.record, ended_before)), limit))
         for record in doomed:
             del self._runs[record.run_id]
-            self._pool.discard(record.run_id)
             self._timed.discard(record.run_id)
             if record.key is not None:
                 self._keys.pop((record.workflow, record.key), None)
