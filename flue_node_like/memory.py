@@ -234,9 +234,10 @@ class MemoryStore(RunStore):
         return Attempt(run.record, len(run.events), resumed)
 
     def _running(self, workflow: str, concurrency_key: str | None) -> int:
+        runs = (self._runs[run_id] for run_id in self._active)
         return sum(
             1
-            for run in self._runs.values()
+            for run in runs
             if run.record.workflow == workflow
             and run.record.status == RunStatus.RUNNING
             and run.record.concurrency_key == concurrency_key
