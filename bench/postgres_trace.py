@@ -26,7 +26,7 @@ import anyio
 from bench.redis_runs import noop, web, workers
 from flue_core import runs, workflows
 from flue_core.models import RunStatus, utc_now
-from flue_core.store import NewEvent, NewRun, Outcome, WorkerInfo
+from flue_core.store import Limits, NewEvent, NewRun, Outcome, WorkerInfo
 from flue_postgres import PostgresStore
 from flue_postgres.server import PostgresServer
 
@@ -65,7 +65,7 @@ async def operations(url: str, count: int) -> dict[str, float]:
             t0 = time.perf_counter()
             await store.admit(NewRun(run_id, "w", None, None, now, None, first))
             t1 = time.perf_counter()
-            await store.take_ready("wkr_trace", {"w": None}, 8)
+            await store.take_ready("wkr_trace", {"w": Limits()}, 8)
             t2 = time.perf_counter()
             attempt = await store.claim(run_id, "wkr_trace")
             t3 = time.perf_counter()

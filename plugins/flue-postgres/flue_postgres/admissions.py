@@ -25,8 +25,9 @@ FAST_LIMIT = 128
 
 
 def fast(ops: list[list[Any]]) -> bool:
-    """Whether a batch can take the fast path: admissions only, none taking over steps."""
-    return 0 < len(ops) <= FAST_LIMIT and all(op[0] == "admit" and not op[14] for op in ops)
+    """Whether a batch can take the fast path: admissions only, none taking over steps, none debounced
+    (a debounced start may fold into a pending run)."""
+    return 0 < len(ops) <= FAST_LIMIT and all(op[0] == "admit" and not op[14] and op[20] is None for op in ops)
 
 
 class AdmitMany:
@@ -38,24 +39,25 @@ class AdmitMany:
 WITH new AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[],
                        $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::boolean[],
-                       $15::timestamptz[])
-    AS n(id, wf, key, input, created, owner, parent, start_at, wfor, carrier, first, rerun_of, opid, claim, started)
+                       $15::timestamptz[], $16::integer[], $17::text[], $18::text[])
+    AS n(id, wf, key, input, created, owner, parent, start_at, wfor, carrier, first, rerun_of, opid, claim, started,
+         priority, ckey, rkey)
 ), ins AS (
   INSERT INTO {s}.runs AS r (run_id, workflow, status, input, key, attempt, created_at, started_at, owner, parent_run_id,
-      wake_at, waiting_for, carrier, ready_at, rerun_of, admit_op, claim_op)
+      wake_at, waiting_for, carrier, ready_at, rerun_of, admit_op, claim_op, priority, concurrency_key, rate_key)
   SELECT id, wf, CASE WHEN start_at IS NOT NULL THEN 'scheduled' WHEN claim THEN 'running' ELSE 'queued' END,
       input, key, CASE WHEN claim THEN 1 ELSE 0 END, created, started, CASE WHEN start_at IS NULL THEN owner END,
-      parent, start_at, wfor, carrier, created, rerun_of, opid, CASE WHEN claim THEN opid END
+      parent, start_at, wfor, carrier, created, rerun_of, opid, CASE WHEN claim THEN opid END, priority, ckey, rkey
   FROM new
   ON CONFLICT DO NOTHING
-  RETURNING r.run_id, r.workflow, r.owner, r.wake_at, r.created_at
+  RETURNING r.run_id, r.workflow, r.owner, r.wake_at, r.created_at, r.priority, r.concurrency_key, r.rate_key
 ), events AS (
   INSERT INTO {s}.events (run_id, idx, data) SELECT new.id, 0, new.first FROM new JOIN ins ON ins.run_id = new.id
 ), pool AS (
-  INSERT INTO {s}.ready (run_id, workflow, ready_at)
-  SELECT run_id, workflow, created_at FROM ins WHERE owner IS NULL AND wake_at IS NULL
+  INSERT INTO {s}.ready (run_id, workflow, ready_at, priority, concurrency_key, rate_key)
+  SELECT run_id, workflow, created_at, priority, concurrency_key, rate_key FROM ins WHERE owner IS NULL AND wake_at IS NULL
 ), note AS (
-  SELECT pg_notify('{settings.channel}', $16 || ' ' || string_agg(k, ' ')) FROM (
+  SELECT pg_notify('{settings.channel}', $19 || ' ' || string_agg(k, ' ')) FROM (
     SELECT run_id AS k FROM ins
     UNION ALL SELECT ':ready' WHERE EXISTS (SELECT 1 FROM ins WHERE owner IS NULL)
   ) AS keys HAVING count(*) > 0
@@ -64,12 +66,12 @@ SELECT (SELECT array_agg(run_id) FROM ins), (SELECT count(*) FROM note)"""
 
     async def run(self, conn: asyncpg.Connection, ops: list[list[Any]], origin: str) -> set[str]:
         """Insert what can be; return the ids inserted."""
-        columns: list[list[Any]] = [[] for _ in range(15)]
+        columns: list[list[Any]] = [[] for _ in range(18)]
         for op in ops:
             (_, opid, run_id, workflow, key, input_, created, owner, parent, start_at, waiting_for, carrier, first,
-             rerun_of, _, claim, started) = op  # fmt: skip
+             rerun_of, _, claim, started, priority, concurrency_key, rate_key, _, _) = op  # fmt: skip
             values = (run_id, workflow, key, input_, _time(created), owner, parent, _time(start_at), waiting_for,
-                      carrier, first, rerun_of, opid, claim, _time(started))  # fmt: skip
+                      carrier, first, rerun_of, opid, claim, _time(started), priority, concurrency_key, rate_key)  # fmt: skip
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         inserted, _ = await conn.fetchrow(self.sql, *columns, origin)

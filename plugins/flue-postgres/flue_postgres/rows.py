@@ -74,7 +74,7 @@ def record_of(row: Sequence[Any]) -> RunRecord:
     """The record of a row of :data:`~flue_postgres.schema.RECORD_COLUMNS`, as asyncpg returns it or as
     a JSON array (trusted: the store wrote every value itself)."""
     (run_id, workflow, status, input_, key, attempt, created, started, ended, result, error, cancel, parent, wake_at,
-     waiting_for, carrier, recoveries, rerun_of) = row  # fmt: skip
+     waiting_for, carrier, recoveries, rerun_of, priority, concurrency_key, rate_key, debounce_key) = row  # fmt: skip
     return RunRecord.trusted(
         run_id=run_id,
         workflow=workflow,
@@ -94,6 +94,10 @@ def record_of(row: Sequence[Any]) -> RunRecord:
         carrier=_json(carrier),
         recoveries=recoveries,
         rerun_of=rerun_of,
+        priority=priority,
+        concurrency_key=text_out(concurrency_key),
+        rate_key=text_out(rate_key),
+        debounce_key=text_out(debounce_key),
     )
 
 

@@ -3,7 +3,8 @@
 The schema (``?schema=``, default ``flue``) holds the run store's and the stream store's tables and
 functions (``sql/*.sql``) and a ``meta`` table with the version they were written in. Opening a
 store creates them in an empty or missing schema, under an advisory lock so that processes opening
-a fresh database at once create them once; a schema written by another version of this package
+a fresh database at once create them once; a schema of an older version is upgraded in place (its
+tables gain what later versions added, its functions are replaced); one written by a newer version
 raises :class:`~flue_core.errors.UnsupportedSchemaVersion`, one that holds tables that are not
 Flue's raises :class:`~flue_core.errors.ConfigurationError`.
 """
@@ -20,15 +21,19 @@ from flue_postgres.settings import PostgresSettings
 
 __all__ = ["RECORD_COLUMNS", "SCHEMA_VERSION", "check_schema", "ensure_schema", "sql"]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 #: The columns of a record, in the order of :func:`flue_postgres.rows.record_of`.
 RECORD_COLUMNS = (
     "run_id", "workflow", "status", "input", "key", "attempt", "created_at", "started_at", "ended_at", "result",
     "error", "cancel_requested", "parent_run_id", "wake_at", "waiting_for", "carrier", "recoveries", "rerun_of",
+    "priority", "concurrency_key", "rate_key", "debounce_key",
 )  # fmt: skip
 _REC = re.compile(r"@REC\((\w+)\)@")
 _FINISHED = re.compile(r"@FINISHED\(([\w.]+)\)@")
-_FILES = ("schema.sql", "runs.sql", "streams.sql")
+#: The tables of each version: a new schema runs them all, one of version ``v`` those after ``v``.
+_TABLES = ("schema.sql", "schema_2.sql")
+#: The functions, written again after an upgrade (they are all in these files).
+_FUNCTIONS = ("runs.sql", "flow.sql")
 
 
 def sql(name: str, settings: PostgresSettings) -> str:
@@ -62,11 +67,13 @@ async def ensure_schema(conn: asyncpg.Connection, settings: PostgresSettings) ->
                     details={"url": settings.url, "schema": schema},
                 )
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            for name in _FILES:
+            for name in (*_TABLES, "streams.sql", *_FUNCTIONS):
                 await conn.execute(sql(name, settings))
             await conn.execute(
                 f'INSERT INTO "{schema}".meta (key, value) VALUES ($1, $2)', "schema_version", SCHEMA_VERSION
             )
+        elif version.isdigit() and 0 < int(version) < int(SCHEMA_VERSION):
+            await _upgrade(conn, settings, int(version))
         elif version != SCHEMA_VERSION:
             newer = version.isdigit() and int(version) > int(SCHEMA_VERSION)
             raise UnsupportedSchemaVersion(
@@ -74,6 +81,21 @@ async def ensure_schema(conn: asyncpg.Connection, settings: PostgresSettings) ->
                 f" version of flue-postgres (schema version {version!r}; this version reads {SCHEMA_VERSION}).",
                 details={"url": settings.url, "stored_version": version, "supported_version": SCHEMA_VERSION},
             )
+
+
+async def _upgrade(conn: asyncpg.Connection, settings: PostgresSettings, version: int) -> None:
+    """Bring a schema of an older ``version`` to this one, in the caller's transaction."""
+    schema = settings.schema
+    functions = await conn.fetch(
+        "SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))"
+        " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1",
+        schema,
+    )
+    for (function,) in functions:
+        await conn.execute(f"DROP FUNCTION {function}")
+    for name in (*_TABLES[version:], *_FUNCTIONS):
+        await conn.execute(sql(name, settings))
+    await conn.execute(f'UPDATE "{schema}".meta SET value = $1 WHERE key = $2', SCHEMA_VERSION, "schema_version")
 
 
 async def check_schema(conn: asyncpg.Connection, settings: PostgresSettings) -> None:
@@ -88,7 +110,8 @@ async def check_schema(conn: asyncpg.Connection, settings: PostgresSettings) -> 
     if version != SCHEMA_VERSION:
         raise UnsupportedSchemaVersion(
             f"The Postgres schema {settings.schema!r} of {settings.url} was written in schema version {version!r};"
-            f" this version of flue-postgres reads {SCHEMA_VERSION}. Check it with the version that wrote it.",
+            f" this version of flue-postgres reads {SCHEMA_VERSION}. Check it with the version that wrote it"
+            " (or, if that is older, open it once as a store with this version, which upgrades it in place).",
             details={"url": settings.url, "stored_version": version, "supported_version": SCHEMA_VERSION},
         )
 

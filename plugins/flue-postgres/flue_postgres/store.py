@@ -22,12 +22,13 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from flue_core.errors import RunFinished, RunIdConflict, RunNotFound, StoreUnavailable
-from flue_core.models import RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp, utc_now
+from flue_core.models import RunRecord, RunStatus, Schedule, format_timestamp, utc_now
 from flue_core.store import (
     Admission,
     Attempt,
     Capabilities,
     ChangeListener,
+    Limits,
     Delivery,
     EventPage,
     NewEvent,
@@ -38,6 +39,7 @@ from flue_core.store import (
     RunStore,
     SignalSent,
     StoredEvent,
+    Taken,
     Suspended,
     Suspension,
     WorkerInfo,
@@ -47,6 +49,7 @@ from flue_core.store import (
 )
 from flue_postgres.connection import Readers, connect, translate
 from flue_postgres.feed import Feed
+from flue_postgres.flow import debounced_data, limits_of, taken_of
 from flue_postgres.rows import (
     DURATION_TAIL,
     dumps,
@@ -174,8 +177,8 @@ class PostgresStore(RunStore):
         return await self._admit(run, claim=run.owner is not None and not run.scheduled)
 
     async def _admit(self, run: NewRun, *, claim: bool) -> tuple[Admission, Attempt | None]:
-        scheduled = run.scheduled
-        waiting_for = WaitingFor(kind="start") if scheduled else None
+        created = run.record()
+        scheduled, waiting_for = run.scheduled, created.waiting_for
         started_at = utc_now() if claim else None
         answer = await self._write(
             "admit",
@@ -194,12 +197,16 @@ class PostgresStore(RunStore):
             [[text_in(name), value] for name, value in run.steps],
             claim,
             timestamp(started_at),
+            run.priority,
+            text_in(run.concurrency_key),
+            text_in(run.rate_key),
+            text_in(run.debounce_key),
+            debounced_data(run),
         )
         if isinstance(answer, dict):
             raise RunIdConflict(f"A run with id {run.run_id!r} already exists.", details={"run_id": run.run_id})
         if answer[0] == "old":
             return Admission(record_of(answer[1]), created=False), None
-        created = run.record()
         if not claim:
             return Admission(created, created=True), None
         running = created.model_copy(update={"status": RunStatus.RUNNING, "attempt": 1, "started_at": started_at})
@@ -268,13 +275,14 @@ class PostgresStore(RunStore):
     # -- the ready pool and the due-time index ------------------------------------------------------
 
     async def take_ready(
-        self, owner: str, workflows: Mapping[str, int | None], limit: int, *, only: Collection[str] | None = None
-    ) -> list[RunRecord]:
+        self, owner: str, workflows: Mapping[str, Limits], limit: int, *, only: Collection[str] | None = None
+    ) -> Taken:
         if limit <= 0 or not workflows or (only is not None and not only):
-            return []
-        caps = [[name, cap] for name, cap in workflows.items()]
-        answer = await self._write("take", owner, limit, caps, None if only is None else list(only))
-        return [record_of(row) for row in answer]
+            return Taken()
+        answer = await self._write(
+            "take", owner, limit, limits_of(workflows), None if only is None else list(only), format_timestamp(utc_now())
+        )
+        return taken_of(answer)
 
     async def wake_due(self, now: datetime, limit: int = 1000) -> int:
         return await self._write("wake", format_timestamp(now), limit, remembered=False)
@@ -320,15 +328,18 @@ class PostgresStore(RunStore):
 
     async def list(self, query: RunQuery) -> list[RunRecord]:
         where, args = [], []
-        for column, value in (
-            ("workflow", query.workflow),
-            ("status", None if query.status is None else query.status.value),
-            ("parent_run_id", query.parent),
-            ("rerun_of", query.rerun_of),
+        for condition, value in (
+            ("workflow =", query.workflow),
+            ("status =", None if query.status is None else query.status.value),
+            ("parent_run_id =", query.parent),
+            ("rerun_of =", query.rerun_of),
+            ("concurrency_key =", text_in(query.concurrency_key)),
+            ("rate_key =", text_in(query.rate_key)),
+            ("started_at >", query.started_after),
         ):
             if value is not None:
                 args.append(value)
-                where.append(f"{column} = ${len(args)}")
+                where.append(f"{condition} ${len(args)}")
         if query.after is not None:
             args += [query.after[0], query.after[1]]
             where.append(f"(created_at, run_id) < (${len(args) - 1}, ${len(args)})")

@@ -46,12 +46,14 @@ BEGIN
   END IF;
 END $$;
 
--- A queued run goes to the ready pool.
+-- A queued run goes to the ready pool, with what take() sorts and limits it by.
 CREATE FUNCTION @S@.to_pool(p_id text, p_wf text, p_ready timestamptz) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE r @S@.runs;
 BEGIN
-  UPDATE @S@.runs SET owner = NULL, ready_at = p_ready WHERE run_id = p_id;
-  INSERT INTO @S@.ready (run_id, workflow, ready_at) VALUES (p_id, p_wf, p_ready)
-  ON CONFLICT (run_id) DO UPDATE SET ready_at = excluded.ready_at;
+  UPDATE @S@.runs SET owner = NULL, ready_at = p_ready WHERE run_id = p_id RETURNING * INTO r;
+  INSERT INTO @S@.ready (run_id, workflow, ready_at, priority, concurrency_key, rate_key, started)
+  VALUES (p_id, p_wf, p_ready, r.priority, r.concurrency_key, r.rate_key, r.started_at IS NOT NULL)
+  ON CONFLICT (run_id) DO UPDATE SET ready_at = excluded.ready_at, started = excluded.started;
 END $$;
 
 -- A scheduled or waiting run becomes queued in the ready pool.
@@ -75,34 +77,49 @@ BEGIN
   INSERT INTO @S@.ops (opid, answer) VALUES (p_op, p_answer) ON CONFLICT (opid) DO NOTHING;
 END $$;
 
--- Runs of a capped workflow are counted under this lock, so that two processes never both take the
--- last place.
+-- Runs of a limited workflow are counted under this lock, so that two processes never both take the
+-- last place (take() of sql/flow.sql, claim() with a limit).
 CREATE FUNCTION @S@.lock_workflow(p_wf text) RETURNS void LANGUAGE sql
 AS $$ SELECT pg_advisory_xact_lock(hashtextextended('@N@:cap:' || p_wf, 0)) $$;
 
 -- op: admit [opid, id, wf, key, input, created, owner, parent, start_at, waiting_for, carrier,
---            first_event, rerun_of, steps [[name, value]...], claim, started]
+--            first_event, rerun_of, steps [[name, value]...], claim, started, priority, concurrency_key,
+--            rate_key, debounce_key, run_debounced data]
 CREATE FUNCTION @S@.op_admit(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE
   v_id text := op->>2; v_wf text := op->>3; v_key text := op->>4; v_owner text := op->>7;
   v_created timestamptz := (op->>6)::timestamptz; v_start timestamptz := (op->>9)::timestamptz;
-  v_claim boolean := (op->>15)::boolean; r @S@.runs; n integer;
+  v_claim boolean := (op->>15)::boolean; v_debounce text := op->>20; r @S@.runs; n integer;
 BEGIN
   changed := '{}';
-  INSERT INTO @S@.runs (run_id, workflow, status, input, key, attempt, created_at, started_at, owner,
-      parent_run_id, wake_at, waiting_for, carrier, ready_at, rerun_of, admit_op, claim_op)
-  VALUES (v_id, v_wf, CASE WHEN v_start IS NOT NULL THEN 'scheduled' WHEN v_claim THEN 'running' ELSE 'queued' END,
-      op->>5, v_key, CASE WHEN v_claim THEN 1 ELSE 0 END, v_created, (op->>16)::timestamptz,
-      CASE WHEN v_start IS NULL THEN v_owner END, op->>8, v_start, op->>10, op->>11, v_created, op->>13,
-      op->>1, CASE WHEN v_claim THEN op->>1 END)
-  ON CONFLICT DO NOTHING;
-  GET DIAGNOSTICS n = ROW_COUNT;
-  IF n = 0 THEN  -- the key is bound (also when both admissions raced), the id is taken, or this very call came twice
+  IF again AND v_debounce IS NOT NULL AND @S@.remembered(op->>1) IS NOT NULL THEN  -- this very fold, sent twice
+    SELECT * INTO r FROM @S@.runs WHERE run_id = @S@.remembered(op->>1);
+    answer := json_build_array('old', @REC(r)@);
+    RETURN;
+  END IF;
+  LOOP
+    INSERT INTO @S@.runs (run_id, workflow, status, input, key, attempt, created_at, started_at, owner,
+        parent_run_id, wake_at, waiting_for, carrier, ready_at, rerun_of, admit_op, claim_op, priority,
+        concurrency_key, rate_key, debounce_key)
+    VALUES (v_id, v_wf, CASE WHEN v_start IS NOT NULL THEN 'scheduled' WHEN v_claim THEN 'running' ELSE 'queued' END,
+        op->>5, v_key, CASE WHEN v_claim THEN 1 ELSE 0 END, v_created, (op->>16)::timestamptz,
+        CASE WHEN v_start IS NULL THEN v_owner END, op->>8, v_start, op->>10, op->>11, v_created, op->>13,
+        op->>1, CASE WHEN v_claim THEN op->>1 END, (op->>17)::integer, op->>18, op->>19, v_debounce)
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    EXIT WHEN n > 0;
+    -- The key is bound (also when both admissions raced), the id is taken, this very call came twice,
+    -- or a debounced run of this workflow and key is pending.
     IF v_key IS NOT NULL THEN
       SELECT * INTO r FROM @S@.runs WHERE workflow = v_wf AND key = v_key;
     END IF;
     IF r.run_id IS NULL THEN
       SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
+      IF r.run_id IS NULL AND v_debounce IS NOT NULL THEN
+        SELECT * INTO answer, changed FROM @S@.fold(op, f);
+        IF answer IS NOT NULL THEN RETURN; END IF;
+        CONTINUE;  -- the pending run was woken meanwhile: this start is a run of its own
+      END IF;
       IF r.admit_op IS DISTINCT FROM op->>1 THEN
         answer := json_build_object('error', 'run_id_conflict');
         RETURN;
@@ -110,7 +127,7 @@ BEGIN
     END IF;
     IF r.admit_op = op->>1 THEN answer := json_build_array('new'); ELSE answer := json_build_array('old', @REC(r)@); END IF;
     RETURN;
-  END IF;
+  END LOOP;
   INSERT INTO @S@.events (run_id, idx, data) VALUES (v_id, 0, op->>12);
   IF jsonb_array_length(op->14) > 0 THEN  -- the steps a re-run takes over, in their order
     INSERT INTO @S@.steps (run_id, name, value)
@@ -120,7 +137,8 @@ BEGIN
   IF v_start IS NOT NULL THEN
     changed := ARRAY[v_id, ':ready'];  -- a wake-up time was set: workers look at their timers again
   ELSIF v_owner IS NULL THEN
-    INSERT INTO @S@.ready (run_id, workflow, ready_at) VALUES (v_id, v_wf, v_created);
+    INSERT INTO @S@.ready (run_id, workflow, ready_at, priority, concurrency_key, rate_key)
+    VALUES (v_id, v_wf, v_created, (op->>17)::integer, op->>18, op->>19);
     changed := ARRAY[v_id, ':ready'];
   ELSE
     changed := ARRAY[v_id];
@@ -142,7 +160,8 @@ BEGIN
   IF r.status <> 'queued' OR r.owner IS DISTINCT FROM v_owner OR r.owner IS NULL THEN RETURN; END IF;
   IF v_limit IS NOT NULL THEN
     PERFORM @S@.lock_workflow(r.workflow);
-    SELECT count(*) INTO n FROM @S@.runs WHERE workflow = r.workflow AND status = 'running';
+    SELECT count(*) INTO n FROM @S@.runs WHERE workflow = r.workflow AND status = 'running' AND owner IS NOT NULL
+      AND (concurrency_key = r.concurrency_key OR (concurrency_key IS NULL AND r.concurrency_key IS NULL));
     IF n >= v_limit THEN  -- back to the pool, in its place: a worker takes it once there is room
       PERFORM @S@.to_pool(v_id, r.workflow, r.ready_at);
       changed := ARRAY[':ready'];
@@ -266,55 +285,6 @@ BEGIN
     changed := ARRAY[r.run_id, ':cancels'];
   END IF;
   answer := @REC(r)@;
-END $$;
-
--- op: take [opid, owner, limit, [[workflow, cap or null]...], only (ids) or null]
--- The pool is scanned oldest first (SKIP LOCKED: runs another worker is taking are passed over); a
--- capped workflow's runs are counted under its lock. The taken runs keep this call's id (take_op), so
--- that the call, sent again after a lost connection, gets the same runs.
-CREATE FUNCTION @S@.op_take(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
-DECLARE
-  v_owner text := op->>2; v_limit integer := (op->>3)::integer; v_taken text[] := '{}'; v_names text[];
-  v_only text[]; v_room jsonb := '{}'; w jsonb; v_busy integer; c record; v_left integer;
-BEGIN
-  changed := '{}';
-  IF again AND EXISTS (SELECT 1 FROM @S@.runs WHERE take_op = op->>1 AND status = 'queued' AND owner = v_owner) THEN
-    SELECT COALESCE(json_agg(@REC(r)@ ORDER BY r.ready_at, r.run_id), '[]') INTO answer
-    FROM @S@.runs r WHERE r.take_op = op->>1 AND r.status = 'queued' AND r.owner = v_owner;
-    RETURN;
-  END IF;
-  v_names := ARRAY(SELECT e->>0 FROM jsonb_array_elements(op->4) AS e);
-  IF op->5 <> 'null'::jsonb THEN v_only := ARRAY(SELECT jsonb_array_elements_text(op->5)); END IF;
-  FOR w IN SELECT value FROM jsonb_array_elements(op->4) WHERE value->1 <> 'null'::jsonb LOOP
-    PERFORM pg_advisory_xact_lock(hashtextextended('@N@:cap:' || (w->>0), 0));
-    SELECT count(*) INTO v_busy FROM @S@.runs
-    WHERE workflow = w->>0 AND status IN ('queued', 'running') AND owner IS NOT NULL;
-    v_room := v_room || jsonb_build_object(w->>0, (w->>1)::integer - v_busy);
-  END LOOP;
-  IF v_room = '{}' AND v_only IS NULL THEN  -- no caps: the oldest runs of these workflows
-    v_taken := ARRAY(SELECT q.run_id FROM @S@.ready q WHERE q.workflow = ANY(v_names)
-                     ORDER BY q.ready_at, q.run_id LIMIT v_limit FOR UPDATE SKIP LOCKED);
-  ELSE
-    FOR c IN SELECT q.run_id, q.workflow FROM @S@.ready q
-        WHERE q.workflow = ANY(v_names) AND (v_only IS NULL OR q.run_id = ANY(v_only))
-        ORDER BY q.ready_at, q.run_id FOR UPDATE SKIP LOCKED LOOP
-      v_left := (v_room->>c.workflow)::integer;
-      CONTINUE WHEN v_left IS NOT NULL AND v_left <= 0;
-      IF v_left IS NOT NULL THEN v_room := jsonb_set(v_room, ARRAY[c.workflow], to_jsonb(v_left - 1)); END IF;
-      v_taken := v_taken || c.run_id;
-      EXIT WHEN cardinality(v_taken) >= v_limit;
-    END LOOP;
-  END IF;
-  IF cardinality(v_taken) = 0 THEN
-    answer := '[]';
-    RETURN;
-  END IF;
-  DELETE FROM @S@.ready WHERE run_id = ANY(v_taken);
-  WITH taken AS (
-    UPDATE @S@.runs AS r SET owner = v_owner, take_op = op->>1 WHERE r.run_id = ANY(v_taken)
-    RETURNING r.run_id, @REC(r)@ AS record
-  )
-  SELECT json_agg(record ORDER BY array_position(v_taken, run_id)) INTO answer FROM taken;
 END $$;
 
 -- op: wake [opid, now, limit]
