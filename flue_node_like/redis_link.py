@@ -141,7 +141,10 @@ async def open_wire(
     if settings.db:
         commands.append(("SELECT", settings.db))
     commands.append(("CLIENT", "SETNAME", name))
-    commands.extend(prelude)
+    # Redis cuts off a client that sends a bulk string over 16 KB (a script to load) while a password it
+    # requires is missing or wrong: the prelude waits for the handshake's replies, which say so.
+    rounds = [commands, list(prelude)]
+    commands = [command for batch in rounds for command in batch]
     shown = settings.url
     try:
         async with asyncio.timeout(settings.connect_timeout):
@@ -155,20 +158,23 @@ async def open_wire(
     except (OSError, TimeoutError, ssl.SSLError) as exc:
         raise StoreUnavailable(f"Cannot reach Redis at {shown}: {exc or 'timed out'}", details={"url": shown}) from None
     try:
-        futures = []
-        for command in commands:
-            future = loop.create_future()
-            waiting.append(future)
-            futures.append(future)
-            wire.write(hiredis.pack_command(tuple(command)))
-        try:
-            async with asyncio.timeout(settings.timeout):
-                replies = list(await asyncio.gather(*futures))
-        except (ConnectionError, TimeoutError) as exc:
-            raise StoreUnavailable(f"Lost the connection to Redis at {shown}: {exc or 'timed out'}", details={"url": shown}) from None
-        for command, reply in zip(commands, replies, strict=True):
-            if isinstance(reply, ReplyError) and not (command[0] == "CLIENT" and "unknown" in str(reply).lower()):
-                raise reply_error(str(reply), shown)
+        replies: list[Any] = []
+        for batch in rounds:
+            futures = []
+            for command in batch:
+                future = loop.create_future()
+                waiting.append(future)
+                futures.append(future)
+                wire.write(hiredis.pack_command(tuple(command)))
+            try:
+                async with asyncio.timeout(settings.timeout):
+                    answers = list(await asyncio.gather(*futures))
+            except (ConnectionError, TimeoutError) as exc:
+                raise StoreUnavailable(f"Lost the connection to Redis at {shown}: {exc or 'timed out'}", details={"url": shown}) from None
+            for command, reply in zip(batch, answers, strict=True):
+                if isinstance(reply, ReplyError) and not (command[0] == "CLIENT" and "unknown" in str(reply).lower()):
+                    raise reply_error(str(reply), shown)
+            replies += answers
     except BaseException:
         wire.abort()
         raise
