@@ -53,6 +53,10 @@ def record_of(flat: list[str]) -> RunRecord:
         carrier=None if carrier is None else json.loads(carrier),
         recoveries=int(get("rc") or 0),
         rerun_of=get("rr"),
+        priority=int(get("pri") or 0),
+        concurrency_key=get("ck"),
+        rate_key=get("rk"),
+        debounce_key=get("dk"),
     )
 
 
@@ -94,6 +98,17 @@ _BEFORE_RUN, _AFTER_RUN, _BEFORE_WHEN, _BEFORE_TYPE, _AFTER_TYPE = _cut()
 def event_head(run_id: str) -> str:
     """``{"runId":"<id>","index":`` — what precedes the index in every event of the run."""
     return _BEFORE_RUN + run_id + _AFTER_RUN
+
+
+def event_head_around() -> tuple[str, str]:
+    """What comes before and after the run id in :func:`event_head`, for a script that writes an
+    event of a run the caller does not know (the run a debounced start folds into)."""
+    return _BEFORE_RUN, _AFTER_RUN
+
+
+def key_or_empty(value: str | None) -> str:
+    """A flow-control key for the script: ``""`` for none, else ``=`` and the value (which may be empty)."""
+    return "" if value is None else "=" + value
 
 
 def event_mid(type: str, when: str) -> str:

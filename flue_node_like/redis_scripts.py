@@ -20,7 +20,7 @@ from importlib import resources
 __all__ = ["scripts"]
 
 #: The files holding operation chunks, after the prelude ``runs.lua``.
-CHUNK_FILES = ("runs_lifecycle.lua", "runs_pool.lua", "runs_admin.lua")
+CHUNK_FILES = ("runs_lifecycle.lua", "runs_pool.lua", "runs_flow.lua", "runs_admin.lua")
 _MARKER = re.compile(r"^-- op: (\w+)\n", re.MULTILINE)
 
 

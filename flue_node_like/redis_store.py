@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from flue_core.errors import ConfigurationError, RunFinished, RunIdConflict, RunNotFound, StoreUnavailable
 from flue_core.errors import UnsupportedSchemaVersion
+from flue_core.flow.limits import Limits, Taken
 from flue_core.models import RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp, utc_now
 from flue_core.snapshot import dumps
 from flue_core.store import (
@@ -53,6 +54,7 @@ from flue_core.store import (
     signal_received_data,
 )
 from flue_node_like.redis_connection import RedisSettings, reply_error
+from flue_node_like.redis_flow import admit_flow_arguments, take_limit_arguments
 from flue_node_like.redis_link import Link, ReplyError
 from flue_node_like.redis_rows import (
     DURATION_TAIL,
@@ -60,6 +62,7 @@ from flue_node_like.redis_rows import (
     event_mid,
     from_ms,
     json_or_empty,
+    key_or_empty,
     ms,
     netstrings,
     record_of,
@@ -206,7 +209,8 @@ class RedisStore(RunStore):
     async def admit(self, run: NewRun) -> Admission:
         scheduled = run.scheduled
         start = run.start_at if scheduled else None
-        waiting_for = WaitingFor(kind="start") if scheduled else None
+        debounced = scheduled and run.debounce_key is not None
+        waiting_for = WaitingFor(kind="debounce" if debounced else "start") if scheduled else None
         reply = await self._write(
             "admit",
             run.run_id,
@@ -224,6 +228,7 @@ class RedisStore(RunStore):
             event_json(run.run_id, run.first_event),
             run.rerun_of or "",
             netstrings(item for step in run.steps for item in step) if run.steps else "",
+            *admit_flow_arguments(run, debounced),
         )
         if len(reply) > 2:  # the key was bound already (or this very call was applied before)
             return Admission(record_of(reply[2]), created=bool(reply[1]))
@@ -246,6 +251,10 @@ class RedisStore(RunStore):
             carrier=run.carrier,
             recoveries=0,
             rerun_of=run.rerun_of,
+            priority=run.priority,
+            concurrency_key=run.concurrency_key,
+            rate_key=run.rate_key,
+            debounce_key=run.debounce_key,
         )
         return Admission(record, created=True)
 
@@ -328,14 +337,15 @@ class RedisStore(RunStore):
     # -- the ready pool and the due-time index ------------------------------------------------------
 
     async def take_ready(
-        self, owner: str, workflows: Mapping[str, int | None], limit: int, *, only: Collection[str] | None = None
-    ) -> list[RunRecord]:
+        self, owner: str, workflows: Mapping[str, Limits], limit: int, *, only: Collection[str] | None = None
+    ) -> Taken:
         if limit <= 0 or not workflows or (only is not None and not only):
-            return []
-        caps = [part for name, cap in workflows.items() for part in (name, "" if cap is None else cap)]
+            return Taken()
+        flows = [part for name, limits in workflows.items() for part in (name, *take_limit_arguments(limits))]
         chosen = ("1", *only) if only is not None else ("0",)
-        reply = await self._write("take", owner, limit, len(workflows), *caps, *chosen)
-        return [record_of(flat) for flat in reply[1]]
+        reply = await self._write("take", owner, limit, ms(utc_now()), len(workflows), *flows, *chosen)
+        retry = reply[2]
+        return Taken([record_of(flat) for flat in reply[1]], None if retry == "" else from_ms(retry))
 
     async def wake_due(self, now: datetime, limit: int = 1000) -> int:
         reply = await self._write("wake", ms(now), limit)
@@ -418,6 +428,9 @@ class RedisStore(RunStore):
             "" if query.status is None else query.status.value,
             query.parent or "",
             query.rerun_of or "",
+            key_or_empty(query.concurrency_key),
+            key_or_empty(query.rate_key),
+            "" if query.started_after is None else ms(query.started_after),
         )
         return [record_of(flat) for flat in reply]
 

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from flue_core import Runtime, runs, workflow, workflows
 from flue_core.errors import ConfigurationError, StoreUnavailable, UnsupportedSchemaVersion
+from flue_core.flow.limits import Limits
 from flue_core.models import RunStatus, format_timestamp, utc_now
 from flue_core.snapshot import dumps
 from flue_core.store import READY, NewEvent, NewRun, Outcome, RunQuery, WorkerInfo, event_json
@@ -349,7 +350,7 @@ async def test_an_interrupted_run_is_claimed_again_in_the_same_attempt_with_a_re
         assert first is not None and first.record.attempt == 1 and not first.resumed
         requeued = await store.requeue("run_i", None, interrupted=True)
         assert requeued is not None and requeued.status == RunStatus.QUEUED and requeued.recoveries == 1
-        assert [r.run_id for r in await store.take_ready("wkr2", {"w": None}, 10)] == ["run_i"]
+        assert [r.run_id for r in (await store.take_ready("wkr2", {"w": Limits()}, 10)).records] == ["run_i"]
         again = await store.claim("run_i", "wkr2")
         assert again is not None and again.resumed and (again.record.attempt, again.record.recoveries) == (1, 1)
         await store.requeue("run_i", "wkr2")  # handed back without an interruption: a new attempt

@@ -127,11 +127,102 @@ end
 
 -- the ready pool and the due-time index -----------------------------------------------------------------
 
+--[[ Flow control (lua/runs_flow.lua takes from the pool). A pool is a sorted set scored by the time a
+run became ready, less its priority times PRIORITY_STEP: higher priority first, then oldest (exact in a
+double, and a run of priority 0 scores its ready time as before there were priorities). Runs without
+flow-control keys that never started are in <base>ready:<wf>, as they always were; every other run in a
+sub-pool of its bucket (bucket_of), listed in <base>pools:<wf> by the score of its first run, so that a
+take skips a bucket at its limit without reading its runs. Held runs with a concurrency key are also in
+<base>busy:<wf>:<key> and <base>busyk:<wf>; runs a rate-limited take gave out are in <base>starts:
+<wf>:<rate key> (score: start time in ms, +inf until claimed; field rt set on the run meanwhile); so are
+the first starts of other runs of a workflow a take limited by rate once (<base>rated: workflow -> the
+window in ms). ]]
+local PRIORITY_STEP = 1e13
+
+local function tag(value)  -- a key value, length-prefixed inside key names; '-' for none
+  if value then return #value .. ':' .. value end
+  return '-'
+end
+
+local function wf_tag(wf) return #wf .. ':' .. wf end
+local function pools_key(wf) return base .. 'pools:' .. wf end
+local function subpool_key(wf, bucket) return base .. 'pool:' .. wf_tag(wf) .. bucket end
+local function busy_key(wf, ck) return base .. 'busy:' .. wf_tag(wf) .. ck end
+local function keyed_key(wf) return base .. 'busyk:' .. wf end
+local function starts_key(wf, rk) return base .. 'starts:' .. wf_tag(wf) .. tag(rk) end
+local RATED = base .. 'rated'
+
+
+-- A run's sub-pool: by concurrency key once it started (a resumed run is never rate-limited), by both
+-- keys before; nil for the default pool.
+local function bucket_of(row)
+  if row.sams then return 's' .. tag(row.ck) end
+  if row.ck or row.rk then return 'n' .. tag(row.ck) .. tag(row.rk) end
+  return nil
+end
+
+local function pool_score(row, ready_ms)
+  if row.pri then return tonumber(ready_ms) - tonumber(row.pri) * PRIORITY_STEP end
+  return ready_ms
+end
+
+local function pool_add(row, ready_ms)
+  local score, bucket = pool_score(row, ready_ms), bucket_of(row)
+  if not bucket then
+    redis.call('ZADD', ready_key(row.wf), score, row.id)
+  else
+    redis.call('ZADD', subpool_key(row.wf, bucket), score, row.id)
+    redis.call('ZADD', pools_key(row.wf), 'LT', score, bucket)
+  end
+end
+
+-- A sub-pool's place in <base>pools:<wf>: the score of its first run.
+local function refresh(wf, bucket)
+  local first = redis.call('ZRANGE', subpool_key(wf, bucket), 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    redis.call('ZREM', pools_key(wf), bucket)
+  else
+    redis.call('ZADD', pools_key(wf), first[2], bucket)
+  end
+end
+
+local function pool_remove(row)
+  local bucket = bucket_of(row)
+  if not bucket then
+    redis.call('ZREM', ready_key(row.wf), row.id)
+  elseif redis.call('ZREM', subpool_key(row.wf, bucket), row.id) == 1 then
+    refresh(row.wf, bucket)
+  end
+end
+
+local function hold(row)
+  redis.call('SADD', held_key(row.wf), row.id)
+  if row.ck then
+    redis.call('SADD', busy_key(row.wf, row.ck), row.id)
+    redis.call('SADD', keyed_key(row.wf), row.id)
+  end
+end
+
+local function unhold(row)
+  redis.call('SREM', held_key(row.wf), row.id)
+  if row.ck then
+    redis.call('SREM', busy_key(row.wf, row.ck), row.id)
+    redis.call('SREM', keyed_key(row.wf), row.id)
+  end
+  if row.rt then  -- given out by a rate-limited take and never started: it no longer counts
+    redis.call('ZREM', starts_key(row.wf, row.rk), row.id)
+    redis.call('HDEL', run_key(row.id), 'rt')
+    row.rt = nil
+  end
+end
+
+local function debounce_key(wf) return base .. 'debounce:' .. wf end
+
 local function to_pool(row, ready_ms)
   redis.call('HSET', run_key(row.id), 'ra', ready_ms)
   redis.call('HDEL', run_key(row.id), 'own')
-  redis.call('SREM', held_key(row.wf), row.id)
-  redis.call('ZADD', ready_key(row.wf), ready_ms, row.id)
+  unhold(row)
+  pool_add(row, ready_ms)
   row.own = nil
   mark(row.id)
   mark(READY)
@@ -139,6 +230,9 @@ end
 
 -- A scheduled or waiting run becomes queued in the ready pool.
 local function awaken(row, ready_ms)
+  if row.dk and row.wk == 'debounce' and redis.call('HGET', debounce_key(row.wf), row.dk) == row.id then
+    redis.call('HDEL', debounce_key(row.wf), row.dk)  -- its window closed: later starts make a new run
+  end
   redis.call('HDEL', run_key(row.id), 'wa', 'wams', 'wfor', 'wk', 'wn', 'wids')
   redis.call('ZREM', DUE, row.id)
   set_status(row, 'queued')

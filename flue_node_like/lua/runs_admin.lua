@@ -22,17 +22,23 @@ local function before(key, score, id, count)
 end
 
 -- Newest first, strictly after the cursor (after_ms, after_id), through the narrowest index the filters
--- allow; the filters that index does not cover are checked run by run.
-local function list(limit, after_ms, after_id, wf, status, parent, rerun_of)
+-- allow; the filters that index does not cover are checked run by run. ck, rk: '' for any, else '='
+-- and the key's value; started_after: '' or ms.
+local function list(limit, after_ms, after_id, wf, status, parent, rerun_of, ck, rk, started_after)
   limit = tonumber(limit)
+  ck, rk = ck ~= '' and string.sub(ck, 2), rk ~= '' and string.sub(rk, 2)
   local key
   if parent ~= '' then key = base .. 'runs:par:' .. parent
   elseif rerun_of ~= '' then key = base .. 'runs:rr:' .. rerun_of
+  elseif ck then key = base .. 'runs:ck:' .. ck
+  elseif rk then key = base .. 'runs:rk:' .. rk
   elseif wf ~= '' and status ~= '' then key = base .. 'runs:wfst:' .. wf .. ':' .. status
   elseif wf ~= '' then key = base .. 'runs:wf:' .. wf
   elseif status ~= '' then key = base .. 'runs:st:' .. status
   else key = base .. 'runs' end
-  local check = (parent ~= '' or rerun_of ~= '') and (wf ~= '' or status ~= '' or (parent ~= '' and rerun_of ~= ''))
+  local narrowed = (parent ~= '' and 1 or 0) + (rerun_of ~= '' and 1 or 0) + (ck and 1 or 0) + (rk and 1 or 0)
+  local check = started_after ~= '' or narrowed > 1 or (narrowed == 1 and (wf ~= '' or status ~= ''))
+  started_after = tonumber(started_after)
   local out = {}
   local score, id = after_ms == '' and '+inf' or after_ms, after_id
   while #out < limit do
@@ -41,9 +47,11 @@ local function list(limit, after_ms, after_id, wf, status, parent, rerun_of)
     for _, each in ipairs(chunk) do
       local keep = true
       if check then
-        local fields = redis.call('HMGET', run_key(each), 'wf', 'st', 'rr')
+        local fields = redis.call('HMGET', run_key(each), 'wf', 'st', 'rr', 'par', 'ck', 'rk', 'sams')
         keep = (wf == '' or fields[1] == wf) and (status == '' or fields[2] == status)
-          and (rerun_of == '' or fields[3] == rerun_of)
+          and (rerun_of == '' or fields[3] == rerun_of) and (parent == '' or fields[4] == parent)
+          and (not ck or fields[5] == ck) and (not rk or fields[6] == rk)
+          and (not started_after or (fields[7] and tonumber(fields[7]) > started_after))
       end
       if keep then
         local flat = record(each)
@@ -64,6 +72,9 @@ local function delete_run(id, row)
   unindex(row)
   if row.par then redis.call('ZREM', base .. 'runs:par:' .. row.par, id) end
   if row.rr then redis.call('ZREM', base .. 'runs:rr:' .. row.rr, id) end
+  if row.ck then redis.call('ZREM', base .. 'runs:ck:' .. row.ck, id) end
+  if row.rk then redis.call('ZREM', base .. 'runs:rk:' .. row.rk, id) end
+  if row.dk and redis.call('HGET', debounce_key(row.wf), row.dk) == id then redis.call('HDEL', debounce_key(row.wf), row.dk) end
   if row.key and redis.call('HGET', keys_key(row.wf), row.key) == id then redis.call('HDEL', keys_key(row.wf), row.key) end
   redis.call('ZREM', ENDED, id)
   release_kept(id)

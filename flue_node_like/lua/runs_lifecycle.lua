@@ -28,8 +28,34 @@ local function netstrings(text)
   return out
 end
 
+-- A start with a debounce key folds into the run of that key still waiting for its window's end, if
+-- any: that run takes the start's input and wake-up time, and a run_debounced event says so. The
+-- event's frame: head_a .. <run id> .. head_b .. <index> .. mid .. data .. '}'.
+local function fold(wf, dk, input, start_iso, start_ms, head_a, head_b, mid, data)
+  local kept = remembered()
+  if kept then return {changed, 0, record(kept)} end  -- this very call, sent twice
+  local pending = redis.call('HGET', debounce_key(wf), dk)
+  local row = pending and load(pending)
+  if row and row.op == opid then return {changed, 1, record(pending)} end  -- it made this run, sent twice
+  if not row or row.st ~= 'scheduled' or row.wk ~= 'debounce' then return nil end
+  row.id = pending
+  redis.call('HSET', run_key(pending), 'wa', start_iso, 'wams', start_ms)
+  if input == '' then
+    redis.call('HDEL', run_key(pending), 'in')
+  else
+    redis.call('HSET', run_key(pending), 'in', input)
+  end
+  redis.call('ZADD', DUE, start_ms, pending)
+  write_event(row, head_a .. pending .. head_b, mid, data)
+  mark(READY)  -- its wake-up time moved
+  remember(pending)
+  return {changed, 0, record(pending)}
+end
+
 -- steps: netstrings of name, value, name, value... (the results a re-run takes over), or ''.
-local function admit(id, wf, key, input, ca, ca_ms, owner, parent, start_iso, start_ms, wfor, carrier, first, rerun_of, steps)
+-- ck, rk, dk: '' for none, else '=' and the key's value; pri: '' for 0. fold_*: see fold ('' without dk).
+local function admit(id, wf, key, input, ca, ca_ms, owner, parent, start_iso, start_ms, wfor, carrier, first, rerun_of, steps,
+                     pri, ck, rk, dk, fold_head_a, fold_head_b, fold_mid, fold_data)
   if key ~= '' then
     local existing = redis.call('HGET', keys_key(wf), key)
     if existing then
@@ -39,10 +65,19 @@ local function admit(id, wf, key, input, ca, ca_ms, owner, parent, start_iso, st
       redis.call('HDEL', keys_key(wf), key)  -- its run was pruned
     end
   end
+  local debounced = dk ~= ''
+  if debounced then dk = string.sub(dk, 2) end
+  if debounced and start_iso ~= '' then
+    local folded = fold(wf, dk, input, start_iso, start_ms, fold_head_a, fold_head_b, fold_mid, fold_data)
+    if folded then return folded end
+  end
   local op_of = redis.call('HGET', run_key(id), 'op')
   if op_of == opid then return {changed, 1, record(id)} end
   if op_of then return fail('run_id_conflict', id) end
   local row = {id = id, wf = wf, cams = ca_ms}
+  if pri ~= '' then row.pri = pri end
+  if ck ~= '' then row.ck = string.sub(ck, 2) end
+  if rk ~= '' then row.rk = string.sub(rk, 2) end
   local status = start_iso ~= '' and 'scheduled' or 'queued'
   local fields = {'id', id, 'wf', wf, 'st', status, 'att', 0, 'ca', ca, 'cams', ca_ms, 'n', 1, 'op', opid, 'ra', ca_ms}
   local function put(name, value)
@@ -56,18 +91,30 @@ local function admit(id, wf, key, input, ca, ca_ms, owner, parent, start_iso, st
   put('par', parent)
   put('car', carrier)
   put('rr', rerun_of)
+  if pri ~= '' or ck ~= '' or rk ~= '' or debounced then
+    put('pri', pri)
+    for _, pair in ipairs({{'ck', row.ck}, {'rk', row.rk}, {'dk', debounced and dk}}) do
+      if pair[2] then
+        fields[#fields + 1] = pair[1]
+        fields[#fields + 1] = pair[2]
+      end
+    end
+    if row.ck then redis.call('ZADD', base .. 'runs:ck:' .. row.ck, ca_ms, id) end
+    if row.rk then redis.call('ZADD', base .. 'runs:rk:' .. row.rk, ca_ms, id) end
+  end
   if status == 'scheduled' then
     put('wa', start_iso)
     put('wams', start_ms)
     put('wfor', wfor)
-    put('wk', 'start')
+    put('wk', debounced and 'debounce' or 'start')
     redis.call('ZADD', DUE, start_ms, id)
+    if debounced then redis.call('HSET', debounce_key(wf), dk, id) end
     mark(READY)  -- a wake-up time was set: workers look at their timers again
   elseif owner ~= '' then
     put('own', owner)
-    redis.call('SADD', held_key(wf), id)
+    hold(row)
   else
-    redis.call('ZADD', ready_key(wf), ca_ms, id)
+    pool_add(row, ca_ms)
     mark(READY)
   end
   redis.call('HSET', run_key(id), unpack(fields))
@@ -88,6 +135,21 @@ local function admit(id, wf, key, input, ca, ca_ms, owner, parent, start_iso, st
 end
 
 -- op: claim
+-- The runs of row's workflow running with its concurrency key (runs without one count together).
+local function running_alike(row)
+  local function running(ids)
+    local n = 0
+    for _, each in ipairs(ids) do
+      if redis.call('HGET', run_key(each), 'st') == 'running' then n = n + 1 end
+    end
+    return n
+  end
+  if row.ck then return running(redis.call('SMEMBERS', busy_key(row.wf, row.ck))) end
+  local all = redis.call('ZCARD', base .. 'runs:wfst:' .. row.wf .. ':running')
+  if all == 0 then return 0 end
+  return all - running(redis.call('SMEMBERS', keyed_key(row.wf)))
+end
+
 local function claim(id, owner, limit, now_iso, now_ms, head, mid_received)
   local row = load(id)
   if not row then return {changed, false} end
@@ -96,7 +158,7 @@ local function claim(id, owner, limit, now_iso, now_ms, head, mid_received)
   end
   if row.st ~= 'queued' or row.own ~= owner then return {changed, false} end
   row.id = id
-  if limit ~= '' and redis.call('ZCARD', base .. 'runs:wfst:' .. row.wf .. ':running') >= tonumber(limit) then
+  if limit ~= '' and running_alike(row) >= tonumber(limit) then
     to_pool(row, row.ra)  -- back to the pool, in its place: a worker takes it once there is room
     return {changed, false}
   end
@@ -105,6 +167,17 @@ local function claim(id, owner, limit, now_iso, now_ms, head, mid_received)
   local attempt = tonumber(row.att) + (resumed == '1' and 0 or 1)
   set_status(row, 'running', 'att', attempt, 'sa', row.sa or now_iso, 'sams', row.sams or now_ms, 'cop', opid, 'crs', resumed)
   redis.call('HDEL', run_key(id), 'rs')
+  if row.rt then  -- its first start: counted against its rate from now on, at its start time
+    redis.call('ZADD', starts_key(row.wf, row.rk), now_ms, id)
+    redis.call('HDEL', run_key(id), 'rt')
+  elseif not row.sams then  -- a first start by another way than a rate-limited take counts as well
+    local per = redis.call('HGET', RATED, row.wf)
+    if per then
+      local starts = starts_key(row.wf, row.rk)
+      redis.call('ZREMRANGEBYSCORE', starts, '-inf', tonumber(now_ms) - tonumber(per))
+      redis.call('ZADD', starts, now_ms, id)
+    end
+  end
   mark(id)
   return {changed, record(id), row.n, resumed}
 end
@@ -127,7 +200,7 @@ local function requeue(id, owner, held_by, interrupted, now_ms, head, mid_receiv
     to_pool(row, now_ms)
   else
     redis.call('HSET', run_key(id), 'own', owner)
-    redis.call('SADD', held_key(row.wf), id)
+    hold(row)
   end
   mark(id)
   remember('1')
@@ -146,7 +219,7 @@ local function suspend(id, owner, kind, name, wids, wfor, wake_iso, wake_ms, hea
   local satisfied = (kind == 'signal' and undelivered(row, name)) or (kind == 'children' and children_done(wids))
   if row.cr == '1' or satisfied then return {changed, 0, row.n, record(id)} end
   redis.call('HDEL', run_key(id), 'own')
-  redis.call('SREM', held_key(row.wf), id)
+  unhold(row)
   set_status(row, 'waiting', 'wfor', wfor, 'wk', kind, 'rs', kind ~= 'retry' and '1' or '0', 'sop', opid)
   if name ~= '' then redis.call('HSET', run_key(id), 'wn', name) end
   if wids ~= '' then redis.call('HSET', run_key(id), 'wids', wids) end
@@ -175,8 +248,11 @@ local function finish(id, status, ended_iso, ended_ms, result, err, only_from, h
   compact(events_key(id))
   redis.call('HDEL', run_key(id), 'wa', 'wams', 'wfor', 'wk', 'wn', 'wids', 'rs')
   redis.call('ZREM', DUE, id)
-  redis.call('ZREM', ready_key(row.wf), id)
-  redis.call('SREM', held_key(row.wf), id)
+  if row.own then
+    unhold(row)
+  elseif row.st == 'queued' then
+    pool_remove(row)
+  end
   redis.call('ZADD', ENDED, ended_ms, id)
   release_kept(id)
   set_status(row, status, 'ea', ended_iso)
