@@ -120,6 +120,17 @@ async def _new_event() -> anyio.Event:
     return anyio.Event()
 
 
+def ops_only(request: Any, run: Any = None) -> bool:
+    """The dashboard tests' grant: the ``viewer=ops`` cookie, which :func:`grant` gives the browser."""
+    return request.cookies.get("viewer") == "ops"
+
+
+def grant(driver: WebDriver, served: Served) -> None:
+    """Give the browser the cookie :func:`ops_only` grants (set on a public file of the app's origin)."""
+    driver.get(f"{served.url}/dashboard/static/favicon.svg")
+    driver.add_cookie({"name": "viewer", "value": "ops", "path": "/"})
+
+
 @contextmanager
 def served_in_background(runtime: Runtime, make_app: Callable[[Runtime], ASGIApp]) -> Iterator[Served]:
     """Open ``runtime`` and serve ``make_app(runtime)`` on 127.0.0.1, on a loop in another thread."""

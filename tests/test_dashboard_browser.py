@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from browser import Served, chromium, served_in_background, wait_for
+from browser import Served, chromium, grant, ops_only, served_in_background, wait_for
 from flue_core import RunContext, Runtime, runs, workflow
 from flue_core.http import create_app
 from flue_core.streams import ReadOptions
@@ -62,10 +62,6 @@ async def approval(ctx: RunContext, input: dict) -> dict:
     return await ctx.wait_for_signal("decision")
 
 
-def ops_only(request: Request, run: Any = None) -> bool:
-    return request.cookies.get("viewer") == "ops"
-
-
 @pytest.fixture(scope="module")
 def driver() -> Iterator[WebDriver]:
     with chromium() as browser:
@@ -97,12 +93,6 @@ def dashboard_app(tmp_path: Path, driver: WebDriver, **options: Any) -> Iterator
 def served(tmp_path: Path, driver: WebDriver) -> Iterator[Served]:
     with dashboard_app(tmp_path, driver) as served:
         yield served
-
-
-def grant(driver: WebDriver, served: Served) -> None:
-    """Give the browser the cookie the apps grant (set on a public file of the app's origin)."""
-    driver.get(f"{served.url}/dashboard/static/favicon.svg")
-    driver.add_cookie({"name": "viewer", "value": "ops", "path": "/"})
 
 
 def gate(served: Served) -> str:

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from pydantic import BaseModel
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from starlette.requests import Request
 
-from browser import Served, chromium, served_in_background, wait_for
+from browser import Served, chromium, grant, ops_only, served_in_background, wait_for
 from flue_core import RunContext, Runtime, runs, workflow
 from flue_core.http import create_app
 from flue_core.testing.base import wait_for_status
@@ -32,10 +30,6 @@ class Decision(BaseModel):
 async def approval(ctx: RunContext, input: dict) -> dict:
     decision = await ctx.wait_for_signal("decision")
     return {"approved": decision.approved}
-
-
-def ops_only(request: Request, run: Any = None) -> bool:
-    return request.cookies.get("viewer") == "ops"
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +50,7 @@ def open_waiting_run(driver: WebDriver, served: Served) -> str:
     response = httpx.post(f"{served.url}/workflows/toast-approval", json={})
     run_id = response.json()["runId"]
     served.call(wait_for_status, served.runtime, run_id, "waiting")
-    driver.get(f"{served.url}/dashboard/static/favicon.svg")
-    driver.add_cookie({"name": "viewer", "value": "ops", "path": "/"})
+    grant(driver, served)
     driver.get(f"{served.url}/dashboard/runs/{run_id}")
     return run_id
 
