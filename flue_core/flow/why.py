@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 async def explain(runtime: Runtime, records: Iterable[RunRecord]) -> list[RunRecord]:
     """``records`` with ``queued_for`` told for each ``queued`` run (and each ``scheduled`` one in a
     debounce window); the store is asked once per workflow and key, whatever the number of runs."""
-    answers: dict[tuple[str, str | None, str | None, bool], QueuedFor] = {}
+    answers: dict[tuple[str, str | None, str | None, bool], QueuedFor | None] = {}
     told = []
     for record in records:
         if record.status == RunStatus.QUEUED:
@@ -42,9 +42,11 @@ def _debounced(record: RunRecord) -> QueuedFor:
     )
 
 
-async def _queued(runtime: Runtime, record: RunRecord) -> QueuedFor:
+async def _queued(runtime: Runtime, record: RunRecord) -> QueuedFor | None:
     workflow = runtime.registry.get(record.workflow)
-    limits = None if workflow is None else workflow.limits
+    if workflow is None:  # a runtime that only reads (`flue runs`) knows no limits to tell of
+        return None
+    limits = workflow.limits
     store = runtime.target.store
     if limits is not None and limits.concurrency is not None:
         query = RunQuery(
