@@ -57,9 +57,11 @@ class ObjectStore(RunStore):
 
     ``scope`` names the objects of an independent store in the same namespaces
     (:func:`flue_cloudflare.calls.scoped`). ``limits_in_objects``: the target executes runs in their
-    objects, so concurrency limits are kept by one counting object per limited workflow (and
-    :meth:`claim` does not count running runs), and admissions tell the index beside creating the run;
-    a store whose runs are executed by workers elsewhere (``False``) counts them in the index.
+    objects, so concurrency and rate limits are kept by limit objects, one per limited workflow and
+    key value (:mod:`flue_cloudflare.limit_object`; :meth:`claim` does not count running runs), and
+    admissions tell the index beside creating the run; a store whose runs are executed by workers
+    elsewhere (``False``) has the index apply the limits as it takes from the pool
+    (:mod:`flue_cloudflare.index_pool`).
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities(durable=True, shared=True)
