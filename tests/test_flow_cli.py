@@ -169,3 +169,14 @@ async def test_runs_without_a_queued_run_has_no_waits_for_column(tmp_path):
     header = flue(tmp_path, "runs", "--format", "text").stdout.splitlines()[0]
     assert "WAITS FOR" not in header
     assert json.loads(flue(tmp_path, "runs").stdout)["queuedFor"] is None
+
+
+@pytest.mark.anyio
+async def test_runs_on_the_local_store_with_the_app_says_what_a_queued_run_waits_for(tmp_path):
+    # With --app the listing knows the workflows' limits, as the server does.
+    async with flow_server(tmp_path) as (runtime, url):
+        running, queued = await saturate(runtime)
+        text = await flue_async(tmp_path, "runs", "--app", "test_flow_cli", "--format", "text")
+    assert text.code == Exit.COMPLETED, text.stderr
+    rows = {line.split()[0]: line for line in text.stdout.splitlines()[1:]}
+    assert rows[queued].rstrip().endswith("slot of 'acme' (1/1 running)")

@@ -110,7 +110,7 @@ def build_parser() -> Parser:
     listing.add_argument("--limit", type=int, default=20, help="runs per page, 1-1000 (default 20)")
     listing.add_argument("--cursor", help="the cursor a previous page printed, for the next page")
     _output(listing)
-    _where(listing, app=False)
+    _where(listing, app=True)  # with --app, a queued run says what it waits for
 
     add_replay_parser(commands, _output)
 
