@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from flue_core.flow.limits import Limits, Taken
+from flue_core.flow.limits import Limits, Taken  # part of the contract: a backend imports them from here
 from flue_core.models import Event, RunError, RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp
 from flue_core.snapshot import dumps
 
