@@ -16,7 +16,8 @@ from flue_core.store import NewEvent, SignalSent, event_json, signal_received_da
 
 COLUMNS = (
     "run_id, workflow, status, input, key, attempt, created_at, started_at, ended_at, result, error,"
-    " cancel_requested, parent_run_id, wake_at, waiting_for, carrier, recoveries, rerun_of"
+    " cancel_requested, parent_run_id, wake_at, waiting_for, carrier, recoveries, rerun_of,"
+    " priority, concurrency_key, rate_key, debounce_key"
 )
 FINISHED = "('completed', 'failed', 'cancelled')"
 #: A step result lands once (the first one saved stays), after every step the run saved before it.
@@ -29,7 +30,7 @@ SAVE_STEP = (
 def record(row: tuple) -> RunRecord:
     """A record from a row this store wrote (trusted: built without re-validation)."""
     (run_id, workflow, status, input_, key, attempt, created, started, ended, result, error, cancel, parent, wake_at,
-     waiting_for, carrier, recoveries, rerun_of) = row  # fmt: skip
+     waiting_for, carrier, recoveries, rerun_of, priority, concurrency_key, rate_key, debounce_key) = row  # fmt: skip
     return RunRecord.trusted(
         run_id=run_id,
         workflow=workflow,
@@ -49,6 +50,10 @@ def record(row: tuple) -> RunRecord:
         carrier=None if carrier is None else json.loads(carrier),
         recoveries=recoveries,
         rerun_of=rerun_of,
+        priority=priority,
+        concurrency_key=concurrency_key,
+        rate_key=rate_key,
+        debounce_key=debounce_key,
     )
 
 

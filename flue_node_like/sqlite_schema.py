@@ -6,7 +6,7 @@ import sqlite3
 
 from flue_core.errors import UnsupportedSchemaVersion
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS flue_runs (
@@ -30,7 +30,11 @@ CREATE TABLE IF NOT EXISTS flue_runs (
     ready_at         TEXT,
     resume           INTEGER NOT NULL DEFAULT 0,
     recoveries       INTEGER NOT NULL DEFAULT 0,
-    rerun_of         TEXT
+    rerun_of         TEXT,
+    priority         INTEGER NOT NULL DEFAULT 0,
+    concurrency_key  TEXT,
+    rate_key         TEXT,
+    debounce_key     TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS flue_runs_key ON flue_runs (workflow, key) WHERE key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS flue_runs_order ON flue_runs (created_at, run_id);
@@ -143,9 +147,37 @@ ALTER TABLE flue_runs ADD COLUMN rerun_of TEXT;
 ALTER TABLE flue_steps ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
 """
 
+#: What version 4 added (flow control): the columns a version 3 database lacks (``_MIGRATE_3``), then
+#: this, which a new database gets as is. The ready pool's index takes the priority first and carries
+#: the keys, so a take skips the runs of a full bucket inside the index; the busy index counts per
+#: concurrency key; the index of first starts counts a rate window; a pending debounce run is unique
+#: per key (racing admissions fold into one).
+SCHEMA_4 = """
+DROP INDEX IF EXISTS flue_runs_ready;
+DROP INDEX IF EXISTS flue_runs_busy;
+CREATE INDEX IF NOT EXISTS flue_runs_pool ON flue_runs
+    (priority DESC, ready_at, run_id, workflow, concurrency_key, rate_key, started_at)
+    WHERE status = 'queued' AND owner IS NULL;
+CREATE INDEX IF NOT EXISTS flue_runs_held ON flue_runs (workflow, concurrency_key)
+    WHERE owner IS NOT NULL AND status IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS flue_runs_started ON flue_runs (workflow, started_at, rate_key) WHERE started_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flue_runs_concurrency_key ON flue_runs (concurrency_key, created_at, run_id)
+    WHERE concurrency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flue_runs_rate_key ON flue_runs (rate_key, created_at, run_id) WHERE rate_key IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS flue_runs_debouncing ON flue_runs (workflow, debounce_key)
+    WHERE debounce_key IS NOT NULL AND status = 'scheduled';
+"""
+
+_MIGRATE_3 = """
+ALTER TABLE flue_runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE flue_runs ADD COLUMN concurrency_key TEXT;
+ALTER TABLE flue_runs ADD COLUMN rate_key TEXT;
+ALTER TABLE flue_runs ADD COLUMN debounce_key TEXT;
+"""
+
 #: How a database of an older version reaches the next: the columns it lacks, then what the next
 #: version added.
-_UPGRADES = {"1": (_MIGRATE_1, SCHEMA_2), "2": (_MIGRATE_2, SCHEMA_3)}
+_UPGRADES = {"1": (_MIGRATE_1, SCHEMA_2), "2": (_MIGRATE_2, SCHEMA_3), "3": (_MIGRATE_3, SCHEMA_4)}
 
 
 def _run_script(conn: sqlite3.Connection, script: str) -> None:
@@ -163,7 +195,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT value FROM flue_meta WHERE key = 'schema_version'").fetchone()
         stored = None if row is None else row[0]
         if stored is None:
-            for script in (SCHEMA, SCHEMA_2, SCHEMA_3):
+            for script in (SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4):
                 _run_script(conn, script)
             conn.execute("INSERT INTO flue_meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         elif stored in _UPGRADES:

@@ -13,6 +13,7 @@ from flue_core.errors import RunIdConflict, UnsupportedSchemaVersion
 from flue_core.models import RunStatus, utc_now
 from flue_core.store import NewEvent, NewRun, RunQuery, RunStore
 from flue_node_like import MemoryStore, SqliteStore
+from flue_node_like.sqlite_schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
 
@@ -172,13 +173,13 @@ async def test_a_version_2_database_is_upgraded_in_place_and_keeps_its_runs(tmp_
     finally:
         await store.close()
     with sqlite3.connect(database) as conn:
-        assert conn.execute("SELECT value FROM flue_meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+        assert conn.execute("SELECT value FROM flue_meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
 
 
 async def test_a_database_of_a_newer_version_is_still_refused(tmp_path):
-    database = tmp_path / "v4.db"
+    database = tmp_path / "newer.db"
     with sqlite3.connect(database) as conn:
         conn.execute("CREATE TABLE flue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        conn.execute("INSERT INTO flue_meta VALUES ('schema_version', '4')")
+        conn.execute("INSERT INTO flue_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION + 1),))
     with pytest.raises(UnsupportedSchemaVersion, match="newer"):
         await SqliteStore(database).open(lambda run_ids: None)
