@@ -18,6 +18,7 @@ from typing import Any
 import aiosqlite
 
 from flue_core.errors import RunIdConflict, StoreUnavailable
+from flue_core.flow.limits import Limits, Taken
 from flue_core.models import RunRecord, RunStatus, Schedule, WaitingFor, format_timestamp, parse_timestamp, utc_now
 from flue_core.snapshot import dumps
 from flue_core.store import (
@@ -43,7 +44,7 @@ from flue_core.store import (
     WorkerInfo,
     event_json,
 )
-from flue_node_like import sqlite_waits
+from flue_node_like import sqlite_flow, sqlite_waits
 from flue_node_like.sqlite_connection import connect, database_path, in_connection_thread, synchronous_mode
 from flue_node_like.sqlite_rows import (
     COLUMNS,
@@ -133,7 +134,7 @@ class SqliteStore(RunStore):
         status = RunStatus.SCHEDULED if scheduled else RunStatus.QUEUED
         owner = None if scheduled else run.owner
         wake_at = format_timestamp(run.start_at) if scheduled and run.start_at is not None else None
-        waiting_for = WaitingFor(kind="start") if scheduled else None
+        waiting_for = WaitingFor(kind="debounce" if run.debounce_key is not None else "start") if scheduled else None
         carrier = None if run.carrier is None else dumps(run.carrier)
         touched = {run.run_id, READY} if owner is None else {run.run_id}
         started_at = utc_now() if claim else None
@@ -146,11 +147,17 @@ class SqliteStore(RunStore):
                 ).fetchone()
                 if row is not None:
                     return row
+            if run.debounce_key is not None and scheduled:
+                row = sqlite_flow.fold_debounced(conn, run, input_json)
+                if row is not None:
+                    touched.add(row[0])
+                    return row
             try:
                 conn.execute(
                     "INSERT INTO flue_runs (run_id, workflow, status, input, key, created_at, owner, parent_run_id,"
-                    " wake_at, waiting_for, carrier, ready_at, attempt, started_at, rerun_of)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " wake_at, waiting_for, carrier, ready_at, attempt, started_at, rerun_of, priority,"
+                    " concurrency_key, rate_key, debounce_key)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run.run_id,
                         run.workflow,
@@ -167,6 +174,10 @@ class SqliteStore(RunStore):
                         1 if claim else 0,
                         None if started_at is None else format_timestamp(started_at),
                         run.rerun_of,
+                        run.priority,
+                        run.concurrency_key,
+                        run.rate_key,
+                        run.debounce_key,
                     ),
                 )
             except sqlite3.IntegrityError:  # the key was checked above: only the id can collide
@@ -203,6 +214,10 @@ class SqliteStore(RunStore):
             carrier=run.carrier,
             recoveries=0,
             rerun_of=run.rerun_of,
+            priority=run.priority,
+            concurrency_key=run.concurrency_key,
+            rate_key=run.rate_key,
+            debounce_key=run.debounce_key,
         )
         if not claim:
             return Admission(created, created=True), None
@@ -216,14 +231,13 @@ class SqliteStore(RunStore):
         def apply(conn: sqlite3.Connection) -> tuple | None:
             if limit is not None:
                 row = conn.execute(
-                    "SELECT workflow FROM flue_runs WHERE run_id = ? AND status = 'queued' AND owner = ?", (run_id, owner)
+                    "SELECT workflow, concurrency_key FROM flue_runs WHERE run_id = ? AND status = 'queued' AND owner = ?",
+                    (run_id, owner),
                 ).fetchone()
                 if row is None:
                     return None
-                (running,) = conn.execute(
-                    "SELECT COUNT(*) FROM flue_runs WHERE workflow = ? AND status = 'running'", (row[0],)
-                ).fetchone()
-                if running >= limit:  # back to the pool, in its place: a worker takes it once there is room
+                # Over the limit of its key: back to the pool, in its place; a worker takes it once there is room.
+                if sqlite_flow.running_in_bucket(conn, *row) >= limit:
                     conn.execute("UPDATE flue_runs SET owner = NULL WHERE run_id = ?", (run_id,))
                     touched.add(READY)
                     return None
@@ -322,10 +336,13 @@ class SqliteStore(RunStore):
     # -- the ready pool and the due-time index ------------------------------------------------------
 
     async def take_ready(
-        self, owner: str, workflows: Mapping[str, int | None], limit: int, *, only: Collection[str] | None = None
-    ) -> list[RunRecord]:
-        rows = await self._submit(lambda conn: sqlite_waits.take_ready(conn, owner, workflows, limit, only))
-        return [record(row) for row in rows]
+        self, owner: str, workflows: Mapping[str, Limits], limit: int, *, only: Collection[str] | None = None
+    ) -> Taken:
+        def apply(conn: sqlite3.Connection) -> tuple[list[tuple], datetime | None]:
+            return sqlite_flow.take_ready(conn, owner, workflows, limit, only, utc_now())  # now: when it counts
+
+        rows, retry_at = await self._submit(apply)
+        return Taken([record(row) for row in rows], retry_at)
 
     async def wake_due(self, now: datetime, limit: int = 1000) -> int:
         touched: set[str] = set()
@@ -372,19 +389,20 @@ class SqliteStore(RunStore):
         return None if row is None else record(row)
 
     async def list(self, query: RunQuery) -> list[RunRecord]:
+        started_after = None if query.started_after is None else format_timestamp(query.started_after)
         where, params = [], []
-        if query.workflow is not None:
-            where.append("workflow = ?")
-            params.append(query.workflow)
-        if query.status is not None:
-            where.append("status = ?")
-            params.append(query.status.value)
-        if query.parent is not None:
-            where.append("parent_run_id = ?")
-            params.append(query.parent)
-        if query.rerun_of is not None:
-            where.append("rerun_of = ?")
-            params.append(query.rerun_of)
+        for condition, value in (
+            ("workflow = ?", query.workflow),
+            ("status = ?", None if query.status is None else query.status.value),
+            ("parent_run_id = ?", query.parent),
+            ("rerun_of = ?", query.rerun_of),
+            ("concurrency_key = ?", query.concurrency_key),
+            ("rate_key = ?", query.rate_key),
+            ("started_at > ?", started_after),
+        ):
+            if value is not None:
+                where.append(condition)
+                params.append(value)
         if query.after is not None:
             where.append("(created_at, run_id) < (?, ?)")
             params.extend((format_timestamp(query.after[0]), query.after[1]))

@@ -1,4 +1,5 @@
-"""The SQLite store's transactions for waiting: suspension, the ready pool, wake-ups and signals.
+"""The SQLite store's transactions for waiting: suspension, wake-ups and signals (the ready pool's
+takes are in :mod:`~flue_node_like.sqlite_flow`).
 
 Each function is one unit of a writer batch (it runs on the connection thread, in the batch's
 transaction); ``touched`` collects what the change listener hears of once the batch commits.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from flue_core.errors import RunFinished, RunNotFound
@@ -75,57 +75,6 @@ def wake_parent(conn: sqlite3.Connection, child: RunRecord, now: str, touched: s
     if waiting_for.kind == "children" and child.run_id in awaited and unfinished_among(conn, awaited) == 0:
         wake(conn, child.parent_run_id, now)
         touched.update((child.parent_run_id, READY))
-
-
-def take_ready(
-    conn: sqlite3.Connection,
-    owner: str,
-    workflows: Mapping[str, int | None],
-    limit: int,
-    only: Collection[str] | None,
-) -> list[tuple]:
-    if limit <= 0 or not workflows:
-        return []
-    caps = {name: cap for name, cap in workflows.items() if cap is not None}
-    busy: dict[str, int] = {}
-    if caps:
-        marks = ", ".join("?" * len(caps))
-        busy = dict(
-            conn.execute(
-                "SELECT workflow, COUNT(*) FROM flue_runs INDEXED BY flue_runs_busy"
-                f" WHERE owner IS NOT NULL AND status IN ('queued', 'running') AND workflow IN ({marks}) GROUP BY workflow",
-                list(caps),
-            ).fetchall()
-        )
-    names = list(workflows)
-    marks = ", ".join("?" * len(names))
-    sql = f"SELECT run_id, workflow FROM flue_runs WHERE status = 'queued' AND owner IS NULL AND workflow IN ({marks})"
-    params: list[object] = list(names)
-    if only is not None:
-        wanted = list(only)
-        if not wanted:
-            return []
-        sql += f" AND run_id IN ({', '.join('?' * len(wanted))})"
-        params.extend(wanted)
-    sql += " ORDER BY ready_at, run_id"
-    chosen: list[str] = []
-    for run_id, workflow in conn.execute(sql, params):
-        cap = caps.get(workflow)
-        if cap is not None and busy.get(workflow, 0) >= cap:
-            continue
-        busy[workflow] = busy.get(workflow, 0) + 1
-        chosen.append(run_id)
-        if len(chosen) >= limit:
-            break
-    if not chosen:
-        return []
-    marks = ", ".join("?" * len(chosen))
-    rows = conn.execute(
-        f"UPDATE flue_runs SET owner = ? WHERE run_id IN ({marks}) AND status = 'queued' AND owner IS NULL RETURNING {COLUMNS}",
-        (owner, *chosen),
-    ).fetchall()
-    order = {run_id: position for position, run_id in enumerate(chosen)}
-    return sorted(rows, key=lambda row: order[row[0]])
 
 
 def wake_due(conn: sqlite3.Connection, now: str, limit: int, touched: set[str]) -> int:
