@@ -39,8 +39,8 @@ class _Counts:
         }
         self.now = now
         self.held: dict[Bucket, int] = {}
-        self.started: dict[Bucket, int] = {}
-        self.oldest: dict[Bucket, datetime] = {}  # the earliest counted start of a rate bucket
+        self.started: dict[Bucket, int] = {}  # first starts in the window, and runs taken not started yet
+        self.window: dict[Bucket, tuple[int, str]] = {}  # the first starts alone: how many, the oldest
         names = [*self.concurrency, *(name for name in self.rate if name not in self.concurrency)]
         if not names:
             return
@@ -55,20 +55,22 @@ class _Counts:
                 bucket = (workflow, concurrency_key)
                 self.held[bucket] = self.held.get(bucket, 0) + 1
             if pending and workflow in self.rate:
-                self._start((workflow, rate_key), now)
-        for workflow, (_, per) in self.rate.items():
-            since = format_timestamp(now - timedelta(seconds=per))
+                self._start((workflow, rate_key))
+        for workflow in self.rate:
             for rate_key, count, oldest in conn.execute(
                 "SELECT rate_key, COUNT(*), MIN(started_at) FROM flue_runs INDEXED BY flue_runs_started"
                 " WHERE workflow = ? AND started_at > ? GROUP BY rate_key",
-                (workflow, since),
+                (workflow, self.since(workflow)),
             ):
-                self._start((workflow, rate_key), parse_timestamp(oldest), count)
+                self.window[(workflow, rate_key)] = (count, oldest)
+                self._start((workflow, rate_key), count)
 
-    def _start(self, bucket: Bucket, when: datetime, count: int = 1) -> None:
+    def since(self, workflow: str) -> str:
+        """Where the rate window of ``workflow`` begins (a first start later than this counts)."""
+        return format_timestamp(self.now - timedelta(seconds=self.rate[workflow][1]))
+
+    def _start(self, bucket: Bucket, count: int = 1) -> None:
         self.started[bucket] = self.started.get(bucket, 0) + count
-        if bucket not in self.oldest or when < self.oldest[bucket]:
-            self.oldest[bucket] = when
 
     def take(self, workflow: str, concurrency_key: str | None, rate_key: str | None, fresh: bool) -> bool:
         """Count a run as taken if its buckets have room; ``False`` (nothing counted) if not."""
@@ -77,7 +79,7 @@ class _Counts:
         if workflow in self.concurrency:
             self.held[(workflow, concurrency_key)] = self.held.get((workflow, concurrency_key), 0) + 1
         if fresh and workflow in self.rate:
-            self._start((workflow, rate_key), self.now)
+            self._start((workflow, rate_key))
         return True
 
     def concurrency_full(self, workflow: str, key: str | None) -> bool:
@@ -94,9 +96,22 @@ class _Counts:
     def full_rate_buckets(self) -> list[Bucket]:
         return [bucket for bucket in self.started if self.rate_full(*bucket)]
 
-    def room_again(self, bucket: Bucket) -> datetime:
-        """When a full rate bucket's oldest counted start leaves its window."""
-        return self.oldest[bucket] + timedelta(seconds=self.rate[bucket[0]][1])
+    def room_again(self, conn: sqlite3.Connection, bucket: Bucket) -> datetime:
+        """When a full rate bucket has room again: once as many of its counted starts as put it at its
+        limit have left the window, oldest first (runs taken and not started count as started now)."""
+        workflow, key = bucket
+        rate, per = self.rate[workflow]
+        leaving = self.started[bucket] - rate  # the index of the last to leave, in start order
+        in_window, oldest = self.window.get(bucket, (0, ""))
+        if leaving >= in_window:
+            return self.now + timedelta(seconds=per)
+        if leaving > 0:  # over the limit (started past a take, or the limit was lowered): one more row
+            (oldest,) = conn.execute(
+                "SELECT started_at FROM flue_runs INDEXED BY flue_runs_started WHERE workflow = ? AND started_at > ?"
+                " AND rate_key IS ? ORDER BY started_at LIMIT 1 OFFSET ?",
+                (workflow, self.since(workflow), key, leaving),
+            ).fetchone()
+        return parse_timestamp(oldest) + timedelta(seconds=per)
 
 
 def take_ready(
@@ -173,7 +188,7 @@ def _retry_at(conn: sqlite3.Connection, names: list[str], wanted: list[str] | No
         return None
     sql, params = _pool_query(names, wanted, counts, held_by_rate=full)
     held = conn.execute(f"SELECT DISTINCT workflow, rate_key FROM ({sql})", params).fetchall()
-    return min((counts.room_again(bucket) for bucket in held), default=None)
+    return min((counts.room_again(conn, bucket) for bucket in held), default=None)
 
 
 def _in_buckets(column: str, buckets: Iterable[Bucket], also: str = "") -> tuple[str, list[object]]:

@@ -246,6 +246,16 @@ async def test_the_retry_time_is_that_of_the_earliest_bucket_holding_a_run(store
     assert ids(held) == [] and held.retry_at == y_started + timedelta(seconds=60)
 
 
+async def test_a_bucket_over_its_rate_has_room_once_enough_starts_have_left_the_window(store):
+    await _admit_all(store, *(new_run(f"run_{n}", seconds=n) for n in range(4)))
+    for run_id in ids(await store.take_ready("wkr_a", {"w": NO_LIMITS}, 3)):  # three starts, no limit then
+        await store.claim(run_id, "wkr_a")
+        await anyio.sleep(0.01)
+    held = await store.take_ready("wkr_a", {"w": Limits(rate=2, per=60)}, 10)
+    second = (await store.get("run_1")).started_at
+    assert ids(held) == [] and held.retry_at == second + timedelta(seconds=60)
+
+
 async def test_only_takes_just_the_named_runs(store):
     await _admit_all(store, new_run("run_1"), new_run("run_2", seconds=1), new_run("run_3", seconds=2, priority=3))
     taken = await store.take_ready("wkr_a", {"w": Limits(concurrency=5)}, 10, only=["run_3", "run_2"])
