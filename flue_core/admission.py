@@ -82,7 +82,8 @@ async def admit(
     ``rerun_of`` and ``steps`` (step results taken over from that run) are ``runs.rerun``'s.
     ``priority`` (-100 to 100, :class:`InvalidPriority` else) defaults to the workflow's. A debounced
     workflow's run starts when its window has passed (``at``/``delay`` are refused), and a start
-    within the window of a pending run folds into it (see :mod:`flue_core.flow`).
+    within the window of a pending run folds into it (see :mod:`flue_core.flow`); a child run and a
+    re-run are not debounced (each belongs to its parent or repeats one run: folding would lose that).
     """
     wf = runtime.registry.resolve(workflow)
     snapshot = wf.snapshot_input(input)
@@ -91,7 +92,7 @@ async def admit(
         raise InvalidKey(
             f"An idempotency key must be a non-empty string of valid Unicode, at most {MAX_KEY_LENGTH} characters."
         )
-    if wf.flow.debounce is not None:
+    if wf.flow.debounce is not None and parent_run_id is None and rerun_of is None:
         if at is not None or delay is not None:
             raise InvalidSchedule(f"Workflow {wf.name!r} is debounced: its runs start when the window has passed, not at= or delay=.")
         delay = wf.flow.debounce
@@ -106,7 +107,8 @@ async def _admit(runtime: Runtime, request: AdmissionRequest, steps: tuple[tuple
     wf, snapshot, key = request.workflow, request.input, request.key
     parent_run_id, start_at = request.parent_run_id, request.start_at
     hook = runtime.pm.hook
-    keys = run_keys(wf.name, wf.flow, snapshot, lambda: wf.parse_input(snapshot)) if wf.flow.keyed else NO_KEYS
+    debounced = parent_run_id is None and request.rerun_of is None
+    keys = run_keys(wf.name, wf.flow, snapshot, lambda: wf.parse_input(snapshot), debounced) if wf.flow.keyed else NO_KEYS
     if has_implementations(hook.flue_check_admission):
         await call_each(hook.flue_check_admission, request=request)
     carrier = _carrier(runtime, request)

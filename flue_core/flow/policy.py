@@ -142,9 +142,12 @@ def limits_of(concurrency: int | None, policy: FlowPolicy) -> Limits:
     return Limits(concurrency, rate.limit, rate.seconds)
 
 
-def run_keys(workflow: str, policy: FlowPolicy, snapshot: Any, parsed: Callable[[], Any]) -> RunKeys:
+def run_keys(
+    workflow: str, policy: FlowPolicy, snapshot: Any, parsed: Callable[[], Any], debounced: bool = True
+) -> RunKeys:
     """The key values of a run whose input is ``snapshot`` (its validated JSON form); ``parsed()``
-    gives the validated input a key function receives. Raises :class:`InvalidFlowKey`."""
+    gives the validated input a key function receives; no debounce key unless ``debounced`` (a
+    child run or a re-run is not debounced). Raises :class:`InvalidFlowKey`."""
     value: list[Any] = []
 
     def key(source: KeySource | None, what: str) -> str | None:
@@ -177,7 +180,7 @@ def run_keys(workflow: str, policy: FlowPolicy, snapshot: Any, parsed: Callable[
 
     rate = policy.rate_limit
     debounce_key = None
-    if policy.debounce is not None:
+    if policy.debounce is not None and debounced:
         debounce_key = key(policy.debounce_key, "debounce_key") if policy.debounce_key is not None else WHOLE_WORKFLOW
     return RunKeys(
         key(policy.concurrency_key, "concurrency_key"),

@@ -63,7 +63,16 @@ async def keyed_badly(ctx: RunContext, input: Tenant) -> None:
     return None
 
 
-FLOW_WORKFLOWS = [per_customer, one_at_a_time, rated, debounced, keyed_badly]
+@workflow(name="contract-debounce-parent")
+async def debounce_parent(ctx: RunContext, input: Tenant) -> list[str]:
+    children = [
+        await ctx.start_child(debounced, input={"gate": input.gate, "customer": input.customer, "label": f"child{n}"})
+        for n in range(2)
+    ]
+    return await ctx.wait_for_all(children)
+
+
+FLOW_WORKFLOWS = [per_customer, one_at_a_time, rated, debounced, keyed_badly, debounce_parent]
 
 
 class FlowContract(ContractBase):
@@ -135,6 +144,19 @@ class FlowContract(ContractBase):
             assert await runs.result(other.run_id, timeout=10, runtime=rt) == "other"
             later = await workflows.start(debounced, input={"gate": name, "customer": "c", "label": "later"})
             assert later.run_id != receipts[0].run_id
+
+    async def test_child_runs_and_reruns_of_a_debounced_workflow_are_not_folded(self, open_runtime, gate):
+        name = gate()
+        async with open_runtime(workflows=FLOW_WORKFLOWS) as rt:
+            parent = await workflows.start(debounce_parent, input={"gate": name, "customer": "c"})
+            assert await runs.result(parent.run_id, timeout=10, runtime=rt) == ["child0", "child1"]
+            first = await workflows.start(debounced, input={"gate": name, "customer": "c", "label": "once"})
+            assert await runs.result(first.run_id, timeout=10, runtime=rt) == "once"
+            again = await runs.rerun(first.run_id, runtime=rt)
+            assert again.run_id != first.run_id
+            record = await runs.get(again.run_id, runtime=rt)
+            assert record is not None and record.rerun_of == first.run_id and record.debounce_key is None
+            assert await runs.result(again.run_id, timeout=10, runtime=rt) == "once"
 
     async def test_a_key_that_cannot_be_computed_or_a_bad_priority_creates_no_run(self, open_runtime, gate):
         name = gate()
