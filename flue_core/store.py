@@ -379,13 +379,16 @@ class RunStore(ABC):
         A run with the same id (and no such key) raises :class:`~flue_core.errors.RunIdConflict`.
 
         **Debounce.** When ``run.debounce_key`` is set (and ``run.key`` names no run) and a run of the
-        same workflow with that ``debounce_key`` is still ``scheduled`` waiting for kind ``debounce``,
-        no run is created: that run takes ``run.input`` as its input and ``run.start_at`` as its
-        ``wake_at`` (its due-time index moves with it), a ``run_debounced`` event (data:
+        same workflow with that ``debounce_key`` is still ``scheduled`` waiting for kind ``debounce``
+        and not asked to cancel, no run is created: that run takes ``run.input`` as its input,
+        ``run.start_at`` as its ``wake_at`` (its due-time index moves with it) and ``run.priority``,
+        ``run.concurrency_key`` and ``run.rate_key`` as its own (they follow the input: its indexes
+        move with them), a ``run_debounced`` event (data:
         ``{"input": run.input, "startAt": <run.start_at>}``) is stored at its stream's end, and it is
         returned with ``created=False``. Two such admissions that race fold into one run: there is
-        never more than one pending debounce run per workflow and ``debounce_key``. ``run.key`` is not
-        bound when a start folds. Once the run is woken (ready pool), later starts create a new run.
+        never more than one pending debounce run per workflow and ``debounce_key`` that is not asked
+        to cancel. ``run.key`` is not bound when a start folds. Once the run is woken (ready pool),
+        later starts create a new run.
         """
 
     async def admit_claimed(self, run: NewRun) -> tuple[Admission, Attempt | None]:

@@ -167,9 +167,16 @@ class MemoryStore(RunStore):
         pending = self._runs.get(self._data.debouncing.get((new.workflow, new.debounce_key), ""))
         if pending is None or pending.record.status != RunStatus.SCHEDULED or pending.record.waiting_for is None:
             return None
-        if pending.record.waiting_for.kind != "debounce" or new.start_at is None:
+        if pending.record.waiting_for.kind != "debounce" or pending.record.cancel_requested or new.start_at is None:
             return None
-        record = self._update(pending, input=new.input, wake_at=new.start_at)
+        record = self._update(
+            pending,
+            input=new.input,
+            wake_at=new.start_at,
+            priority=new.priority,
+            concurrency_key=new.concurrency_key,
+            rate_key=new.rate_key,
+        )
         data = {"input": new.input, "startAt": format_timestamp(new.start_at)}
         self._write(pending, "run_debounced", data, new.created_at)
         self._changed(record.run_id, READY)

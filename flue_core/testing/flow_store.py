@@ -34,10 +34,19 @@ async def pooled(
     await store.admit(run)
 
 
-async def debounced(store: RunStore, run_id: str, input: object, window: float, key: str | None = None, debounce_key: str = "k"):  # type: ignore[no-untyped-def]
+async def debounced(  # type: ignore[no-untyped-def]
+    store: RunStore,
+    run_id: str,
+    input: object,
+    window: float,
+    key: str | None = None,
+    debounce_key: str = "k",
+    **flow: object,
+):
     now = utc_now()
     first = NewEvent(0, "run_queued", {"workflow": "d", "input": input, "key": key}, now)
-    run = NewRun(run_id, "d", input, key, now, None, first, start_at=now + timedelta(seconds=window), debounce_key=debounce_key)
+    start_at = now + timedelta(seconds=window)
+    run = NewRun(run_id, "d", input, key, now, None, first, start_at=start_at, debounce_key=debounce_key, **flow)  # type: ignore[arg-type]
     return await store.admit(run)
 
 
@@ -178,6 +187,33 @@ class FlowStoreContract(ContractBase):
             assert await store.wake_due(utc_now() + timedelta(seconds=90)) == 1
             after = await debounced(store, "run_d4", {"n": 4}, 30)
             assert after.created  # the pending run is in the pool: a new window begins
+
+    async def test_a_fold_moves_the_runs_priority_and_flow_keys_with_its_input(self, make_target):
+        async with opened(make_target) as store:
+            await debounced(store, "run_m1", {"customer": "a"}, 30, concurrency_key="a", rate_key="x")
+            folded = await debounced(store, "run_m2", {"customer": "b"}, 30, priority=9, concurrency_key="b", rate_key="y")
+            assert not folded.created
+            record = await store.get("run_m1")
+            assert record is not None and record.input == {"customer": "b"}
+            assert (record.priority, record.concurrency_key, record.rate_key) == (9, "b", "y")
+            assert [r.run_id for r in await store.list(RunQuery(concurrency_key="b"))] == ["run_m1"]
+            assert [r.run_id for r in await store.list(RunQuery(rate_key="y"))] == ["run_m1"]
+            assert await store.list(RunQuery(concurrency_key="a")) == []
+            assert await store.list(RunQuery(rate_key="x")) == []
+            assert await store.wake_due(utc_now() + timedelta(seconds=60)) == 1
+            taken = await store.take_ready("wkr_a", {"d": Limits(1)}, 5)
+            assert ids(taken) == ["run_m1"] and taken.records[0].concurrency_key == "b"
+
+    async def test_a_pending_run_asked_to_cancel_takes_no_more_starts(self, make_target):
+        async with opened(make_target) as store:
+            await debounced(store, "run_c1", {"n": 1}, 30)
+            assert await store.request_cancel("run_c1") is not None
+            fresh = await debounced(store, "run_c2", {"n": 2}, 30)
+            assert fresh.created and fresh.record.run_id == "run_c2"
+            cancelled = await store.get("run_c1")
+            assert cancelled is not None and cancelled.input == {"n": 1}
+            again = await debounced(store, "run_c3", {"n": 3}, 30)
+            assert not again.created and again.record.run_id == "run_c2"
 
     async def test_racing_debounced_starts_fold_into_one_run(self, make_target):
         async with opened(make_target) as one, opened(make_target) as two:
