@@ -82,8 +82,8 @@ async def admit(
     ``rerun_of`` and ``steps`` (step results taken over from that run) are ``runs.rerun``'s.
     ``priority`` (-100 to 100, :class:`InvalidPriority` else) defaults to the workflow's. A debounced
     workflow's run starts when its window has passed (``at``/``delay`` are refused), and a start
-    within the window of a pending run folds into it (see :mod:`flue_core.flow`); a child run and a
-    re-run are not debounced (each belongs to its parent or repeats one run: folding would lose that).
+    within the window of a pending run folds into it (see :mod:`flue_core.flow`), except as
+    :func:`debounces` says.
     """
     wf = runtime.registry.resolve(workflow)
     snapshot = wf.snapshot_input(input)
@@ -92,7 +92,7 @@ async def admit(
         raise InvalidKey(
             f"An idempotency key must be a non-empty string of valid Unicode, at most {MAX_KEY_LENGTH} characters."
         )
-    if wf.flow.debounce is not None and parent_run_id is None and rerun_of is None:
+    if wf.flow.debounce is not None and debounces(source, parent_run_id, rerun_of):
         if at is not None or delay is not None:
             raise InvalidSchedule(f"Workflow {wf.name!r} is debounced: its runs start when the window has passed, not at= or delay=.")
         delay = wf.flow.debounce
@@ -107,7 +107,7 @@ async def _admit(runtime: Runtime, request: AdmissionRequest, steps: tuple[tuple
     wf, snapshot, key = request.workflow, request.input, request.key
     parent_run_id, start_at = request.parent_run_id, request.start_at
     hook = runtime.pm.hook
-    debounced = parent_run_id is None and request.rerun_of is None
+    debounced = debounces(request.source, parent_run_id, request.rerun_of)
     keys = run_keys(wf.name, wf.flow, snapshot, lambda: wf.parse_input(snapshot), debounced) if wf.flow.keyed else NO_KEYS
     if has_implementations(hook.flue_check_admission):
         await call_each(hook.flue_check_admission, request=request)
@@ -150,7 +150,7 @@ async def _admit(runtime: Runtime, request: AdmissionRequest, steps: tuple[tuple
     if not admission.created:
         if keys.debounce_key is not None and (stored_key is None or record.key != stored_key):
             return runtime.receipt(record)  # folded into the pending run of its debounce key
-        if record.input != snapshot:
+        if record.input != snapshot and record.debounce_key is None:  # a debounced run's input is its last fold's
             raise IdempotencyKeyConflict(
                 f"Key {key!r} already names run {record.run_id} of {wf.name!r}, admitted with other input.",
                 details={"run_id": record.run_id, "workflow": wf.name, "key": key},
@@ -161,6 +161,13 @@ async def _admit(runtime: Runtime, request: AdmissionRequest, steps: tuple[tuple
     if has_implementations(hook.flue_run_admitted):
         await notify(hook.flue_run_admitted, run=record)
     return runtime.receipt(record)
+
+
+def debounces(source: str, parent_run_id: str | None, rerun_of: str | None) -> bool:
+    """Whether a start of a debounced workflow is debounced: not a child run (it belongs to its
+    parent, which waits for it), a re-run (it carries the steps it takes over) or a schedule's tick
+    (its key makes it exactly once, and a fold would not bind the key)."""
+    return parent_run_id is None and rerun_of is None and source != "schedule"
 
 
 def start_time(at: datetime | None, delay: float | None, clock: Clock = SYSTEM_CLOCK) -> datetime | None:

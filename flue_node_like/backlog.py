@@ -1,6 +1,7 @@
 """The local target's backlog: runs this worker owns that wait for one of its executor tasks, highest
 ``priority`` first and first come first within one priority; a run claimed at admission (already
-``running``) goes before every other."""
+``running``) goes before every other, then the runs taken from the ready pool or adopted (they hold a
+slot of their workflow's limits while they wait here)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ Work = TypeVar("Work")
 
 #: How many runs one executor task takes from the backlog in a row without yielding to the loop.
 BACKLOG_BURST = 8
-#: The place of a run claimed at admission: before any priority.
-CLAIMED = MAX_PRIORITY + 1
+#: The place of a run claimed at admission: before any other.
+CLAIMED = MAX_PRIORITY + 2
+#: The place of a run taken from the ready pool or adopted: before any priority.
+TAKEN = MAX_PRIORITY + 1
 
 
 class Backlog(Generic[Work]):

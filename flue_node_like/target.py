@@ -17,7 +17,7 @@ from flue_core.models import RunError, RunRecord, RunStatus, utc_now
 from flue_core.scheduler import run_schedules, sync_declared_schedules
 from flue_core.store import CANCELS, READY, Attempt, Outcome, RunStore
 from flue_core.target import AdmissionClaim, Target
-from flue_node_like.backlog import CLAIMED, Backlog, Reader
+from flue_node_like.backlog import CLAIMED, TAKEN, Backlog, Reader
 from flue_node_like.liveness import is_dead, this_worker
 from flue_node_like.outage import Outage
 
@@ -162,15 +162,17 @@ class LocalTarget(Target):
             self._admitted.add(run.run_id)
         workflow = self._runtime.registry.get(run.workflow)
         if run.status == RunStatus.QUEUED and workflow is not None and self.owner_for(workflow) is not None:
-            self._enqueue(run)
+            self._enqueue(run, run.priority)
         # Otherwise it is a delayed start or in the ready pool: the pull loop takes it when it can.
 
-    def _enqueue(self, run: RunRecord) -> None:
-        """Execute a run owned by this worker as soon as an executor task is free."""
+    def _enqueue(self, run: RunRecord, place: int = TAKEN) -> None:
+        """Execute a run owned by this worker as soon as an executor task is free: one this process
+        admitted in its priority's place, one it took from the pool or adopted (holding a slot of
+        its workflow's limits meanwhile) before those."""
         assert self._backlog is not None
         self._inflight += 1
         self._local.add(run.run_id)
-        self._backlog.put(run.priority, (run.run_id, run.workflow, None))
+        self._backlog.put(place, (run.run_id, run.workflow, None))
 
     def _freed(self, run_id: str | None = None) -> None:
         """A slot became free: look at the ready pool if runs were left there for want of room."""

@@ -158,6 +158,15 @@ class FlowContract(ContractBase):
             assert record is not None and record.rerun_of == first.run_id and record.debounce_key is None
             assert await runs.result(again.run_id, timeout=10, runtime=rt) == "once"
 
+    async def test_a_start_repeated_with_its_idempotency_key_after_a_fold_gets_the_same_run(self, open_runtime, gate):
+        name = gate()
+        async with open_runtime(workflows=FLOW_WORKFLOWS) as rt:
+            first = await workflows.start(debounced, input={"gate": name, "customer": "c", "label": "v1"}, key="k1")
+            folded = await workflows.start(debounced, input={"gate": name, "customer": "c", "label": "v2"})
+            again = await workflows.start(debounced, input={"gate": name, "customer": "c", "label": "v1"}, key="k1")
+            assert first.run_id == folded.run_id == again.run_id
+            assert await runs.result(first.run_id, timeout=10, runtime=rt) == "v2"
+
     async def test_a_key_that_cannot_be_computed_or_a_bad_priority_creates_no_run(self, open_runtime, gate):
         name = gate()
         async with open_runtime(workflows=FLOW_WORKFLOWS) as rt:
