@@ -29,17 +29,33 @@ local function netstrings(text)
 end
 
 -- A start with a debounce key folds into the run of that key still waiting for its window's end, if
--- any: that run takes the start's input and wake-up time, and a run_debounced event says so. The
--- event's frame: head_a .. <run id> .. head_b .. <index> .. mid .. data .. '}'.
-local function fold(wf, dk, input, start_iso, start_ms, head_a, head_b, mid, data)
+-- any and not asked to cancel (a start then makes a new run, which becomes the key's): that run takes
+-- the start's input, wake-up time, priority and keys (its list indexes by key move with them; waiting,
+-- it is in no pool, held or started set), and a run_debounced event says so. pri, ck, rk: as admit's.
+-- The event's frame: head_a .. <run id> .. head_b .. <index> .. mid .. data .. '}'.
+local function fold(wf, dk, input, start_iso, start_ms, pri, ck, rk, head_a, head_b, mid, data)
   local kept = remembered()
   if kept then return {changed, 0, record(kept)} end  -- this very call, sent twice
   local pending = redis.call('HGET', debounce_key(wf), dk)
   local row = pending and load(pending)
   if row and row.op == opid then return {changed, 1, record(pending)} end  -- it made this run, sent twice
-  if not row or row.st ~= 'scheduled' or row.wk ~= 'debounce' then return nil end
+  if not row or row.st ~= 'scheduled' or row.wk ~= 'debounce' or row.cr == '1' then return nil end
   row.id = pending
   redis.call('HSET', run_key(pending), 'wa', start_iso, 'wams', start_ms)
+  local values = {pri = pri ~= '' and pri or nil, ck = ck ~= '' and string.sub(ck, 2) or nil, rk = rk ~= '' and string.sub(rk, 2) or nil}
+  for _, field in ipairs({'pri', 'ck', 'rk'}) do
+    local old, value = row[field], values[field]
+    if old ~= value then
+      local index_of = field ~= 'pri' and base .. 'runs:' .. field .. ':'
+      if index_of and old then redis.call('ZREM', index_of .. old, pending) end
+      if value then
+        redis.call('HSET', run_key(pending), field, value)
+        if index_of then redis.call('ZADD', index_of .. value, row.cams, pending) end
+      else
+        redis.call('HDEL', run_key(pending), field)
+      end
+    end
+  end
   if input == '' then
     redis.call('HDEL', run_key(pending), 'in')
   else
@@ -68,7 +84,7 @@ local function admit(id, wf, key, input, ca, ca_ms, owner, parent, start_iso, st
   local debounced = dk ~= ''
   if debounced then dk = string.sub(dk, 2) end
   if debounced and start_iso ~= '' then
-    local folded = fold(wf, dk, input, start_iso, start_ms, fold_head_a, fold_head_b, fold_mid, fold_data)
+    local folded = fold(wf, dk, input, start_iso, start_ms, pri, ck, rk, fold_head_a, fold_head_b, fold_mid, fold_data)
     if folded then return folded end
   end
   local op_of = redis.call('HGET', run_key(id), 'op')
