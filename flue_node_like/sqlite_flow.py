@@ -227,16 +227,19 @@ def running_in_bucket(conn: sqlite3.Connection, workflow: str, concurrency_key: 
 
 
 def fold_debounced(conn: sqlite3.Connection, run: NewRun, input_json: str | None) -> tuple | None:
-    """Fold ``run`` into the pending debounce run of its workflow and key, if there is one: it takes
-    the new input and due time, and a ``run_debounced`` event. Returns its row, or ``None``."""
+    """Fold ``run`` into the pending debounce run of its workflow and key not asked to cancel, if there
+    is one: it takes the new input, due time, priority and concurrency and rate keys (they follow the
+    input; its indexes move with them), and a ``run_debounced`` event. Returns its row, or ``None``."""
     assert run.debounce_key is not None and run.start_at is not None
     start_at = format_timestamp(run.start_at)
     # The unique index of pending debounce runs finds it; a scheduled run with a debounce key waits
-    # for nothing else (it was admitted so, and leaves ``scheduled`` only when woken).
+    # for nothing else (it was admitted so, and leaves ``scheduled`` only when woken). A run asked to
+    # cancel is not in that index: a new run is created beside it.
     row = conn.execute(
-        "UPDATE flue_runs SET input = ?, wake_at = ? WHERE workflow = ? AND debounce_key = ? AND status = 'scheduled'"
+        "UPDATE flue_runs SET input = ?, wake_at = ?, priority = ?, concurrency_key = ?, rate_key = ?"
+        " WHERE workflow = ? AND debounce_key = ? AND status = 'scheduled' AND cancel_requested = 0"
         f" RETURNING {COLUMNS}",
-        (input_json, start_at, run.workflow, run.debounce_key),
+        (input_json, start_at, run.priority, run.concurrency_key, run.rate_key, run.workflow, run.debounce_key),
     ).fetchone()
     if row is not None:
         write_event(conn, row[0], "run_debounced", {"input": run.input, "startAt": start_at}, run.created_at)

@@ -150,8 +150,8 @@ ALTER TABLE flue_steps ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
 #: What version 4 added (flow control): the columns a version 3 database lacks (``_MIGRATE_3``), then
 #: this, which a new database gets as is. The ready pool's index takes the priority first and carries
 #: the keys, so a take skips the runs of a full bucket inside the index; the busy index counts per
-#: concurrency key; the index of first starts counts a rate window; a pending debounce run is unique
-#: per key (racing admissions fold into one).
+#: concurrency key; the index of first starts counts a rate window; a pending debounce run not asked
+#: to cancel is unique per key (racing admissions fold into one; a cancel frees the key).
 SCHEMA_4 = """
 DROP INDEX IF EXISTS flue_runs_ready;
 DROP INDEX IF EXISTS flue_runs_busy;
@@ -165,7 +165,15 @@ CREATE INDEX IF NOT EXISTS flue_runs_concurrency_key ON flue_runs (concurrency_k
     WHERE concurrency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS flue_runs_rate_key ON flue_runs (rate_key, created_at, run_id) WHERE rate_key IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS flue_runs_debouncing ON flue_runs (workflow, debounce_key)
-    WHERE debounce_key IS NOT NULL AND status = 'scheduled';
+    WHERE debounce_key IS NOT NULL AND status = 'scheduled' AND cancel_requested = 0;
+"""
+
+#: A version 4 file written before its pending-debounce index left out the runs asked to cancel gets
+#: the index of today's version 4 (it indexes fewer runs than before: it cannot be violated).
+_SETTLE_4 = """
+DROP INDEX IF EXISTS flue_runs_debouncing;
+CREATE UNIQUE INDEX flue_runs_debouncing ON flue_runs (workflow, debounce_key)
+    WHERE debounce_key IS NOT NULL AND status = 'scheduled' AND cancel_requested = 0;
 """
 
 _MIGRATE_3 = """
@@ -184,6 +192,14 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
             conn.execute(statement)
+
+
+def _settle_4(conn: sqlite3.Connection) -> None:
+    """Bring the pending-debounce index of an early version 4 file to its current definition."""
+    found = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'flue_runs_debouncing'"
+    row = conn.execute(found).fetchone()
+    if row is None or "cancel_requested" not in row[0]:
+        _run_script(conn, _SETTLE_4)
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
@@ -211,6 +227,8 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                 f" (schema {stored!r}; this version reads {SCHEMA_VERSION}).",
                 details={"stored_version": stored, "supported_version": SCHEMA_VERSION},
             )
+        else:
+            _settle_4(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

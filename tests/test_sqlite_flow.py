@@ -354,6 +354,35 @@ async def test_a_woken_debounce_run_no_longer_folds(store):
     assert admission.created and admission.record.run_id == "run_2"
 
 
+
+async def test_a_fold_finds_the_pending_run_through_the_debouncing_index(store):
+    def plan(conn: sqlite3.Connection) -> str:
+        rows = conn.execute(
+            "EXPLAIN QUERY PLAN UPDATE flue_runs SET input = ?, wake_at = ?, priority = ?, concurrency_key = ?,"
+            " rate_key = ? WHERE workflow = ? AND debounce_key = ? AND status = 'scheduled' AND cancel_requested = 0",
+            (None, None, 0, None, None, "w", "d"),
+        )
+        return " ".join(row[-1] for row in rows)
+
+    assert "INDEX flue_runs_debouncing" in await store._in_thread(plan)
+
+
+async def test_a_cancel_frees_the_debounce_key_and_a_fold_moves_the_flow_keys(store):
+    later = utc_now() + timedelta(minutes=1)
+    await store.admit(new_run("run_1", debounce_key="d", start_at=later, concurrency_key="a", rate_key="x"))
+    assert (await store.request_cancel("run_1")).cancel_requested
+    fresh = await store.admit(new_run("run_2", debounce_key="d", start_at=later, concurrency_key="a", input=2))
+    assert fresh.created
+    folded = await store.admit(
+        new_run("run_3", debounce_key="d", start_at=later, priority=5, concurrency_key="b", rate_key="y", input=3)
+    )
+    assert not folded.created and folded.record.run_id == "run_2"
+    assert (folded.record.priority, folded.record.concurrency_key, folded.record.rate_key) == (5, "b", "y")
+    cancelled = await store.get("run_1")
+    assert cancelled is not None and cancelled.concurrency_key == "a" and cancelled.input is None
+    assert [r.run_id for r in await store.list(RunQuery(concurrency_key="a"))] == ["run_1"]
+
+
 # -- the schema ---------------------------------------------------------------------------------------------
 
 # What a version 3 store wrote: a version 2 file as version 3 left it (its upgrade, spelled out), with
@@ -389,3 +418,25 @@ async def test_a_version_3_database_is_upgraded_in_place_and_its_runs_take_part_
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"flue_runs_pool", "flue_runs_held", "flue_runs_started", "flue_runs_debouncing"} <= indexes
     assert not {"flue_runs_ready", "flue_runs_busy"} & indexes
+
+
+
+async def test_an_early_version_4_file_gets_the_debouncing_index_that_leaves_out_cancelled_runs(tmp_path):
+    database = tmp_path / "v4.db"
+    async with _opened(SqliteStore(database)):
+        pass
+    with sqlite3.connect(database) as conn:  # the index as version 4 first wrote it
+        conn.executescript(
+            "DROP INDEX flue_runs_debouncing;"
+            " CREATE UNIQUE INDEX flue_runs_debouncing ON flue_runs (workflow, debounce_key)"
+            " WHERE debounce_key IS NOT NULL AND status = 'scheduled';"
+        )
+    async with _opened(SqliteStore(database)) as store:
+        later = utc_now() + timedelta(minutes=1)
+        await store.admit(new_run("run_1", debounce_key="d", start_at=later))
+        await store.request_cancel("run_1")
+        assert (await store.admit(new_run("run_2", debounce_key="d", start_at=later))).created
+    with sqlite3.connect(database) as conn:
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'flue_runs_debouncing'").fetchone()
+        assert conn.execute("SELECT value FROM flue_meta WHERE key = 'schema_version'").fetchone()[0] == "4"
+    assert "cancel_requested = 0" in sql
