@@ -1,4 +1,5 @@
-"""Flow control across processes on one store (a SQLite file, a real Redis): ``flue worker flow_app``
+"""Flow control across processes on one store (a SQLite file, a real Redis, a real Postgres through
+the flue-postgres package): ``flue worker flow_app``
 processes never run more than a key's limit at once nor start more than a rate limit allows, and a
 worker killed with -9 loses no run, whatever the limit held it for (``tests/flow_app.py``)."""
 
@@ -19,17 +20,18 @@ import pytest
 
 import flow_app
 from flue_core import Runtime, runs, workflows
+from flue_postgres.testing import postgres_server, postgres_url  # noqa: F401 (fixtures of the Postgres case)
 
 pytestmark = pytest.mark.anyio
 TESTS = Path(__file__).resolve().parent
 LEASE = "2"
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'flow.db'}"
-    return request.getfixturevalue("redis_url")
+    return request.getfixturevalue(f"{request.param}_url")
 
 
 @pytest.fixture
