@@ -3,17 +3,19 @@
 
 The index decides, in one event, whether an admission creates the pending run or folds into the one
 there (so racing admissions fold into one run); the run's object is the judge of whether its run is
-still pending: when it has woken meanwhile, the fold is refused and the admission asks the index
-again, naming the run that is no longer pending.
+still pending: when it has woken or been asked to cancel meanwhile, the fold is refused and the
+admission asks the index again, naming the run that is no longer pending (the index forgets it, and
+the admission creates the key's new pending run). A run asked to cancel is forgotten by the index as
+soon as its row says so, too.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flue_core.models import RunRecord, RunStatus, format_timestamp
 from flue_core.store import READY
+from flue_cloudflare import codec
 from flue_cloudflare.sql import Sql
 
 if TYPE_CHECKING:
@@ -67,8 +69,9 @@ def decide(sql: Sql, wire: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def settled(sql: Sql, row: dict[str, Any]) -> None:
-    """The index heard of a debounced run's change: once it is no longer scheduled it takes no folds."""
-    if row.get("debounceKey") is not None and row["status"] != RunStatus.SCHEDULED.value:
+    """The index heard of a debounced run's change: once it is no longer scheduled, or is asked to
+    cancel, it takes no folds (the next start creates the key's pending run)."""
+    if row.get("debounceKey") is not None and (row["status"] != RunStatus.SCHEDULED.value or row["cancel"]):
         forget(sql, row["runId"])
 
 
@@ -76,19 +79,26 @@ def forget(sql: Sql, run_id: str) -> None:
     sql.run("DELETE FROM debounces WHERE run_id = ?", run_id)
 
 
-def fold(ledger: RunLedger, input: Any, start_at: datetime) -> RunRecord | None:
-    """Fold a start into the ledger's run if it is still pending (``scheduled``, waiting for its
-    debounce window): it takes ``input`` and starts at ``start_at``, and a ``run_debounced`` event
-    says so. ``None`` when it is not pending."""
+def fold(ledger: RunLedger, wire: dict[str, Any]) -> RunRecord | None:
+    """Fold a start (``wire``: its ``input``, ``startAt``, ``priority``, ``concurrencyKey`` and
+    ``rateKey``) into the ledger's run if it is still pending (``scheduled``, waiting for its debounce
+    window, not asked to cancel): it takes the input, starts at ``startAt`` and takes the start's
+    priority and flow keys (they follow the input; the index's copy moves with the record), and a
+    ``run_debounced`` event says so. ``None`` when it is not pending."""
+    start_at = codec.moment(wire["startAt"])
+    assert start_at is not None
 
     def work(state: RunState | None) -> tuple[RunRecord | None, RunState | None]:
         waiting_for = None if state is None else state.record.waiting_for
         if state is None or state.status != RunStatus.SCHEDULED or waiting_for is None:
             return None, None
-        if waiting_for.kind != "debounce":
+        if waiting_for.kind != "debounce" or state.record.cancel_requested:
             return None, None
-        record = state.record.model_copy(update={"input": input, "wake_at": start_at})
-        data = {"input": input, "startAt": format_timestamp(start_at)}
+        changes: dict[str, Any] = {"input": wire["input"], "wake_at": start_at}
+        if "priority" in wire:  # a start from an isolate older than this carries none: the run's own stay
+            changes.update(priority=wire["priority"], concurrency_key=wire["concurrencyKey"], rate_key=wire["rateKey"])
+        record = state.record.model_copy(update=changes)
+        data = {"input": wire["input"], "startAt": format_timestamp(start_at)}
         ledger.changed.add(READY)  # a wake-up time was set
         return record, ledger._write(state.but(record=record), "run_debounced", data)
 

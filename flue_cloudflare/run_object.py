@@ -177,7 +177,7 @@ class RunObject(FlueObject):
         admission ``wire["admission"]`` if that has not reached it yet); ``None`` when it is not."""
         if self.ledger.state() is None:
             self.ledger.admit(codec.new_run_of(wire["admission"]), keyed=True)
-        return _record(debounce.fold(self.ledger, wire["input"], codec.moment(wire["startAt"])))
+        return _record(debounce.fold(self.ledger, wire))
 
     def _op_slot_granted(self, wire: Any) -> bool:
         """The concurrency limit of the run's workflow gave it a slot: take it if still waiting."""

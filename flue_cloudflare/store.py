@@ -201,11 +201,14 @@ class ObjectStore(RunStore):
         while True:
             what, run_id, admission = await self._index("debounce", request)
             if what == debounce.FOLD:
-                fold = {"admission": codec.loads(admission), "input": run.input, "startAt": codec.when(run.start_at)}
+                fold = {
+                    "admission": codec.loads(admission), "input": run.input, "startAt": codec.when(run.start_at),
+                    "priority": run.priority, "concurrencyKey": run.concurrency_key, "rateKey": run.rate_key,
+                }  # fmt: skip
                 folded = await self._run(run_id, "fold", fold)
                 if folded is not None:
                     return Admission(codec.record_of(folded), created=False)
-                request["stale"] = run_id  # it woke meanwhile: the index forgets it and decides again
+                request["stale"] = run_id  # woken or asked to cancel: the index forgets it and decides again
                 continue
             mine = what == debounce.CREATE
             admit = {"run": codec.loads(admission), "keyed": True, "indexed": mine and row is not None}
