@@ -8,7 +8,9 @@ priority first, then oldest. A run's object asks for
 a slot before taking its run (``acquire``); a slot comes back when the run waits, goes back to the
 pool or ends (``release``, from the run's outbox: at least once). A released slot goes to the run
 first in line, whose object is poked to take its run at once; a poke that is lost is repeated by this
-object's alarm until the run takes the slot or says it no longer needs it.
+object's alarm until the run takes the slot or says it no longer needs it. Each request carries the
+workflow's current limit: when a deploy raised it, the free slots go to the runs first in line (poked
+the same way) before the run asking is answered, so the line never waits behind newcomers.
 
 As a rate limit, it keeps the first starts of the last ``per`` seconds: a run's object asks for a
 start (``start``), which is granted and counted, or answered with the time the window has room again
@@ -53,21 +55,23 @@ class LimitObject(FlueObject):
     def _set_cap(self, cap: int) -> None:
         self.sql.run("INSERT OR REPLACE INTO settings (name, value) VALUES ('cap', ?)", cap)
 
-    def _op_acquire(self, wire: dict[str, Any]) -> bool:
-        run_id, cap = wire["runId"], wire["cap"]
-        self._set_cap(cap)
-        if self.sql.one("SELECT 1 AS found FROM holders WHERE run_id = ?", run_id) is not None:
-            self.sql.run("UPDATE holders SET confirmed = 1 WHERE run_id = ?", run_id)
-            return True
-        self.sql.run(
-            "INSERT OR IGNORE INTO waiters (run_id, ready_at, priority) VALUES (?, ?, ?)",
-            run_id, wire["readyAt"] or "", wire.get("priority", 0),
-        )  # fmt: skip
-        if self._holders() < cap and self.sql.value(FIRST) == run_id:
-            self.sql.run("DELETE FROM waiters WHERE run_id = ?", run_id)
-            self.sql.run("INSERT INTO holders (run_id, confirmed) VALUES (?, 1)", run_id)
-            return True
-        return False
+    async def _op_acquire(self, wire: dict[str, Any]) -> bool:
+        """Whether run ``runId`` holds a slot: it keeps one it holds, else it gets in line, and free
+        slots go to the runs first in line (a cap raised by a deploy is filled at once, the waiters
+        told), this one among them if its turn came."""
+        run_id = wire["runId"]
+        self._set_cap(wire["cap"])
+        if self.sql.one("SELECT 1 AS found FROM holders WHERE run_id = ?", run_id) is None:
+            self.sql.run(
+                "INSERT OR IGNORE INTO waiters (run_id, ready_at, priority) VALUES (?, ?, ?)",
+                run_id, wire["readyAt"] or "", wire.get("priority", 0),
+            )  # fmt: skip
+        await self._promote(caller=run_id)
+        # Also when a slot reached it while the waiters were told (another event promoted it).
+        if self.sql.one("SELECT 1 AS found FROM holders WHERE run_id = ?", run_id) is None:
+            return False
+        self.sql.run("UPDATE holders SET confirmed = 1 WHERE run_id = ?", run_id)
+        return True
 
     def _op_start(self, wire: dict[str, Any]) -> float | None:
         """Grant run ``runId`` its first start if fewer than ``rate`` started in the last ``per``
@@ -88,16 +92,29 @@ class LimitObject(FlueObject):
         self.sql.run("DELETE FROM waiters WHERE run_id = ?", wire["runId"])
         await self._promote()
 
-    async def _promote(self) -> None:
-        """Give free slots to the runs first in line, and tell their objects."""
-        cap = self.sql.value("SELECT value FROM settings WHERE name = 'cap'") or 1
-        while self._holders() < cap:
-            first = self.sql.value(FIRST)
-            if first is None:
+    async def _promote(self, caller: str | None = None) -> None:
+        """Give free slots to the runs first in line, and tell their objects (``caller``, the run
+        asking for a slot, hears it in the answer)."""
+        offered = False
+        while True:
+            cap = self.sql.value("SELECT value FROM settings WHERE name = 'cap'") or 1
+            offers = []
+            while self._holders() < cap:
+                first = self.sql.value(FIRST)
+                if first is None:
+                    break
+                self.sql.run("DELETE FROM waiters WHERE run_id = ?", first)
+                confirmed = int(first == caller)
+                self.sql.run("INSERT OR REPLACE INTO holders (run_id, confirmed) VALUES (?, ?)", first, confirmed)
+                if not confirmed:
+                    offers.append(first)
+            if not offers:
                 break
-            self.sql.run("DELETE FROM waiters WHERE run_id = ?", first)
-            self.sql.run("INSERT OR REPLACE INTO holders (run_id, confirmed) VALUES (?, 0)", first)
-            await self._offer(first)
+            offered = True
+            for run_id in offers:  # a run that no longer needs its slot frees it: the line moves on
+                await self._offer(run_id)
+        if caller is not None and not offered:
+            return  # no slot was offered: the alarm stays as it is
         unconfirmed = self.sql.value("SELECT count(*) AS n FROM holders WHERE confirmed = 0")
         await self._set_alarm((utc_now().timestamp() + REPOKE) * 1000 if unconfirmed else None)
 
