@@ -1,11 +1,13 @@
 """Flow control of runs executed by their own Durable Objects on a real workerd: a concurrency limit
-per key, priorities among runs waiting for a slot, a rate limit on first starts, debounced starts.
+per key, priorities among runs waiting for a slot, a limit raised while runs wait, a rate limit on
+first starts, debounced starts.
 
 One workerd serves the module (the flow Worker, ``workers/flow_worker.py``).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -75,3 +77,50 @@ def test_debounced_starts_fold_into_one_run_with_the_last_input(client: RunsClie
     assert client.types(first)[:2] == ["run_queued", "run_debounced"]
     later = client.start("settled", {"topic": topic, "n": 3})
     assert later != first
+
+
+def test_a_fold_gives_the_run_the_priority_and_concurrency_key_of_the_last_start(client: RunsClient) -> None:
+    topic = uuid.uuid4().hex[:8]
+    first = client.start("batched", {"topic": topic, "tenant": f"a{topic}"}, params={"priority": "-3"})
+    second = client.start("batched", {"topic": topic, "tenant": f"b{topic}"}, params={"priority": "7"})
+    assert second == first
+    record = client.wait(first)
+    assert record["status"] == "completed" and record["result"]["tenant"] == f"b{topic}"
+    assert (record["priority"], record["concurrencyKey"]) == (7, f"b{topic}")
+
+
+def test_a_debounced_run_cancelled_while_pending_takes_no_more_starts(client: RunsClient) -> None:
+    topic = uuid.uuid4().hex[:8]
+    first = client.start("settled", {"topic": topic, "n": 1})
+    cancelled = client.http.post(f"/runs/{first}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+    fresh = client.start("settled", {"topic": topic, "n": 2})
+    assert fresh != first
+    again = client.start("settled", {"topic": topic, "n": 3})
+    assert again == fresh
+    assert client.wait(fresh)["result"] == {"topic": topic, "n": 3}
+    assert client.record(first)["input"] == {"topic": topic, "n": 1}
+
+
+def _limit(client: RunsClient, name: str, op: str, request: dict[str, Any]) -> Any:
+    response = client.http.post(f"/limits/{name}/{op}", json=request)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_raised_concurrency_limit_gives_its_free_slots_to_the_runs_in_line_at_once(client: RunsClient) -> None:
+    holder = client.start("widened", {"hold": 5.0})
+    client.wait(holder, status="running")
+    waiting = [client.start("widened", {"n": n}) for n in range(3)]
+    time.sleep(1.5)  # their objects ask for a slot and get in line
+    # A run of a deploy that raised the limit to 10 asks for a slot, last in line: the free slots go
+    # to the runs waiting (their objects told at once) and to it, not only when the holder is done.
+    newcomer = {"runId": f"run_{uuid.uuid4().hex}", "cap": 10, "readyAt": "2999-01-01T00:00:00.000Z"}
+    try:
+        assert _limit(client, "widened", "acquire", newcomer) is True
+        records = [client.wait(run_id) for run_id in waiting]
+        held = client.wait(holder)
+    finally:
+        _limit(client, "widened", "release", {"runId": newcomer["runId"], "cap": 1})
+    assert all(record["status"] == "completed" for record in records)
+    assert all(record["result"]["began"] < held["result"]["ended"] for record in records)

@@ -16,7 +16,12 @@ def reader(request: Any, run: Any = None) -> bool:
     return request.headers.get("x-reader") == "yes"
 
 
-HTTP_OPTIONS = {"authorize_run_read": reader, "list_runs_enabled": True, "authorize_run_list": reader}
+HTTP_OPTIONS = {
+    "authorize_run_read": reader,
+    "list_runs_enabled": True,
+    "authorize_run_list": reader,
+    "authorize_run_cancel": reader,
+}
 
 
 async def _work(seconds: float) -> dict[str, float]:
@@ -45,4 +50,14 @@ async def settled(ctx: RunContext, input: dict[str, Any]) -> dict[str, Any]:
     return input
 
 
-WORKFLOWS = [per_tenant, ranked, paced, settled]
+@workflow(name="batched", http=True, debounce=1.0, debounce_key="topic", concurrency=1, concurrency_key="tenant")
+async def batched(ctx: RunContext, input: dict[str, Any]) -> dict[str, Any]:
+    return input
+
+
+@workflow(name="widened", http=True, concurrency=1)
+async def widened(ctx: RunContext, input: dict[str, Any]) -> dict[str, float]:
+    return await _work(input.get("hold", 0.05))
+
+
+WORKFLOWS = [per_tenant, ranked, paced, settled, batched, widened]
