@@ -249,3 +249,102 @@ async def test_list_filters_by_keys_and_start_time(redis_url: str) -> None:
         before = claimed.record.started_at - timedelta(milliseconds=1)
         assert await listed(RunQuery(started_after=before)) == ["run_a"]
         assert await listed(RunQuery(started_after=claimed.record.started_at)) == []
+
+
+async def test_what_a_queued_run_waits_for_is_read_without_walking_the_workflows_finished_runs(
+    redis_url: str, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two lists flue_core.flow.why makes on every read of a queued run (running runs of a
+    concurrency key; runs of a rate key started in the window) read the runs that match, not the
+    8,000 of the same keys that started and ended an hour ago (it counts the runs the scripts read)."""
+    now = utc_now()
+    past = now - timedelta(hours=1)
+    async with opened(redis_url) as store:
+        import flue_node_like.redis_store as redis_store
+
+        monkeypatch.setattr(redis_store, "utc_now", lambda: past)  # the old runs' starts
+        for batch in range(0, 8_000, 500):
+            old = [f"run_old{i:05}" for i in range(batch, batch + 500)]
+            runs = [new_run(run_id, at=past, owner="wkr", concurrency_key="c", rate_key="r") for run_id in old]
+            await asyncio.gather(*(store.admit(run) for run in runs))
+            await asyncio.gather(*(store.claim(run_id, "wkr") for run_id in old))
+            ended = Outcome(RunStatus.COMPLETED, past)
+            await asyncio.gather(*(store.finish(run_id, ended) for run_id in old))
+        monkeypatch.undo()
+        for run_id in ("run_new1", "run_new2"):
+            await store.admit(new_run(run_id, at=now, owner="wkr", concurrency_key="c", rate_key="r"))
+            await store.claim(run_id, "wkr")
+        await store.admit(new_run("run_other", at=now, owner="wkr", concurrency_key="other", rate_key="r"))
+        await store.claim("run_other", "wkr")
+        await store.admit(new_run("run_waiting", at=now, concurrency_key="c", rate_key="r"))
+        client = aioredis.Redis(port=redis_server.port, decode_responses=True)
+        try:
+            await client.config_resetstat()
+            running = RunQuery(workflow="w", status=RunStatus.RUNNING, concurrency_key="c", limit=3)
+            assert [r.run_id for r in await store.list(running)] == ["run_new2", "run_new1"]
+            started = RunQuery(workflow="w", rate_key="r", started_after=now - timedelta(minutes=1), limit=5)
+            assert [r.run_id for r in await store.list(started)] == ["run_other", "run_new2", "run_new1"]
+            paged = RunQuery(workflow="w", rate_key="r", started_after=now - timedelta(minutes=1), after=(now, "run_new2"))
+            assert [r.run_id for r in await store.list(paged)] == ["run_new1"]
+            stats = await client.info("commandstats")
+        finally:
+            await client.aclose()
+        read = stats.get("cmdstat_hmget", {}).get("calls", 0) + stats.get("cmdstat_hgetall", {}).get("calls", 0)
+        assert read < 30  # a run read per match and per candidate, not 8,000
+        # a started_after from before the first start these scripts indexed still finds every run
+        before = RunQuery(workflow="w", rate_key="r", started_after=past - timedelta(days=1), limit=3)
+        assert len(await store.list(before)) == 3
+        assert len(await store.list(RunQuery(workflow="w", status=RunStatus.RUNNING))) == 3
+
+
+async def test_every_index_a_list_may_read_gives_the_pages_a_filter_of_all_runs_gives(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whichever index list reads (the smallest, or the starts since a time), its pages are those of
+    the filters applied to every run, in list order."""
+    import flue_node_like.redis_store as redis_store
+
+    now = utc_now()
+    async with opened(redis_url) as store:
+        first = now - timedelta(seconds=100)  # the first start indexed: later started_after may read the starts
+        await store.admit(new_run("run_first", workflow="v", at=first, owner="wkr"))
+        monkeypatch.setattr(redis_store, "utc_now", lambda: first)
+        await store.claim("run_first", "wkr")
+        for i in range(60):
+            workflow, key, rate = ("w", "v")[i % 2], (None, "a", "b")[i % 3], (None, "x")[i % 5 == 0]
+            at = now - timedelta(seconds=60 - i // 4)  # runs created in the same ms: ties by id
+            await store.admit(new_run(f"run_{i:02}", workflow=workflow, at=at, owner="wkr", concurrency_key=key, rate_key=rate))
+            if i % 4:
+                started = now - timedelta(seconds=(i * 7) % 50)
+                monkeypatch.setattr(redis_store, "utc_now", lambda started=started: started)
+                await store.claim(f"run_{i:02}", "wkr")
+                if i % 3 == 0:
+                    await store.finish(f"run_{i:02}", Outcome(RunStatus.COMPLETED, started))
+        monkeypatch.undo()
+        everything = await store.list(RunQuery(limit=1000))
+        assert len(everything) == 61
+        for workflow in (None, "w"):
+            for status in (None, RunStatus.RUNNING, RunStatus.COMPLETED):
+                for key in (None, "a"):
+                    for rate in (None, "x"):
+                        for since in (None, now - timedelta(seconds=30), now - timedelta(seconds=200)):
+                            expected = [
+                                r.run_id for r in everything
+                                if (workflow is None or r.workflow == workflow) and (status is None or r.status == status)
+                                and (key is None or r.concurrency_key == key) and (rate is None or r.rate_key == rate)
+                                and (since is None or (r.started_at is not None and r.started_at > since))
+                            ]  # fmt: skip
+                            pages: list[str] = []
+                            after = None
+                            while True:
+                                query = RunQuery(
+                                    workflow=workflow, status=status, concurrency_key=key, rate_key=rate,
+                                    started_after=since, limit=4, after=after,
+                                )  # fmt: skip
+                                page = await store.list(query)
+                                pages += [r.run_id for r in page]
+                                if len(page) < 4:
+                                    break
+                                after = (page[-1].created_at, page[-1].run_id)
+                            assert pages == expected, (workflow, status, key, rate, since)
+

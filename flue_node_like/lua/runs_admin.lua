@@ -21,38 +21,78 @@ local function before(key, score, id, count)
   return out, last
 end
 
--- Newest first, strictly after the cursor (after_ms, after_id), through the narrowest index the filters
--- allow; the filters that index does not cover are checked run by run. ck, rk: '' for any, else '='
--- and the key's value; started_after: '' or ms.
+-- The filters of a list, and whether a run's fields (HMGET of FIELDS) pass them. ck, rk: false for any.
+local FIELDS = {'wf', 'st', 'rr', 'par', 'ck', 'rk', 'sams', 'cams'}
+local function passes(f, wf, status, parent, rerun_of, ck, rk, started_after)
+  return (wf == '' or f[1] == wf) and (status == '' or f[2] == status)
+    and (rerun_of == '' or f[3] == rerun_of) and (parent == '' or f[4] == parent)
+    and (not ck or f[5] == ck) and (not rk or f[6] == rk)
+    and (not started_after or (f[7] and tonumber(f[7]) > started_after))
+end
+
+-- Newest first, strictly after the cursor (after_ms, after_id), through the index that reads the
+-- fewest runs: one that covers every filter reads just the page (the first of them in this order:
+-- parent, re-run, keys, workflow and status, workflow, status); else the smallest (ZCARD: running
+-- runs are few, a key's runs may be every run of a workflow), its runs checked one by one against the
+-- filters it does not cover. With started_after, the runs started since then, from runs:sa[:<wf>]
+-- (first starts by start time) when that is smaller still, sorted into list order: it holds every
+-- start since sa:from (the first start this version of the scripts made), so only a started_after
+-- from then on may use it. ck, rk: '' for any, else '=' and the key's value; started_after: '' or ms.
 local function list(limit, after_ms, after_id, wf, status, parent, rerun_of, ck, rk, started_after)
   limit = tonumber(limit)
   ck, rk = ck ~= '' and string.sub(ck, 2), rk ~= '' and string.sub(rk, 2)
-  local key
-  if parent ~= '' then key = base .. 'runs:par:' .. parent
-  elseif rerun_of ~= '' then key = base .. 'runs:rr:' .. rerun_of
-  elseif ck then key = base .. 'runs:ck:' .. ck
-  elseif rk then key = base .. 'runs:rk:' .. rk
-  elseif wf ~= '' and status ~= '' then key = base .. 'runs:wfst:' .. wf .. ':' .. status
-  elseif wf ~= '' then key = base .. 'runs:wf:' .. wf
-  elseif status ~= '' then key = base .. 'runs:st:' .. status
-  else key = base .. 'runs' end
-  local narrowed = (parent ~= '' and 1 or 0) + (rerun_of ~= '' and 1 or 0) + (ck and 1 or 0) + (rk and 1 or 0)
-  local check = started_after ~= '' or narrowed > 1 or (narrowed == 1 and (wf ~= '' or status ~= ''))
   started_after = tonumber(started_after)
+  local filters = (parent ~= '' and 1 or 0) + (rerun_of ~= '' and 1 or 0) + (ck and 1 or 0) + (rk and 1 or 0)
+    + (wf ~= '' and 1 or 0) + (status ~= '' and 1 or 0) + (started_after and 1 or 0)
+  local indexes = {}  -- {key, filters it covers}
+  if parent ~= '' then indexes[#indexes + 1] = {base .. 'runs:par:' .. parent, 1} end
+  if rerun_of ~= '' then indexes[#indexes + 1] = {base .. 'runs:rr:' .. rerun_of, 1} end
+  if ck then indexes[#indexes + 1] = {base .. 'runs:ck:' .. ck, 1} end
+  if rk then indexes[#indexes + 1] = {base .. 'runs:rk:' .. rk, 1} end
+  if wf ~= '' and status ~= '' then indexes[#indexes + 1] = {base .. 'runs:wfst:' .. wf .. ':' .. status, 2} end
+  if wf ~= '' then indexes[#indexes + 1] = {base .. 'runs:wf:' .. wf, 1} end
+  if status ~= '' then indexes[#indexes + 1] = {base .. 'runs:st:' .. status, 1} end
+  indexes[#indexes + 1] = {base .. 'runs', 0}
+  local key, check, size
+  for _, each in ipairs(indexes) do
+    if each[2] == filters then  -- it covers them all: the page is its first runs
+      key, check = each[1], false
+      break
+    end
+    local n = redis.call('ZCARD', each[1])
+    if not size or n < size then key, check, size = each[1], true, n end
+  end
+
+  local function before_cursor(score, id)
+    if after_ms == '' then return true end
+    local at = tonumber(after_ms)
+    return score < at or (score == at and (after_id == '' or id < after_id))
+  end
   local out = {}
+  if check and started_after then
+    local from = tonumber(redis.call('GET', base .. 'sa:from'))
+    local starts = base .. 'runs:sa' .. (wf ~= '' and ':' .. wf or '')
+    if from and started_after >= from and redis.call('ZCOUNT', starts, '(' .. started_after, '+inf') < size then
+      local found = {}
+      for _, each in ipairs(redis.call('ZRANGEBYSCORE', starts, '(' .. started_after, '+inf')) do
+        local fields = redis.call('HMGET', run_key(each), unpack(FIELDS))
+        if fields[8] and passes(fields, wf, status, parent, rerun_of, ck, rk, started_after)
+            and before_cursor(tonumber(fields[8]), each) then
+          found[#found + 1] = {tonumber(fields[8]), each}
+        end
+      end
+      table.sort(found, function(a, b) return a[1] > b[1] or (a[1] == b[1] and a[2] > b[2]) end)
+      for i = 1, math.min(limit, #found) do out[#out + 1] = record(found[i][2]) end
+      return out
+    end
+  end
+
   local score, id = after_ms == '' and '+inf' or after_ms, after_id
   while #out < limit do
     local chunk, last = before(key, score, id, math.max(limit - #out, 64))
     if #chunk == 0 then break end
     for _, each in ipairs(chunk) do
-      local keep = true
-      if check then
-        local fields = redis.call('HMGET', run_key(each), 'wf', 'st', 'rr', 'par', 'ck', 'rk', 'sams')
-        keep = (wf == '' or fields[1] == wf) and (status == '' or fields[2] == status)
-          and (rerun_of == '' or fields[3] == rerun_of) and (parent == '' or fields[4] == parent)
-          and (not ck or fields[5] == ck) and (not rk or fields[6] == rk)
-          and (not started_after or (fields[7] and tonumber(fields[7]) > started_after))
-      end
+      local keep = not check or passes(redis.call('HMGET', run_key(each), unpack(FIELDS)), wf, status, parent, rerun_of, ck, rk, started_after)
       if keep then
         local flat = record(each)
         if #flat > 0 then out[#out + 1] = flat end
@@ -74,6 +114,10 @@ local function delete_run(id, row)
   if row.rr then redis.call('ZREM', base .. 'runs:rr:' .. row.rr, id) end
   if row.ck then redis.call('ZREM', base .. 'runs:ck:' .. row.ck, id) end
   if row.rk then redis.call('ZREM', base .. 'runs:rk:' .. row.rk, id) end
+  if row.sams then
+    redis.call('ZREM', base .. 'runs:sa', id)
+    redis.call('ZREM', base .. 'runs:sa:' .. row.wf, id)
+  end
   if row.dk and redis.call('HGET', debounce_key(row.wf), row.dk) == id then redis.call('HDEL', debounce_key(row.wf), row.dk) end
   if row.key and redis.call('HGET', keys_key(row.wf), row.key) == id then redis.call('HDEL', keys_key(row.wf), row.key) end
   redis.call('ZREM', ENDED, id)

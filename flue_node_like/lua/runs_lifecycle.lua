@@ -183,6 +183,11 @@ local function claim(id, owner, limit, now_iso, now_ms, head, mid_received)
   local attempt = tonumber(row.att) + (resumed == '1' and 0 or 1)
   set_status(row, 'running', 'att', attempt, 'sa', row.sa or now_iso, 'sams', row.sams or now_ms, 'cop', opid, 'crs', resumed)
   redis.call('HDEL', run_key(id), 'rs')
+  if not row.sams then  -- its first start, in the list indexes of starts (see list)
+    redis.call('ZADD', base .. 'runs:sa', now_ms, id)
+    redis.call('ZADD', base .. 'runs:sa:' .. row.wf, now_ms, id)
+    redis.call('SET', base .. 'sa:from', now_ms, 'NX')
+  end
   if row.rt then  -- its first start: counted against its rate from now on, at its start time
     redis.call('ZADD', starts_key(row.wf, row.rk), now_ms, id)
     redis.call('HDEL', run_key(id), 'rt')
