@@ -348,3 +348,24 @@ async def test_every_index_a_list_may_read_gives_the_pages_a_filter_of_all_runs_
                                 after = (page[-1].created_at, page[-1].run_id)
                             assert pages == expected, (workflow, status, key, rate, since)
 
+
+async def test_a_rate_keys_starts_expire_once_its_window_and_a_margin_have_passed(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    """A rate key seen once (a customer's) leaves no key behind for ever: its starts expire after the window."""
+    prefix = redis_url.split("prefix=")[1]
+    async with opened(redis_url) as store:
+        await store.admit(new_run("run_taken", rate_key="customer-1"))
+        await store.admit(new_run("run_direct", rate_key="customer-2", owner="wkr"))
+        assert await ids(store, "wkr", {"w": Limits(rate=5, per=60)}) == ["run_taken"]  # the workflow is rated now
+        client = aioredis.Redis(port=redis_server.port, decode_responses=True)
+        try:
+            taken = f"{prefix}:starts:1:w10:customer-1"
+            assert 60_000 < await client.pttl(taken) <= 60_000 + 300_000
+            await store.claim("run_taken", "wkr")
+            await store.claim("run_direct", "wkr")
+            assert await client.zscore(taken, "run_taken") not in (None, float("inf"))
+            for key in (taken, f"{prefix}:starts:1:w10:customer-2"):
+                assert 60_000 < await client.pttl(key) <= 60_000 + 300_000
+        finally:
+            await client.aclose()

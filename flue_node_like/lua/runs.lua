@@ -152,6 +152,16 @@ local function keyed_key(wf) return base .. 'busyk:' .. wf end
 local function starts_key(wf, rk) return base .. 'starts:' .. wf_tag(wf) .. tag(rk) end
 local RATED = base .. 'rated'
 
+-- A start counted against its rate: starts:<wf>:<rk> expires STARTS_MARGIN ms after its window once
+-- nothing is added to it (a rate key per customer would otherwise leave a key per customer ever seen).
+-- A run taken and still not claimed by then (+inf) is counted again at its claim.
+local STARTS_MARGIN = 300000
+local function add_start(wf, rk, score, id, per_ms)
+  local starts = starts_key(wf, rk)
+  redis.call('ZADD', starts, score, id)
+  redis.call('PEXPIRE', starts, math.floor(tonumber(per_ms or '0')) + STARTS_MARGIN)
+end
+
 
 -- A run's sub-pool: by concurrency key once it started (a resumed run is never rate-limited), by both
 -- keys before; nil for the default pool.

@@ -84,7 +84,7 @@ local function take(owner, limit, now_ms, count, ...)
     if flow.conc then flow.croom[tag(row.ck)] = conc_room(flow, row.ck) - 1 end
     if flow.rate and not row.sams then
       flow.rroom[tag(row.rk)] = rate_room(flow, row.rk) - 1
-      redis.call('ZADD', starts_key(flow.wf, row.rk), 'inf', id)
+      add_start(flow.wf, row.rk, 'inf', id, flow.per)
       redis.call('HSET', run_key(id), 'own', owner, 'rt', '1')
       row.rt = '1'
     else

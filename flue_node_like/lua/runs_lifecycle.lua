@@ -189,14 +189,13 @@ local function claim(id, owner, limit, now_iso, now_ms, head, mid_received)
     redis.call('SET', base .. 'sa:from', now_ms, 'NX')
   end
   if row.rt then  -- its first start: counted against its rate from now on, at its start time
-    redis.call('ZADD', starts_key(row.wf, row.rk), now_ms, id)
+    add_start(row.wf, row.rk, now_ms, id, redis.call('HGET', RATED, row.wf))
     redis.call('HDEL', run_key(id), 'rt')
   elseif not row.sams then  -- a first start by another way than a rate-limited take counts as well
     local per = redis.call('HGET', RATED, row.wf)
     if per then
-      local starts = starts_key(row.wf, row.rk)
-      redis.call('ZREMRANGEBYSCORE', starts, '-inf', tonumber(now_ms) - tonumber(per))
-      redis.call('ZADD', starts, now_ms, id)
+      redis.call('ZREMRANGEBYSCORE', starts_key(row.wf, row.rk), '-inf', tonumber(now_ms) - tonumber(per))
+      add_start(row.wf, row.rk, now_ms, id, per)
     end
   end
   mark(id)
