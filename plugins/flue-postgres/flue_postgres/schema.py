@@ -3,10 +3,18 @@
 The schema (``?schema=``, default ``flue``) holds the run store's and the stream store's tables and
 functions (``sql/*.sql``) and a ``meta`` table with the version they were written in. Opening a
 store creates them in an empty or missing schema, under an advisory lock so that processes opening
-a fresh database at once create them once; a schema of an older version is upgraded in place (its
-tables gain what later versions added, its functions are replaced); one written by a newer version
-raises :class:`~flue_core.errors.UnsupportedSchemaVersion`, one that holds tables that are not
-Flue's raises :class:`~flue_core.errors.ConfigurationError`.
+a fresh database at once create them once; one written by a newer version raises
+:class:`~flue_core.errors.UnsupportedSchemaVersion`, one that holds tables that are not Flue's raises
+:class:`~flue_core.errors.ConfigurationError`.
+
+A schema of an older version is upgraded in place: its tables gain what later versions added (columns
+with defaults, indexes), and this version's functions are created beside the older version's. The
+functions of schema version ``N`` are named ``vN_<name>`` (version 1's have no prefix), so processes
+of the previous release that still run during a rolling deploy keep calling their own functions, with
+the argument and record shapes they know, on the upgraded tables (they do not apply flow control,
+which they know nothing of); processes of the previous release that start after the upgrade are
+refused (a newer schema version). An upgrade drops the functions of versions older than the one it
+upgrades from: no process that could call them is still running.
 """
 
 from __future__ import annotations
@@ -19,9 +27,11 @@ import asyncpg
 from flue_core.errors import ConfigurationError, UnsupportedSchemaVersion
 from flue_postgres.settings import PostgresSettings
 
-__all__ = ["RECORD_COLUMNS", "SCHEMA_VERSION", "check_schema", "ensure_schema", "sql"]
+__all__ = ["FUNCTION_PREFIX", "RECORD_COLUMNS", "SCHEMA_VERSION", "check_schema", "ensure_schema", "sql"]
 
 SCHEMA_VERSION = "2"
+#: The prefix of this version's function names (``@F@`` in ``sql/*.sql``, after the schema).
+FUNCTION_PREFIX = f"v{SCHEMA_VERSION}_"
 #: The columns of a record, in the order of :func:`flue_postgres.rows.record_of`.
 RECORD_COLUMNS = (
     "run_id", "workflow", "status", "input", "key", "attempt", "created_at", "started_at", "ended_at", "result",
@@ -32,18 +42,23 @@ _REC = re.compile(r"@REC\((\w+)\)@")
 _FINISHED = re.compile(r"@FINISHED\(([\w.]+)\)@")
 #: The tables of each version: a new schema runs them all, one of version ``v`` those after ``v``.
 _TABLES = ("schema.sql", "schema_2.sql")
-#: The functions, written again after an upgrade (they are all in these files).
+#: The functions (all of them are in these files, named with :data:`FUNCTION_PREFIX`).
 _FUNCTIONS = ("runs.sql", "flow.sql")
+_PREFIXED = re.compile(r"v(\d+)_")
+#: The one pending debounce run per key, as ``schema_2.sql`` defines it.
+_DEBOUNCE_INDEX = re.compile(r"CREATE UNIQUE INDEX runs_debounce .*?;", re.DOTALL)
 
 
 def sql(name: str, settings: PostgresSettings) -> str:
-    """The text of ``sql/<name>`` for the URL's schema: ``@S@`` is the quoted schema name, ``@N@`` the
-    bare one (inside string literals), ``@C@`` the change channel as a string literal."""
+    """The text of ``sql/<name>`` for the URL's schema: ``@S@`` is the quoted schema name, ``@F@`` that
+    and a dot and :data:`FUNCTION_PREFIX` (before a function's name), ``@N@`` the bare schema name
+    (inside string literals), ``@C@`` the change channel as a string literal."""
     text = files("flue_postgres").joinpath("sql", name).read_text(encoding="utf-8")
     text = _REC.sub(lambda m: "json_build_array(" + ", ".join(f"{m.group(1)}.{c}" for c in RECORD_COLUMNS) + ")", text)
     text = _FINISHED.sub(lambda m: f"({m.group(1)} IN ('completed', 'failed', 'cancelled'))", text)
     return (
-        text.replace("@S@", f'"{settings.schema}"')
+        text.replace("@F@", f'"{settings.schema}".{FUNCTION_PREFIX}')
+        .replace("@S@", f'"{settings.schema}"')
         .replace("@N@", settings.schema)
         .replace("@C@", f"'{settings.channel}'")
         .replace("@D@", f"'{settings.channel}:ds'")
@@ -72,6 +87,8 @@ async def ensure_schema(conn: asyncpg.Connection, settings: PostgresSettings) ->
             await conn.execute(
                 f'INSERT INTO "{schema}".meta (key, value) VALUES ($1, $2)', "schema_version", SCHEMA_VERSION
             )
+        elif version == SCHEMA_VERSION:
+            await _complete(conn, settings)
         elif version.isdigit() and 0 < int(version) < int(SCHEMA_VERSION):
             await _upgrade(conn, settings, int(version))
         elif version != SCHEMA_VERSION:
@@ -84,18 +101,43 @@ async def ensure_schema(conn: asyncpg.Connection, settings: PostgresSettings) ->
 
 
 async def _upgrade(conn: asyncpg.Connection, settings: PostgresSettings, version: int) -> None:
-    """Bring a schema of an older ``version`` to this one, in the caller's transaction."""
+    """Bring a schema of an older ``version`` to this one, in the caller's transaction: the tables
+    gain what later versions added, this version's functions are created beside ``version``'s (which
+    processes of that release may still call), and those of versions before ``version`` are dropped."""
     schema = settings.schema
     functions = await conn.fetch(
-        "SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))"
+        "SELECT p.proname, format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))"
         " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1",
         schema,
     )
-    for (function,) in functions:
-        await conn.execute(f"DROP FUNCTION {function}")
+    for name, function in functions:
+        prefixed = _PREFIXED.match(name)
+        if (int(prefixed.group(1)) if prefixed else 1) < version:
+            await conn.execute(f"DROP FUNCTION {function}")
     for name in (*_TABLES[version:], *_FUNCTIONS):
         await conn.execute(sql(name, settings))
     await conn.execute(f'UPDATE "{schema}".meta SET value = $1 WHERE key = $2', SCHEMA_VERSION, "schema_version")
+
+
+async def _complete(conn: asyncpg.Connection, settings: PostgresSettings) -> None:
+    """Bring a schema of this version written by development code of this version before its release
+    up to date: its functions had no prefix (they are created under their names; the old ones stay,
+    unused), and its pending-debounce index counted runs asked to cancel (it is built again). Two
+    catalog lookups when nothing is missing."""
+    schema = settings.schema
+    functions, index = await conn.fetchrow(
+        "SELECT to_regprocedure($1), pg_get_indexdef(to_regclass($2))",
+        f'"{schema}".{FUNCTION_PREFIX}apply(text, text[], text, boolean, boolean)',
+        f'"{schema}".runs_debounce',
+    )
+    if functions is None:
+        for name in _FUNCTIONS:
+            await conn.execute(sql(name, settings))
+    if index is None or "cancel_requested" not in index:
+        definition = _DEBOUNCE_INDEX.search(sql("schema_2.sql", settings))
+        assert definition is not None
+        await conn.execute(f'DROP INDEX IF EXISTS "{schema}".runs_debounce')
+        await conn.execute(definition.group(0))
 
 
 async def check_schema(conn: asyncpg.Connection, settings: PostgresSettings) -> None:

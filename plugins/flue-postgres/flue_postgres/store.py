@@ -61,7 +61,7 @@ from flue_postgres.rows import (
     text_out,
     timestamp,
 )
-from flue_postgres.schema import RECORD_COLUMNS, check_schema, ensure_schema
+from flue_postgres.schema import FUNCTION_PREFIX, RECORD_COLUMNS, check_schema, ensure_schema
 from flue_postgres.settings import PostgresSettings
 from flue_postgres.writer import Writer
 
@@ -352,7 +352,7 @@ class PostgresStore(RunStore):
         return [record_of(row) for row in await self._read(sql, *args)]
 
     async def prune(self, ended_before: datetime, limit: int = 1000) -> int:
-        return await self._value("SELECT @S@.prune($1, $2)", ended_before, limit)
+        return await self._value(f"SELECT @S@.{FUNCTION_PREFIX}prune($1, $2)", ended_before, limit)
 
     async def _sweep(self) -> None:
         """Now and then: prune runs past the retention (when the URL sets one; every process with the

@@ -33,6 +33,7 @@ from flue_core.store import READY, ChangeListener
 from flue_postgres.admissions import AdmitMany, fast
 from flue_postgres.connection import MAX_BACKOFF, close_quietly, connect, is_transient, translate
 from flue_postgres.rows import FRAMES
+from flue_postgres.schema import FUNCTION_PREFIX
 from flue_postgres.settings import PostgresSettings
 
 log = logging.getLogger("flue.postgres")
@@ -68,7 +69,7 @@ class Writer:
         self.settings = settings
         self.origin = origin
         self.on_change = on_change
-        self._sql = f'SELECT "{settings.schema}".apply($1, $2, $3, $4, $5)'
+        self._sql = f'SELECT "{settings.schema}".{FUNCTION_PREFIX}apply($1, $2, $3, $4, $5)'
         self._admit_many = AdmitMany(settings)
         self._queue: list[_Op] = []
         self._appends: dict[str, list[tuple[int, str]]] | None = None  # the open append op at the queue's tail

@@ -1,22 +1,28 @@
 """Flow control in the Postgres store beyond the published contract: what its SQL does on its own
 (buckets that fill during one take, a long queue behind a full key, a mixed take), batches sent
-again after a lost connection, and a schema of version 1 upgraded in place."""
+again after a lost connection, a schema of version 1 upgraded in place while processes of version 1
+still run (their functions, tests/schema_1_runs.sql, are version 1's sql/runs.sql as released), and a
+version-2 schema written before version 2's functions had names of their own."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
 from flue_core.models import RunStatus, utc_now
-from flue_core.store import Limits, NewEvent, NewRun
+from flue_core.store import Limits, NewEvent, NewRun, event_json
 from flue_postgres import PostgresStore
 from flue_postgres.connection import connect
 from flue_postgres.rows import FRAMES
-from flue_postgres.schema import SCHEMA_VERSION, sql
+from flue_postgres.schema import FUNCTION_PREFIX, RECORD_COLUMNS, SCHEMA_VERSION, sql
 from flue_postgres.settings import PostgresSettings
 
 pytestmark = pytest.mark.anyio
@@ -30,6 +36,21 @@ def new_run(run_id: str, workflow: str = "w", **fields: object) -> NewRun:
 
 def ids(taken) -> list[str]:  # type: ignore[no-untyped-def]
     return [record.run_id for record in taken.records]
+
+
+async def create_version_1(conn: asyncpg.Connection, settings: PostgresSettings) -> None:
+    """A schema as version 1 of flue-postgres wrote it: its tables (schema.sql is version 1's, untouched)
+    and its functions, whose records have its 18 columns."""
+    await conn.execute(f'CREATE SCHEMA "{settings.schema}"')
+    await conn.execute(sql("schema.sql", settings))
+    await conn.execute(f"""INSERT INTO "{settings.schema}".meta VALUES ('schema_version', '1')""")
+    text = (Path(__file__).parent / "schema_1_runs.sql").read_text(encoding="utf-8")
+    record = lambda m: "json_build_array(" + ", ".join(f"{m.group(1)}.{c}" for c in RECORD_COLUMNS[:18]) + ")"  # noqa: E731
+    text = re.sub(r"@REC\((\w+)\)@", record, text)
+    text = re.sub(r"@FINISHED\(([\w.]+)\)@", lambda m: f"({m.group(1)} IN ('completed', 'failed', 'cancelled'))", text)
+    text = text.replace("@S@", f'"{settings.schema}"').replace("@N@", settings.schema)
+    text = text.replace("@C@", f"'{settings.channel}'")
+    await conn.execute(text)
 
 
 @pytest.fixture
@@ -102,7 +123,7 @@ async def test_a_fold_sent_again_after_a_lost_connection_folds_once(store: Postg
     settings = PostgresSettings.from_url(postgres_url)
     conn = await connect(settings, purpose="test")
     try:
-        apply = f'SELECT "{settings.schema}".apply($1, $2, $3, true, true)'
+        apply = f'SELECT "{settings.schema}".{FUNCTION_PREFIX}apply($1, $2, $3, true, true)'
         answers, _ = json.loads(await conn.fetchval(apply, "test", FRAMES, json.dumps(sent)))
     finally:
         await conn.close()
@@ -114,11 +135,8 @@ async def test_a_fold_sent_again_after_a_lost_connection_folds_once(store: Postg
 async def test_a_version_1_schema_is_upgraded_in_place(postgres_url: str) -> None:
     settings = PostgresSettings.from_url(postgres_url)
     conn = await connect(settings, purpose="test")
-    try:  # the tables of version 1 (schema.sql is version 1's, untouched), a run in the pool, one started
-        await conn.execute(f'CREATE SCHEMA "{settings.schema}"')
-        await conn.execute(sql("schema.sql", settings))
-        await conn.execute(f"""INSERT INTO "{settings.schema}".meta VALUES ('schema_version', '1')""")
-        await conn.execute(f"""CREATE FUNCTION "{settings.schema}".op_take(a jsonb) RETURNS void LANGUAGE sql AS ''""")
+    try:  # a schema of version 1, a run in the pool, one started
+        await create_version_1(conn, settings)
         for run_id, started in (("run_old", None), ("run_resumed", utc_now() - timedelta(hours=1))):
             await conn.execute(
                 f'INSERT INTO "{settings.schema}".runs (run_id, workflow, status, created_at, started_at, ready_at)'
@@ -140,3 +158,111 @@ async def test_a_version_1_schema_is_upgraded_in_place(postgres_url: str) -> Non
     finally:
         await store.close()
 
+
+
+class Version1:
+    """A process of version 1: its connection and the operations it sends, in version 1's shapes."""
+
+    def __init__(self, conn: asyncpg.Connection, settings: PostgresSettings) -> None:
+        self.conn = conn
+        self.sql = f'SELECT "{settings.schema}".apply($1, $2, $3, true, false)'
+        self.ids = iter(range(1000))
+
+    async def call(self, name: str, *args: Any) -> Any:
+        ops = [[name, f"old.{next(self.ids)}", *args]]
+        answers, _ = json.loads(await self.conn.fetchval(self.sql, "old", FRAMES, json.dumps(ops)))
+        return answers[0]
+
+    async def admit(self, run_id: str) -> Any:
+        now = utc_now()
+        first = event_json(run_id, NewEvent(0, "run_queued", {"workflow": "w", "input": None, "key": None}, now))
+        return await self.call("admit", run_id, "w", None, "null", now.isoformat(), None, None, None, None, None,
+                               first, None, [], False, None)  # fmt: skip
+
+    async def take(self) -> list[str]:
+        records = await self.call("take", "wkr_old", 10, [["w", None]], None)
+        assert all(len(record) == 18 for record in records)
+        return [record[0] for record in records]
+
+    async def claim(self, run_id: str) -> list[Any]:
+        record, _, _ = await self.call("claim", run_id, "wkr_old", None, utc_now().isoformat())
+        return record
+
+    async def finish(self, run_id: str) -> list[Any]:
+        now = utc_now().isoformat()
+        return await self.call("finish", run_id, "completed", now, "1", None, None, "wkr_old", now, '{"durationMs":')
+
+
+async def test_processes_of_version_1_keep_working_while_version_2_upgrades_the_schema(postgres_url: str) -> None:
+    settings = PostgresSettings.from_url(postgres_url)
+    conn = await connect(settings, purpose="test")
+    old = Version1(conn, settings)
+    try:
+        await create_version_1(conn, settings)
+        assert await old.admit("run_before") == ["new"] and await old.admit("run_early") == ["new"]
+        assert await old.take() == ["run_before", "run_early"]
+        assert len(await old.claim("run_early")) == 18  # its session has run its functions before the upgrade
+        store = PostgresStore(postgres_url)
+        await store.open(lambda keys: None)
+        try:
+            assert await store._value("SELECT value FROM @S@.meta WHERE key = 'schema_version'") == SCHEMA_VERSION
+            # The old process goes on, in its shapes, on the upgraded tables...
+            assert await old.admit("run_after") == ["new"]
+            claimed = await old.claim("run_before")
+            assert len(claimed) == 18 and claimed[2] == "running"
+            ended = await old.finish("run_before")
+            assert len(ended) == 18 and ended[2] == "completed"
+            assert await old.take() == ["run_after"]
+            # ...and the new one sees its runs, and they see the new one's.
+            record = await store.get("run_before")
+            assert record is not None and record.status == RunStatus.COMPLETED and record.priority == 0
+            await store.admit(new_run("run_new", priority=5, concurrency_key="k"))
+            assert await old.take() == ["run_new"]
+            await store.admit(new_run("run_newer"))
+            await store.admit(new_run("run_newest"))  # the old process holds two runs without a key: one place left
+            assert ids(await store.take_ready("wkr_new", {"w": Limits(3)}, 5)) == ["run_newer"]
+            record = await store.get("run_new")
+            assert record is not None and record.priority == 5 and record.concurrency_key == "k"
+        finally:
+            await store.close()
+    finally:
+        await conn.close()
+
+
+async def test_a_version_2_schema_without_its_prefixed_functions_or_current_debounce_index_is_completed(
+    postgres_url: str,
+) -> None:
+    """As a schema written by version 2's code before its functions had names of their own and before
+    runs asked to cancel left the debounce index."""
+    store = PostgresStore(postgres_url)
+    await store.open(lambda keys: None)
+    await store.close()
+    settings = PostgresSettings.from_url(postgres_url)
+    schema = settings.schema
+    conn = await connect(settings, purpose="test")
+    try:
+        for (function,) in await conn.fetch(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = $1",
+            schema,
+        ):
+            await conn.execute(f"DROP FUNCTION {function}")
+        await conn.execute(f'DROP INDEX "{schema}".runs_debounce')
+        await conn.execute(
+            f'CREATE UNIQUE INDEX runs_debounce ON "{schema}".runs (workflow, debounce_key)'
+            " WHERE debounce_key IS NOT NULL AND status = 'scheduled'"
+        )
+    finally:
+        await conn.close()
+    store = PostgresStore(postgres_url)
+    await store.open(lambda keys: None)
+    try:
+        start_at = utc_now() + timedelta(seconds=30)
+        await store.admit(new_run("run_d1", "d", input=1, start_at=start_at, debounce_key="k"))
+        assert await store.request_cancel("run_d1") is not None
+        fresh = await store.admit(new_run("run_d2", "d", input=2, start_at=start_at, debounce_key="k"))
+        assert fresh.created
+        index = await store._value("SELECT pg_get_indexdef(to_regclass($1))", f'"{schema}".runs_debounce')
+        assert "cancel_requested" in index
+    finally:
+        await store.close()

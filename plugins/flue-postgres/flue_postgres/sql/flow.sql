@@ -7,21 +7,26 @@
 -- buckets that are full, so that a long queue behind a full bucket is passed over by the index scan,
 -- never taken into the loop; a bucket that fills up during the call is left out of the next read.
 
-CREATE FUNCTION @S@.bucket(p_wf text, p_key text) RETURNS text LANGUAGE sql IMMUTABLE
+CREATE FUNCTION @F@bucket(p_wf text, p_key text) RETURNS text LANGUAGE sql IMMUTABLE
 AS $$ SELECT length(p_wf) || ':' || p_wf || COALESCE(':' || p_key, '') $$;
 
 -- Fold a debounced admission (op is admit's) into the pending run of its workflow and key: the run
--- takes the new input and wake-up time, and a run_debounced event says so. answer is NULL when no run
--- is pending (it was woken meanwhile).
-CREATE FUNCTION @S@.fold(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+-- takes the new input, wake-up time, priority and flow keys (they follow the input; it is scheduled,
+-- so not in the ready pool, and the indexes of runs move with them), and a run_debounced event says
+-- so. A run asked to cancel is not pending (runs_debounce leaves it out). answer is NULL when no run is
+-- pending (it was woken or asked to cancel meanwhile: FOR UPDATE reads its row again).
+CREATE FUNCTION @F@fold(op jsonb, f text[], OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE r @S@.runs;
 BEGIN
   changed := '{}';
-  SELECT * INTO r FROM @S@.runs WHERE workflow = op->>3 AND debounce_key = op->>20 AND status = 'scheduled' FOR UPDATE;
+  SELECT * INTO r FROM @S@.runs
+  WHERE workflow = op->>3 AND debounce_key = op->>20 AND status = 'scheduled' AND NOT cancel_requested FOR UPDATE;
   IF NOT FOUND THEN RETURN; END IF;
-  UPDATE @S@.runs SET input = op->>5, wake_at = (op->>9)::timestamptz WHERE run_id = r.run_id;
-  PERFORM @S@.write_event(r.run_id, 'run_debounced', op->>21, op->>6, f);
-  PERFORM @S@.remember(op->>1, r.run_id);
+  UPDATE @S@.runs SET input = op->>5, wake_at = (op->>9)::timestamptz, priority = (op->>17)::integer,
+      concurrency_key = op->>18, rate_key = op->>19
+  WHERE run_id = r.run_id;
+  PERFORM @F@write_event(r.run_id, 'run_debounced', op->>21, op->>6, f);
+  PERFORM @F@remember(op->>1, r.run_id);
   SELECT * INTO r FROM @S@.runs WHERE run_id = r.run_id;
   changed := ARRAY[r.run_id, ':ready'];  -- its wake-up time moved
   answer := json_build_array('old', @REC(r)@);
@@ -30,18 +35,18 @@ END $$;
 -- Room left in the buckets of one limited workflow w ([name, concurrency, rate, per]) at p_now, as
 -- {bucket: room} for concurrency and {bucket: [room, oldest counted start, per, workflow, key]} for the
 -- rate; buckets left out have all their room.
-CREATE FUNCTION @S@.room(w jsonb, p_now timestamptz, OUT busy jsonb, OUT recent jsonb) LANGUAGE plpgsql STABLE AS $$
+CREATE FUNCTION @F@room(w jsonb, p_now timestamptz, OUT busy jsonb, OUT recent jsonb) LANGUAGE plpgsql STABLE AS $$
 BEGIN
   busy := '{}';
   recent := '{}';
   IF w->1 <> 'null'::jsonb THEN
-    SELECT COALESCE(jsonb_object_agg(@S@.bucket(w->>0, k), (w->>1)::integer - n), '{}') INTO busy FROM (
+    SELECT COALESCE(jsonb_object_agg(@F@bucket(w->>0, k), (w->>1)::integer - n), '{}') INTO busy FROM (
       SELECT concurrency_key AS k, count(*) AS n FROM @S@.runs
       WHERE workflow = w->>0 AND status IN ('queued', 'running') AND owner IS NOT NULL GROUP BY concurrency_key
     ) AS counted;
   END IF;
   IF w->2 <> 'null'::jsonb THEN  -- starts in the window, and runs taken that have not started (as if now)
-    SELECT COALESCE(jsonb_object_agg(@S@.bucket(w->>0, k),
+    SELECT COALESCE(jsonb_object_agg(@F@bucket(w->>0, k),
         jsonb_build_array((w->>2)::integer - n, oldest, (w->>3)::float8, w->>0, k)), '{}') INTO recent FROM (
       SELECT k, count(*) AS n, min(at) AS oldest FROM (
         SELECT rate_key AS k, started_at AS at FROM @S@.runs
@@ -60,7 +65,7 @@ END $$;
 -- LOCKED: runs another worker is taking are passed over); a limited workflow's buckets are counted under
 -- its lock. The taken runs keep this call's id (take_op), so that the call, sent again after a lost
 -- connection, gets the same runs.
-CREATE FUNCTION @S@.op_take(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_take(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE
   v_owner text := op->>2; v_limit integer := (op->>3)::integer; v_now timestamptz := (op->>6)::timestamptz;
   v_taken text[] := '{}'; v_names text[]; v_only text[]; v_limits jsonb := '{}'; w jsonb;
@@ -79,9 +84,9 @@ BEGIN
   IF op->5 <> 'null'::jsonb THEN v_only := ARRAY(SELECT jsonb_array_elements_text(op->5)); END IF;
   FOR w IN SELECT value FROM jsonb_array_elements(op->4)
       WHERE value->1 <> 'null'::jsonb OR value->2 <> 'null'::jsonb ORDER BY value->>0 LOOP  -- in one order: no deadlock
-    PERFORM @S@.lock_workflow(w->>0);
+    PERFORM @F@lock_workflow(w->>0);
     v_limits := v_limits || jsonb_build_object(w->>0, w);
-    SELECT room.busy || v_busy, room.recent || v_recent INTO v_busy, v_recent FROM @S@.room(w, v_now) AS room;
+    SELECT room.busy || v_busy, room.recent || v_recent INTO v_busy, v_recent FROM @F@room(w, v_now) AS room;
   END LOOP;
   IF v_limits = '{}' THEN  -- no limits: the first runs of these workflows
     v_taken := ARRAY(SELECT q.run_id FROM @S@.ready q
@@ -96,19 +101,19 @@ BEGIN
       FOR c IN SELECT q.run_id, q.workflow, q.concurrency_key, q.rate_key, q.started FROM @S@.ready q
           WHERE q.workflow = ANY(v_names) AND (v_only IS NULL OR q.run_id = ANY(v_only))
             AND NOT (q.run_id = ANY(v_taken))
-            AND NOT (@S@.bucket(q.workflow, q.concurrency_key) = ANY(v_full))
-            AND (q.started OR NOT (@S@.bucket(q.workflow, q.rate_key) = ANY(v_spent)))
+            AND NOT (@F@bucket(q.workflow, q.concurrency_key) = ANY(v_full))
+            AND (q.started OR NOT (@F@bucket(q.workflow, q.rate_key) = ANY(v_spent)))
           ORDER BY q.priority DESC, q.ready_at, q.run_id LIMIT v_limit - cardinality(v_taken) FOR UPDATE SKIP LOCKED LOOP
         v_read := v_read + 1;
         v_lim := v_limits->c.workflow;
         v_room := NULL;
         v_rate_room := NULL;
         IF v_lim IS NOT NULL AND v_lim->1 <> 'null'::jsonb THEN
-          v_cb := @S@.bucket(c.workflow, c.concurrency_key);
+          v_cb := @F@bucket(c.workflow, c.concurrency_key);
           v_room := COALESCE((v_busy->>v_cb)::integer, (v_lim->>1)::integer);
         END IF;
         IF v_lim IS NOT NULL AND v_lim->2 <> 'null'::jsonb AND NOT c.started THEN
-          v_rb := @S@.bucket(c.workflow, c.rate_key);
+          v_rb := @F@bucket(c.workflow, c.rate_key);
           v_rate_room := COALESCE((v_recent->v_rb->>0)::integer, (v_lim->>2)::integer);
         END IF;
         IF v_room <= 0 OR v_rate_room <= 0 THEN  -- filled by a run taken before it in this call
@@ -137,7 +142,7 @@ BEGIN
                  WHERE q.workflow = b->>3 AND NOT q.started
                    AND (q.rate_key = b->>4 OR (b->>4 IS NULL AND q.rate_key IS NULL))
                    AND NOT (q.run_id = ANY(v_taken)) AND (v_only IS NULL OR q.run_id = ANY(v_only))
-                   AND NOT (@S@.bucket(q.workflow, q.concurrency_key) = ANY(v_full))) THEN
+                   AND NOT (@F@bucket(q.workflow, q.concurrency_key) = ANY(v_full))) THEN
         v_retry := v_at;
       END IF;
     END LOOP;

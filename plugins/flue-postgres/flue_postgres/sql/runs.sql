@@ -1,6 +1,6 @@
 -- The run store's operations (flue_postgres/store.py): the rules of flue_core/store.py (RunStore), which
 -- states them, over the tables of schema.sql. A process sends its writes as batches: one call of
--- @S@.apply(origin, frames, ops) is one transaction, one commit and one NOTIFY for every operation in it.
+-- @F@apply(origin, frames, ops) is one transaction, one commit and one NOTIFY for every operation in it.
 --
 -- ops is a JSON array of operations, each [name, opid, arguments...]; apply returns the JSON text
 -- [[answer of each operation...], [changed keys...]]. Changed keys are run ids and ':ready', ':cancels',
@@ -19,12 +19,17 @@
 -- Every operation on a run locks its row first (FOR UPDATE), so operations on one run from any process
 -- are serialised; the ready pool and the due-time index are scanned with SKIP LOCKED.
 
+-- Every function is named @F@<name>, the schema and the prefix of this schema version (v2_): a
+-- schema upgraded in place keeps the previous version's functions beside these, under their own names
+-- and with their own argument and record shapes, so that processes of the previous release still
+-- running during a rolling deploy keep calling what they know (flue_postgres/schema.py).
+
 -- Two macros, written out in place by flue_postgres.schema.sql(): REC of a row variable is the run's
 -- record as the JSON array flue_postgres.rows.record_of reads; FINISHED of a status is whether it has
 -- ended. (A SQL function taking a whole row costs ~0.1 ms a call: it is not inlined.)
 
 -- Store an event at the end of the run's stream; return the index the next one takes.
-CREATE FUNCTION @S@.write_event(p_id text, p_type text, p_data text, p_when text, f text[]) RETURNS integer
+CREATE FUNCTION @F@write_event(p_id text, p_type text, p_data text, p_when text, f text[]) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE n integer;
 BEGIN
@@ -35,11 +40,11 @@ BEGIN
 END $$;
 
 -- A signal_received event for each signal received and not announced yet.
-CREATE FUNCTION @S@.announce(p_id text, p_when text, f text[]) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@announce(p_id text, p_when text, f text[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE s record;
 BEGIN
   FOR s IN SELECT seq, announcement FROM @S@.signals WHERE run_id = p_id AND NOT announced ORDER BY seq LOOP
-    PERFORM @S@.write_event(p_id, 'signal_received', s.announcement, p_when, f);
+    PERFORM @F@write_event(p_id, 'signal_received', s.announcement, p_when, f);
   END LOOP;
   IF FOUND THEN
     UPDATE @S@.signals SET announced = true WHERE run_id = p_id AND NOT announced;
@@ -47,7 +52,7 @@ BEGIN
 END $$;
 
 -- A queued run goes to the ready pool, with what take() sorts and limits it by.
-CREATE FUNCTION @S@.to_pool(p_id text, p_wf text, p_ready timestamptz) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@to_pool(p_id text, p_wf text, p_ready timestamptz) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE r @S@.runs;
 BEGIN
   UPDATE @S@.runs SET owner = NULL, ready_at = p_ready WHERE run_id = p_id RETURNING * INTO r;
@@ -57,43 +62,43 @@ BEGIN
 END $$;
 
 -- A scheduled or waiting run becomes queued in the ready pool.
-CREATE FUNCTION @S@.awaken(p_id text, p_wf text, p_ready timestamptz) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@awaken(p_id text, p_wf text, p_ready timestamptz) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   UPDATE @S@.runs SET status = 'queued', wake_at = NULL, waiting_for = NULL WHERE run_id = p_id;
-  PERFORM @S@.to_pool(p_id, p_wf, p_ready);
+  PERFORM @F@to_pool(p_id, p_wf, p_ready);
 END $$;
 
-CREATE FUNCTION @S@.children_done(p_ids text[]) RETURNS boolean LANGUAGE sql STABLE AS $$
+CREATE FUNCTION @F@children_done(p_ids text[]) RETURNS boolean LANGUAGE sql STABLE AS $$
   SELECT NOT EXISTS (SELECT 1 FROM @S@.runs WHERE run_id = ANY(p_ids) AND NOT @FINISHED(status)@)
 $$;
 
-CREATE FUNCTION @S@.remembered(p_op text) RETURNS text LANGUAGE plpgsql STABLE AS $$
+CREATE FUNCTION @F@remembered(p_op text) RETURNS text LANGUAGE plpgsql STABLE AS $$
 BEGIN
   RETURN (SELECT answer FROM @S@.ops WHERE opid = p_op);
 END $$;
 
-CREATE FUNCTION @S@.remember(p_op text, p_answer text) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@remember(p_op text, p_answer text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO @S@.ops (opid, answer) VALUES (p_op, p_answer) ON CONFLICT (opid) DO NOTHING;
 END $$;
 
 -- Runs of a limited workflow are counted under this lock, so that two processes never both take the
 -- last place (take() of sql/flow.sql, claim() with a limit).
-CREATE FUNCTION @S@.lock_workflow(p_wf text) RETURNS void LANGUAGE sql
+CREATE FUNCTION @F@lock_workflow(p_wf text) RETURNS void LANGUAGE sql
 AS $$ SELECT pg_advisory_xact_lock(hashtextextended('@N@:cap:' || p_wf, 0)) $$;
 
 -- op: admit [opid, id, wf, key, input, created, owner, parent, start_at, waiting_for, carrier,
 --            first_event, rerun_of, steps [[name, value]...], claim, started, priority, concurrency_key,
 --            rate_key, debounce_key, run_debounced data]
-CREATE FUNCTION @S@.op_admit(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_admit(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE
   v_id text := op->>2; v_wf text := op->>3; v_key text := op->>4; v_owner text := op->>7;
   v_created timestamptz := (op->>6)::timestamptz; v_start timestamptz := (op->>9)::timestamptz;
   v_claim boolean := (op->>15)::boolean; v_debounce text := op->>20; r @S@.runs; n integer;
 BEGIN
   changed := '{}';
-  IF again AND v_debounce IS NOT NULL AND @S@.remembered(op->>1) IS NOT NULL THEN  -- this very fold, sent twice
-    SELECT * INTO r FROM @S@.runs WHERE run_id = @S@.remembered(op->>1);
+  IF again AND v_debounce IS NOT NULL AND @F@remembered(op->>1) IS NOT NULL THEN  -- this very fold, sent twice
+    SELECT * INTO r FROM @S@.runs WHERE run_id = @F@remembered(op->>1);
     answer := json_build_array('old', @REC(r)@);
     RETURN;
   END IF;
@@ -116,7 +121,7 @@ BEGIN
     IF r.run_id IS NULL THEN
       SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
       IF r.run_id IS NULL AND v_debounce IS NOT NULL THEN
-        SELECT * INTO answer, changed FROM @S@.fold(op, f);
+        SELECT * INTO answer, changed FROM @F@fold(op, f);
         IF answer IS NOT NULL THEN RETURN; END IF;
         CONTINUE;  -- the pending run was woken meanwhile: this start is a run of its own
       END IF;
@@ -147,7 +152,7 @@ BEGIN
 END $$;
 
 -- op: claim [opid, id, owner, limit, when]
-CREATE FUNCTION @S@.op_claim(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_claim(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE v_id text := op->>2; v_owner text := op->>3; v_limit integer := (op->>4)::integer; r @S@.runs; n integer;
 BEGIN
   changed := '{}';
@@ -159,16 +164,16 @@ BEGIN
   END IF;
   IF r.status <> 'queued' OR r.owner IS DISTINCT FROM v_owner OR r.owner IS NULL THEN RETURN; END IF;
   IF v_limit IS NOT NULL THEN
-    PERFORM @S@.lock_workflow(r.workflow);
+    PERFORM @F@lock_workflow(r.workflow);
     SELECT count(*) INTO n FROM @S@.runs WHERE workflow = r.workflow AND status = 'running' AND owner IS NOT NULL
       AND (concurrency_key = r.concurrency_key OR (concurrency_key IS NULL AND r.concurrency_key IS NULL));
     IF n >= v_limit THEN  -- back to the pool, in its place: a worker takes it once there is room
-      PERFORM @S@.to_pool(v_id, r.workflow, r.ready_at);
+      PERFORM @F@to_pool(v_id, r.workflow, r.ready_at);
       changed := ARRAY[':ready'];
       RETURN;
     END IF;
   END IF;
-  PERFORM @S@.announce(v_id, op->>5, f);
+  PERFORM @F@announce(v_id, op->>5, f);
   UPDATE @S@.runs SET status = 'running', attempt = attempt + CASE WHEN resume THEN 0 ELSE 1 END,
       started_at = COALESCE(started_at, (op->>5)::timestamptz), claim_op = op->>1, claim_resumed = resume, resume = false
   WHERE run_id = v_id RETURNING * INTO r;
@@ -177,11 +182,11 @@ BEGIN
 END $$;
 
 -- op: requeue [opid, id, owner, held_by, interrupted, when]
-CREATE FUNCTION @S@.op_requeue(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_requeue(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE v_id text := op->>2; v_owner text := op->>3; v_held text := op->>4; v_int boolean := (op->>5)::boolean; r @S@.runs;
 BEGIN
   changed := '{}';
-  IF again AND @S@.remembered(op->>1) IS NOT NULL THEN
+  IF again AND @F@remembered(op->>1) IS NOT NULL THEN
     SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
     answer := @REC(r)@;
     RETURN;
@@ -191,20 +196,20 @@ BEGIN
   UPDATE @S@.runs SET status = 'queued', owner = v_owner, ready_at = (op->>6)::timestamptz, resume = v_int,
       recoveries = recoveries + CASE WHEN v_int THEN 1 ELSE 0 END
   WHERE run_id = v_id;
-  PERFORM @S@.announce(v_id, op->>6, f);
+  PERFORM @F@announce(v_id, op->>6, f);
   IF v_owner IS NULL THEN
-    PERFORM @S@.to_pool(v_id, r.workflow, (op->>6)::timestamptz);
+    PERFORM @F@to_pool(v_id, r.workflow, (op->>6)::timestamptz);
     changed := ARRAY[v_id, ':ready'];
   ELSE
     changed := ARRAY[v_id];
   END IF;
-  PERFORM @S@.remember(op->>1, '1');
+  PERFORM @F@remember(op->>1, '1');
   SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
   answer := @REC(r)@;
 END $$;
 
 -- op: suspend [opid, id, owner, waiting_for, kind, name, run_ids, wake_at, when, run_waiting data]
-CREATE FUNCTION @S@.op_suspend(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_suspend(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE v_id text := op->>2; v_kind text := op->>5; r @S@.runs; v_satisfied boolean := false; n integer;
 BEGIN
   changed := '{}';
@@ -215,12 +220,12 @@ BEGIN
     RETURN;
   END IF;
   IF r.status <> 'running' OR r.owner IS DISTINCT FROM op->>3 THEN RETURN; END IF;
-  PERFORM @S@.announce(v_id, op->>9, f);
+  PERFORM @F@announce(v_id, op->>9, f);
   changed := ARRAY[v_id];
   IF v_kind = 'signal' THEN
     v_satisfied := EXISTS (SELECT 1 FROM @S@.signals WHERE run_id = v_id AND name = op->>6 AND NOT delivered);
   ELSIF v_kind = 'children' THEN
-    v_satisfied := @S@.children_done(ARRAY(SELECT jsonb_array_elements_text(op->7)));
+    v_satisfied := @F@children_done(ARRAY(SELECT jsonb_array_elements_text(op->7)));
   END IF;
   IF r.cancel_requested OR v_satisfied THEN
     SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
@@ -230,14 +235,14 @@ BEGIN
   UPDATE @S@.runs SET status = 'waiting', owner = NULL, wake_at = (op->>8)::timestamptz, waiting_for = op->>4,
       resume = v_kind <> 'retry', suspend_op = op->>1
   WHERE run_id = v_id;
-  n := @S@.write_event(v_id, 'run_waiting', op->>10, op->>9, f);
+  n := @F@write_event(v_id, 'run_waiting', op->>10, op->>9, f);
   SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
   changed := ARRAY[v_id, ':ready'];
   answer := json_build_array(true, n, @REC(r)@);
 END $$;
 
 -- op: finish [opid, id, status, ended_at, result, error, only_from, held_by, now, run_end data before its duration]
-CREATE FUNCTION @S@.op_finish(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_finish(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE
   v_id text := op->>2; v_ended timestamptz := (op->>4)::timestamptz; v_held text := op->>8;
   r @S@.runs; p @S@.runs; w jsonb;
@@ -251,8 +256,8 @@ BEGIN
     answer := @REC(r)@;
     RETURN;
   END IF;
-  PERFORM @S@.announce(v_id, op->>4, f);
-  PERFORM @S@.write_event(v_id, 'run_end',
+  PERFORM @F@announce(v_id, op->>4, f);
+  PERFORM @F@write_event(v_id, 'run_end',
     op->>10 || COALESCE(((extract(epoch FROM v_ended - r.started_at) * 1000)::bigint)::text, 'null') || '}', op->>4, f);
   UPDATE @S@.runs SET status = op->>3, ended_at = v_ended, result = op->>5, error = op->>6, wake_at = NULL,
       waiting_for = NULL
@@ -265,8 +270,8 @@ BEGIN
     IF FOUND AND p.waiting_for IS NOT NULL THEN
       w := p.waiting_for::jsonb;
       IF w->>'kind' = 'children' AND (w->'runIds') ? v_id
-         AND @S@.children_done(ARRAY(SELECT jsonb_array_elements_text(w->'runIds'))) THEN
-        PERFORM @S@.awaken(p.run_id, p.workflow, (op->>9)::timestamptz);
+         AND @F@children_done(ARRAY(SELECT jsonb_array_elements_text(w->'runIds'))) THEN
+        PERFORM @F@awaken(p.run_id, p.workflow, (op->>9)::timestamptz);
         changed := changed || ARRAY[p.run_id, ':ready'];
       END IF;
     END IF;
@@ -274,7 +279,7 @@ BEGIN
 END $$;
 
 -- op: cancel [opid, id]
-CREATE FUNCTION @S@.op_cancel(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_cancel(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE r @S@.runs;
 BEGIN
   changed := '{}';
@@ -288,14 +293,14 @@ BEGIN
 END $$;
 
 -- op: wake [opid, now, limit]
-CREATE FUNCTION @S@.op_wake(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_wake(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE r record; n integer := 0;
 BEGIN
   changed := '{}';
   FOR r IN SELECT run_id, workflow, wake_at FROM @S@.runs
       WHERE wake_at IS NOT NULL AND wake_at <= (op->>2)::timestamptz AND status IN ('scheduled', 'waiting')
       ORDER BY wake_at, run_id LIMIT (op->>3)::integer FOR UPDATE SKIP LOCKED LOOP
-    PERFORM @S@.awaken(r.run_id, r.workflow, r.wake_at);
+    PERFORM @F@awaken(r.run_id, r.workflow, r.wake_at);
     changed := changed || r.run_id;
     n := n + 1;
   END LOOP;
@@ -306,7 +311,7 @@ END $$;
 -- op: append [opid, [[id, contiguous, [[index, event JSON]...]]...]]: an event lands only at its run's next
 -- free position of an unfinished run, so one sent twice, or after a gap, is dropped. contiguous: the
 -- indexes follow each other, so the events land together or (from the first that is not next) not at all.
-CREATE FUNCTION @S@.op_append(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_append(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE item jsonb; e jsonb; v_id text; v_status text; n integer; v_first integer; v_count integer;
 BEGIN
   changed := '{}';
@@ -339,7 +344,7 @@ BEGIN
 END $$;
 
 -- op: save_step [opid, id, name, value]: the first result saved under a name stays.
-CREATE FUNCTION @S@.op_save_step(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_save_step(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 BEGIN
   changed := '{}';
   INSERT INTO @S@.steps (run_id, name, value)
@@ -348,7 +353,7 @@ BEGIN
 END $$;
 
 -- op: signal [opid, id, signal_id, name, key, data, announcement, step_value, delivered_data, sent_at, when]
-CREATE FUNCTION @S@.op_signal(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_signal(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE v_id text := op->>2; r @S@.runs; s @S@.signals; v_seq integer; w jsonb;
 BEGIN
   changed := '{}';
@@ -378,12 +383,12 @@ BEGIN
   VALUES (v_id, v_seq, op->>3, op->>4, op->>6, op->>5, (op->>10)::timestamptz, op->>7, op->>8, op->>9);
   changed := ARRAY[v_id];
   IF r.status <> 'running' THEN
-    PERFORM @S@.announce(v_id, op->>11, f);
+    PERFORM @F@announce(v_id, op->>11, f);
   END IF;
   IF r.status = 'waiting' AND r.waiting_for IS NOT NULL THEN
     w := r.waiting_for::jsonb;
     IF w->>'kind' = 'signal' AND w->>'name' = op->>4 THEN
-      PERFORM @S@.awaken(v_id, r.workflow, (op->>10)::timestamptz);
+      PERFORM @F@awaken(v_id, r.workflow, (op->>10)::timestamptz);
       changed := changed || ':ready'::text;
     END IF;
   END IF;
@@ -392,11 +397,11 @@ BEGIN
 END $$;
 
 -- op: take_signal [opid, id, owner, name, step, when, sent_by]
-CREATE FUNCTION @S@.op_take_signal(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_take_signal(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE v_id text := op->>2; r @S@.runs; s @S@.signals; v_kept text; n integer;
 BEGIN
   changed := '{}';
-  v_kept := CASE WHEN again THEN @S@.remembered(op->>1) END;
+  v_kept := CASE WHEN again THEN @F@remembered(op->>1) END;
   IF v_kept IS NOT NULL THEN
     SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
     IF v_kept = '0' THEN
@@ -409,27 +414,27 @@ BEGIN
   END IF;
   SELECT * INTO r FROM @S@.runs WHERE run_id = v_id FOR UPDATE;
   IF NOT FOUND OR r.status <> 'running' OR r.owner IS DISTINCT FROM op->>3 THEN RETURN; END IF;
-  PERFORM @S@.announce(v_id, op->>6, f);
+  PERFORM @F@announce(v_id, op->>6, f);
   changed := ARRAY[v_id];
   SELECT * INTO s FROM @S@.signals WHERE run_id = v_id AND name = op->>4 AND NOT delivered
     AND (op->>7 IS NULL OR sent_at <= (op->>7)::timestamptz)
   ORDER BY seq LIMIT 1;
   IF NOT FOUND THEN
-    PERFORM @S@.remember(op->>1, '0');
+    PERFORM @F@remember(op->>1, '0');
     SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
     answer := json_build_array(r.next_index, NULL);
     RETURN;
   END IF;
   UPDATE @S@.signals SET delivered = true WHERE run_id = v_id AND seq = s.seq;
   INSERT INTO @S@.steps (run_id, name, value) VALUES (v_id, op->>5, s.step_value) ON CONFLICT DO NOTHING;
-  n := @S@.write_event(v_id, 'signal_delivered', s.delivered_data, op->>6, f);
-  PERFORM @S@.remember(op->>1, s.seq::text);
+  n := @F@write_event(v_id, 'signal_delivered', s.delivered_data, op->>6, f);
+  PERFORM @F@remember(op->>1, s.seq::text);
   SELECT * INTO r FROM @S@.runs WHERE run_id = v_id;
   answer := json_build_array(n, s.signal_id, s.data, @REC(r)@);
 END $$;
 
 -- op: put_schedule [opid, name, definition, created_at, last_tick, replace]
-CREATE FUNCTION @S@.op_put_schedule(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_put_schedule(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE s @S@.schedules;
 BEGIN
   changed := '{}';
@@ -449,7 +454,7 @@ BEGIN
 END $$;
 
 -- op: delete_schedule [opid, name]
-CREATE FUNCTION @S@.op_delete_schedule(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_delete_schedule(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 BEGIN
   DELETE FROM @S@.schedules WHERE name = op->>2;
   answer := to_json(FOUND);
@@ -457,21 +462,21 @@ BEGIN
 END $$;
 
 -- op: advance [opid, name, previous tick or null, tick]: compare and set.
-CREATE FUNCTION @S@.op_advance(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_advance(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 BEGIN
   changed := '{}';
-  IF again AND @S@.remembered(op->>1) IS NOT NULL THEN
+  IF again AND @F@remembered(op->>1) IS NOT NULL THEN
     answer := 'true';
     RETURN;
   END IF;
   UPDATE @S@.schedules SET last_tick = op->>4 WHERE name = op->>2 AND last_tick IS NOT DISTINCT FROM op->>3;
-  IF FOUND THEN PERFORM @S@.remember(op->>1, '1'); END IF;
+  IF FOUND THEN PERFORM @F@remember(op->>1, '1'); END IF;
   answer := to_json(FOUND);
 END $$;
 
 -- op: beat [opid, worker, host, pid, pid_started, age_ms, running ids]: the server's clock dates the
 -- heartbeat; the caller only says how old it is by its own clock.
-CREATE FUNCTION @S@.op_beat(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_beat(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 BEGIN
   changed := '{}';
   INSERT INTO @S@.workers (worker_id, host, pid, pid_started, beat)
@@ -484,18 +489,18 @@ BEGIN
 END $$;
 
 -- op: retire [opid, worker]
-CREATE FUNCTION @S@.op_retire(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_retire(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 BEGIN
   changed := '{}';
   DELETE FROM @S@.workers WHERE worker_id = op->>2;
 END $$;
 
 -- op: adopt [opid, owner, dead workers, workflows]
-CREATE FUNCTION @S@.op_adopt(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@op_adopt(op jsonb, f text[], again boolean, OUT answer json, OUT changed text[]) LANGUAGE plpgsql AS $$
 DECLARE v_kept text; v_ids text[];
 BEGIN
   changed := '{}';
-  v_kept := CASE WHEN again THEN @S@.remembered(op->>1) END;
+  v_kept := CASE WHEN again THEN @F@remembered(op->>1) END;
   IF v_kept IS NOT NULL THEN
     SELECT COALESCE(json_agg(@REC(r)@), '[]') INTO answer FROM @S@.runs r WHERE r.run_id = ANY(string_to_array(v_kept, ' '));
     RETURN;
@@ -510,13 +515,13 @@ BEGIN
   SELECT array_agg(run_id), COALESCE(json_agg(record), '[]') INTO v_ids, answer FROM adopted;
   IF v_ids IS NOT NULL THEN
     changed := v_ids;
-    PERFORM @S@.remember(op->>1, array_to_string(v_ids, ' '));
+    PERFORM @F@remember(op->>1, array_to_string(v_ids, ' '));
   END IF;
 END $$;
 
 -- Announce the changed keys: payloads of at most ~7,900 bytes (NOTIFY's limit is 8,000), each the
 -- origin then keys.
-CREATE FUNCTION @S@.announce_changes(p_origin text, p_keys text[]) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@announce_changes(p_origin text, p_keys text[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_key text; v_payload text := p_origin;
 BEGIN
   FOR v_key IN SELECT DISTINCT k FROM unnest(p_keys) AS k LOOP
@@ -530,7 +535,7 @@ BEGIN
 END $$;
 
 -- A batch of operations in one transaction: see the top of this file.
-CREATE FUNCTION @S@.apply(p_origin text, f text[], p_ops text, p_durable boolean, p_again boolean) RETURNS text LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@apply(p_origin text, f text[], p_ops text, p_durable boolean, p_again boolean) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE op jsonb; a json; c text[]; v_answers json[] := '{}'; v_changed text[] := '{}';
 BEGIN
   IF NOT p_durable THEN  -- see flue_postgres.writer.LAZY: losing such a batch to a crash costs nothing
@@ -538,37 +543,37 @@ BEGIN
   END IF;
   FOR op IN SELECT value FROM jsonb_array_elements(p_ops::jsonb) LOOP
     CASE op->>0
-      WHEN 'append' THEN SELECT * INTO a, c FROM @S@.op_append(op, f, p_again);
-      WHEN 'admit' THEN SELECT * INTO a, c FROM @S@.op_admit(op, f, p_again);
-      WHEN 'claim' THEN SELECT * INTO a, c FROM @S@.op_claim(op, f, p_again);
-      WHEN 'finish' THEN SELECT * INTO a, c FROM @S@.op_finish(op, f, p_again);
-      WHEN 'take' THEN SELECT * INTO a, c FROM @S@.op_take(op, f, p_again);
-      WHEN 'save_step' THEN SELECT * INTO a, c FROM @S@.op_save_step(op, f, p_again);
-      WHEN 'suspend' THEN SELECT * INTO a, c FROM @S@.op_suspend(op, f, p_again);
-      WHEN 'wake' THEN SELECT * INTO a, c FROM @S@.op_wake(op, f, p_again);
-      WHEN 'requeue' THEN SELECT * INTO a, c FROM @S@.op_requeue(op, f, p_again);
-      WHEN 'beat' THEN SELECT * INTO a, c FROM @S@.op_beat(op, f, p_again);
-      WHEN 'signal' THEN SELECT * INTO a, c FROM @S@.op_signal(op, f, p_again);
-      WHEN 'take_signal' THEN SELECT * INTO a, c FROM @S@.op_take_signal(op, f, p_again);
-      WHEN 'cancel' THEN SELECT * INTO a, c FROM @S@.op_cancel(op, f, p_again);
-      WHEN 'adopt' THEN SELECT * INTO a, c FROM @S@.op_adopt(op, f, p_again);
-      WHEN 'retire' THEN SELECT * INTO a, c FROM @S@.op_retire(op, f, p_again);
-      WHEN 'put_schedule' THEN SELECT * INTO a, c FROM @S@.op_put_schedule(op, f, p_again);
-      WHEN 'delete_schedule' THEN SELECT * INTO a, c FROM @S@.op_delete_schedule(op, f, p_again);
-      WHEN 'advance' THEN SELECT * INTO a, c FROM @S@.op_advance(op, f, p_again);
+      WHEN 'append' THEN SELECT * INTO a, c FROM @F@op_append(op, f, p_again);
+      WHEN 'admit' THEN SELECT * INTO a, c FROM @F@op_admit(op, f, p_again);
+      WHEN 'claim' THEN SELECT * INTO a, c FROM @F@op_claim(op, f, p_again);
+      WHEN 'finish' THEN SELECT * INTO a, c FROM @F@op_finish(op, f, p_again);
+      WHEN 'take' THEN SELECT * INTO a, c FROM @F@op_take(op, f, p_again);
+      WHEN 'save_step' THEN SELECT * INTO a, c FROM @F@op_save_step(op, f, p_again);
+      WHEN 'suspend' THEN SELECT * INTO a, c FROM @F@op_suspend(op, f, p_again);
+      WHEN 'wake' THEN SELECT * INTO a, c FROM @F@op_wake(op, f, p_again);
+      WHEN 'requeue' THEN SELECT * INTO a, c FROM @F@op_requeue(op, f, p_again);
+      WHEN 'beat' THEN SELECT * INTO a, c FROM @F@op_beat(op, f, p_again);
+      WHEN 'signal' THEN SELECT * INTO a, c FROM @F@op_signal(op, f, p_again);
+      WHEN 'take_signal' THEN SELECT * INTO a, c FROM @F@op_take_signal(op, f, p_again);
+      WHEN 'cancel' THEN SELECT * INTO a, c FROM @F@op_cancel(op, f, p_again);
+      WHEN 'adopt' THEN SELECT * INTO a, c FROM @F@op_adopt(op, f, p_again);
+      WHEN 'retire' THEN SELECT * INTO a, c FROM @F@op_retire(op, f, p_again);
+      WHEN 'put_schedule' THEN SELECT * INTO a, c FROM @F@op_put_schedule(op, f, p_again);
+      WHEN 'delete_schedule' THEN SELECT * INTO a, c FROM @F@op_delete_schedule(op, f, p_again);
+      WHEN 'advance' THEN SELECT * INTO a, c FROM @F@op_advance(op, f, p_again);
     END CASE;
     v_answers := v_answers || a;
     v_changed := v_changed || c;
   END LOOP;
   IF cardinality(v_changed) > 0 THEN
-    PERFORM @S@.announce_changes(p_origin, v_changed);
+    PERFORM @F@announce_changes(p_origin, v_changed);
   END IF;
   RETURN json_build_array(array_to_json(v_answers), array_to_json(v_changed))::text;
 END $$;
 
 -- Delete up to p_limit runs that ended before p_cutoff, with everything of theirs; children of a parent
 -- that has not ended stay (it may still wait for their results) and do not count.
-CREATE FUNCTION @S@.prune(p_cutoff timestamptz, p_limit integer) RETURNS integer LANGUAGE plpgsql AS $$
+CREATE FUNCTION @F@prune(p_cutoff timestamptz, p_limit integer) RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE v_ids text[];
 BEGIN
   SELECT ARRAY(

@@ -29,8 +29,11 @@ DROP INDEX IF EXISTS @S@.runs_active;
 CREATE INDEX runs_busy ON @S@.runs (workflow, concurrency_key) WHERE status IN ('queued', 'running') AND owner IS NOT NULL;
 -- Starts by time: a rate limit counts those of its window.
 CREATE INDEX runs_started ON @S@.runs (workflow, started_at) WHERE started_at IS NOT NULL;
--- At most one pending debounced run per workflow and key: racing admissions fold into it.
-CREATE UNIQUE INDEX runs_debounce ON @S@.runs (workflow, debounce_key) WHERE debounce_key IS NOT NULL AND status = 'scheduled';
+-- At most one pending debounced run per workflow and key: racing admissions fold into it. A run asked to
+-- cancel is not pending: the next start creates a run beside it. (flue_postgres.schema checks this
+-- definition on every open of a version-2 schema.)
+CREATE UNIQUE INDEX runs_debounce ON @S@.runs (workflow, debounce_key)
+    WHERE debounce_key IS NOT NULL AND status = 'scheduled' AND NOT cancel_requested;
 -- runs.list() by key.
 CREATE INDEX runs_concurrency_key ON @S@.runs (concurrency_key, created_at, run_id) WHERE concurrency_key IS NOT NULL;
 CREATE INDEX runs_rate_key ON @S@.runs (rate_key, created_at, run_id) WHERE rate_key IS NOT NULL;
