@@ -25,7 +25,7 @@ def grant(request, run=None) -> bool:
 async def caught_up(runtime: Runtime, name: str) -> list[str]:
     """An hourly schedule that every process missed for three hours, caught up (catchup 2): its runs' ids."""
     made = await schedules.create(name, "cli-greet", "0 * * * *", input={"name": "h"}, catchup=2, runtime=runtime)
-    await tick(runtime, made, made.created_at + timedelta(hours=3, minutes=30))
+    await tick(runtime, made, made.created_at.replace(minute=0, second=0, microsecond=0) + timedelta(hours=3, minutes=30))
     started = await schedules.last_runs(name, runtime=runtime)
     for record in started:
         await runs.wait(record.run_id, timeout=10, runtime=runtime)

@@ -67,7 +67,7 @@ def grant(driver: WebDriver, served: Served) -> None:
 async def caught_up(runtime: Runtime) -> list[str]:
     """An hourly schedule that every process missed for three hours, caught up (catchup 2): its runs."""
     made = await schedules.create("hourly", digest, "0 * * * *", input={}, catchup=2, runtime=runtime)
-    await tick(runtime, made, made.created_at + timedelta(hours=3, minutes=30))
+    await tick(runtime, made, made.created_at.replace(minute=0, second=0, microsecond=0) + timedelta(hours=3, minutes=30))
     started = await schedules.last_runs("hourly", runtime=runtime)
     for record in started:
         await runs.wait(record.run_id, timeout=10, runtime=runtime)

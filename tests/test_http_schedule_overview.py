@@ -27,7 +27,7 @@ MANAGED = {"schedules_enabled": True, "authorize_schedules": lambda request: req
 async def ticked_three_times(rt) -> None:
     """Every process was down for three hours of an hourly schedule; one comes back and catches up."""
     made = await schedules.create("hourly", report, "0 * * * *", input={"scope": "all"}, catchup=3, runtime=rt)
-    ticked = await tick(rt, made, made.created_at + timedelta(hours=3, minutes=30))
+    ticked = await tick(rt, made, made.created_at.replace(minute=0, second=0, microsecond=0) + timedelta(hours=3, minutes=30))
     assert ticked is not None
     for record in await schedules.last_runs("hourly", runtime=rt):
         await runs.wait(record.run_id, timeout=10, runtime=rt)
