@@ -88,24 +88,33 @@ class NewRun:
         return self.start_at is not None and self.start_at > self.created_at
 
     def record(self) -> RunRecord:
-        """The record :meth:`RunStore.admit` stores for this run."""
+        """The record :meth:`RunStore.admit` stores for this run (built from values admission
+        validated, every field given: not validated again)."""
         scheduled = self.scheduled
-        return RunRecord(
+        return RunRecord.trusted(
             run_id=self.run_id,
             workflow=self.workflow,
             status=RunStatus.SCHEDULED if scheduled else RunStatus.QUEUED,
             input=self.input,
             key=self.key,
+            attempt=0,
             created_at=self.created_at,
+            started_at=None,
+            ended_at=None,
+            result=None,
+            error=None,
+            cancel_requested=False,
             parent_run_id=self.parent_run_id,
             wake_at=self.start_at if scheduled else None,
             waiting_for=WaitingFor(kind="debounce" if self.debounce_key is not None else "start") if scheduled else None,
             carrier=self.carrier,
+            recoveries=0,
             rerun_of=self.rerun_of,
             priority=self.priority,
             concurrency_key=self.concurrency_key,
             rate_key=self.rate_key,
             debounce_key=self.debounce_key,
+            queued_for=None,
         )
 
 

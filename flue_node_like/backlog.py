@@ -5,9 +5,9 @@ slot of their workflow's limits while they wait here)."""
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import bisect
 import math
+from collections import deque
 from typing import Generic, TypeVar
 
 import anyio
@@ -26,18 +26,19 @@ TAKEN = MAX_PRIORITY + 1
 
 
 class Backlog(Generic[Work]):
-    """A priority queue the executor tasks read from; one token in a memory stream per queued item,
-    so readers wait on the stream (and end with it) as before, and take the first item when woken."""
+    """A priority queue the executor tasks read from: a FIFO queue per priority in use (most runs
+    share one, so a put and a take cost a deque's append and pop), and one token in a memory stream
+    per queued item, so readers wait on the stream (and end with it) and take the first item when
+    woken."""
 
-    __slots__ = ("_heap", "_receive", "_send", "_seq")
+    __slots__ = ("_queues", "_receive", "_send")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, int, Work]] = []
-        self._seq = itertools.count()
+        self._queues = _Queues[Work]()
         self._send, self._receive = anyio.create_memory_object_stream[None](math.inf)
 
     def put(self, priority: int, work: Work) -> None:
-        heapq.heappush(self._heap, (-priority, next(self._seq), work))
+        self._queues.put(priority, work)
         self._send.send_nowait(None)
 
     def close(self) -> None:
@@ -45,10 +46,36 @@ class Backlog(Generic[Work]):
         self._send.close()
 
     def reader(self) -> Reader[Work]:
-        return Reader(self._heap, self._receive.clone())
+        return Reader(self._queues, self._receive.clone())
 
     def close_readers(self) -> None:
         self._receive.close()
+
+
+class _Queues(Generic[Work]):
+    """FIFO queues by priority; ``take`` serves the highest priority first."""
+
+    __slots__ = ("_by_priority", "_levels")
+
+    def __init__(self) -> None:
+        self._by_priority: dict[int, deque[Work]] = {}
+        self._levels: list[int] = []  # the priorities with a queue, ascending
+
+    def put(self, priority: int, work: Work) -> None:
+        queue = self._by_priority.get(priority)
+        if queue is None:
+            queue = self._by_priority[priority] = deque()
+            bisect.insort(self._levels, priority)
+        queue.append(work)
+
+    def take(self) -> Work:
+        priority = self._levels[-1]
+        queue = self._by_priority[priority]
+        work = queue.popleft()
+        if not queue:
+            del self._by_priority[priority]
+            self._levels.pop()
+        return work
 
 
 class Reader(Generic[Work]):
@@ -57,10 +84,10 @@ class Reader(Generic[Work]):
     load a turn is every other task's step), so execution keeps pace with admission. At most
     :data:`BACKLOG_BURST` in a row, since a run that never waits would otherwise hold the loop."""
 
-    __slots__ = ("_heap", "_receive", "_streak")
+    __slots__ = ("_queues", "_receive", "_streak")
 
-    def __init__(self, heap: list[tuple[int, int, Work]], receive: MemoryObjectReceiveStream[None]) -> None:
-        self._heap, self._receive = heap, receive
+    def __init__(self, queues: _Queues[Work], receive: MemoryObjectReceiveStream[None]) -> None:
+        self._queues, self._receive = queues, receive
         self._streak = BACKLOG_BURST  # the first run is waited for as usual
 
     async def receive(self) -> Work:
@@ -71,10 +98,10 @@ class Reader(Generic[Work]):
                 pass
             else:
                 self._streak += 1
-                return heapq.heappop(self._heap)[2]
+                return self._queues.take()
         self._streak = 0
         await self._receive.receive()
-        return heapq.heappop(self._heap)[2]
+        return self._queues.take()
 
     async def __aenter__(self) -> Reader[Work]:
         return self

@@ -57,6 +57,7 @@ def record_of(flat: list[str]) -> RunRecord:
         concurrency_key=get("ck"),
         rate_key=get("rk"),
         debounce_key=get("dk"),
+        queued_for=None,  # told by the runtime when the run is read
     )
 
 

@@ -255,6 +255,7 @@ class RedisStore(RunStore):
             concurrency_key=run.concurrency_key,
             rate_key=run.rate_key,
             debounce_key=run.debounce_key,
+            queued_for=None,  # told by the runtime when the run is read
         )
         return Admission(record, created=True)
 

@@ -218,6 +218,7 @@ class SqliteStore(RunStore):
             concurrency_key=run.concurrency_key,
             rate_key=run.rate_key,
             debounce_key=run.debounce_key,
+            queued_for=None,  # told by the runtime when the run is read
         )
         if not claim:
             return Admission(created, created=True), None

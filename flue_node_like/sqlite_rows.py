@@ -54,6 +54,7 @@ def record(row: tuple) -> RunRecord:
         concurrency_key=concurrency_key,
         rate_key=rate_key,
         debounce_key=debounce_key,
+        queued_for=None,  # told by the runtime when the run is read
     )
 
 

@@ -98,6 +98,7 @@ def record_of(row: Sequence[Any]) -> RunRecord:
         concurrency_key=text_out(concurrency_key),
         rate_key=text_out(rate_key),
         debounce_key=text_out(debounce_key),
+        queued_for=None,  # told by the runtime when the run is read
     )
 
 
