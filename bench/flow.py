@@ -104,7 +104,7 @@ async def measure(args: argparse.Namespace, directory: Path, redis_url: str | No
                 figures[name].append(await admissions(stores(kind, directory, n, redis_url), wf, args.runs, execute=False))
             for name, wf in (("plain_e2e", plain), ("keyed_e2e", keyed)):
                 n += 1
-                figures[name].append(await admissions(stores(kind, directory, n, redis_url), wf, args.runs, execute=True))
+                figures[name].append(await admissions(stores(kind, directory, n, redis_url), wf, args.e2e_runs, execute=True))
         medians = {name: statistics.median(values) for name, values in figures.items()}
         n += 1
         results[kind] = {
@@ -121,6 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stores", nargs="+", default=["memory", "sqlite", "redis"], choices=["memory", "sqlite", "redis"])
     parser.add_argument("--runs", type=int, default=10_000, help="runs per admission round (each of its own key)")
+    parser.add_argument("--e2e-runs", type=int, default=2000, help="runs per end-to-end round (each of its own key)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate-runs", type=int, default=1500, help="runs admitted for the 100/s window (0: skip)")
     args = parser.parse_args()
