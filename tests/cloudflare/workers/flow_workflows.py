@@ -60,4 +60,26 @@ async def widened(ctx: RunContext, input: dict[str, Any]) -> dict[str, float]:
     return await _work(input.get("hold", 0.05))
 
 
-WORKFLOWS = [per_tenant, ranked, paced, settled, batched, widened]
+@workflow(name="held", http=True, concurrency=1, concurrency_key="tenant")
+async def held(ctx: RunContext, input: dict[str, Any]) -> dict[str, float]:
+    """Holds its key's slot ``hold`` seconds in its first execution and ``then`` seconds in one that
+    continues it after a crash (its step says when the first began); each execution emits ``began``."""
+    began = time.time()
+    first = await ctx.step("first", lambda: began)
+    ctx.emit("began", {"at": began})
+    await anyio.sleep(input.get("hold", 0.3) if first == began else input.get("then", 0.3))
+    return {"began": began, "ended": time.time()}
+
+
+# A window and a debounce longer than a restart of workerd: they go on across it.
+@workflow(name="paced-slowly", http=True, rate_limit=RateLimit(2, 15.0))
+async def paced_slowly(ctx: RunContext, input: dict[str, Any]) -> dict[str, float]:
+    return await _work(0.0)
+
+
+@workflow(name="settled-slowly", http=True, debounce=15.0, debounce_key="topic")
+async def settled_slowly(ctx: RunContext, input: dict[str, Any]) -> dict[str, Any]:
+    return input
+
+
+WORKFLOWS = [per_tenant, ranked, paced, settled, batched, widened, held, paced_slowly, settled_slowly]
