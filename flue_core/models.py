@@ -56,15 +56,16 @@ class _Model(BaseModel):
         (no factory) may be left out, as a store leaves out what the runtime fills in when a run is
         read (``RunRecord.queued_for``); anything else goes to ``model_construct``."""
         names = cls.__pydantic_fields__.keys()
+        given = set(fields)
         if fields.keys() != names:
-            left_out = names - fields.keys()
+            left_out = names - given
             plain = _plain_defaults(cls)
             if len(fields) + len(left_out) != len(names) or not left_out <= plain.keys():
                 return cls.model_construct(**fields)
             fields.update({name: plain[name] for name in left_out})
         model = cls.__new__(cls)
         _set(model, "__dict__", fields)
-        _set(model, "__pydantic_fields_set__", set(fields))
+        _set(model, "__pydantic_fields_set__", given)
         _set(model, "__pydantic_extra__", None)
         _set(model, "__pydantic_private__", None)
         return model

@@ -24,3 +24,13 @@ def test_a_trusted_record_is_the_validated_record():
 def test_a_trusted_model_missing_fields_gets_its_defaults():
     receipt = RunReceipt.trusted(run_id="run_1", workflow="w", stream_url="/runs/run_1")
     assert receipt.offset == "-1" and receipt == RunReceipt(run_id="run_1", workflow="w", stream_url="/runs/run_1")
+
+
+def test_a_trusted_record_left_without_its_plain_defaults_is_the_validated_record():
+    now = utc_now()
+    fields = dict(run_id="run_1", workflow="w", status=RunStatus.QUEUED, created_at=now, priority=5, concurrency_key="a")
+    trusted = RunRecord.trusted(**fields)
+    validated = RunRecord.model_validate(fields)
+    assert trusted == validated and trusted.queued_for is None and trusted.rate_key is None
+    assert trusted.model_fields_set == validated.model_fields_set == set(fields)
+    assert set(trusted.__dict__) == set(RunRecord.model_fields)
