@@ -179,6 +179,20 @@ const Flue = (() => {
     toastTimer = setTimeout(() => { node.hidden = true; }, 6000);
   }
 
+  // A page's polling: `schedule()` calls `refresh` again after `ms` while the page is visible (else
+  // `paused()`), `stop()` cancels that call; a page that becomes visible again refreshes at once.
+  function poller(refresh, ms, paused) {
+    let timer = null;
+    const stop = () => clearTimeout(timer);
+    const schedule = () => {
+      stop();
+      if (document.visibilityState === "visible") timer = setTimeout(refresh, ms);
+      else paused();
+    };
+    document.addEventListener("visibilitychange", () => (document.visibilityState === "visible" ? refresh() : schedule()));
+    return {schedule, stop};
+  }
+
   return {config, el, append, api, act, ApiError, runUrl, label, badge, FINISHED, duration, ago, when, fullTime,
-    agoNode, runDuration, jsonNodes, compact, live, toast};
+    agoNode, runDuration, jsonNodes, compact, live, toast, poller};
 })();

@@ -20,7 +20,6 @@
 
   let view = readAddress();
   let nextCursor = null;
-  let timer = null;
   let generation = 0; // answers to an older view are dropped
   let shown = null; // run ids on screen, to mark the ones that arrive
   const workflowsSeen = new Set();
@@ -175,7 +174,7 @@
   // -- polling ------------------------------------------------------------------------------------
 
   async function refresh() {
-    clearTimeout(timer);
+    polling.stop();
     renderChips();
     const mine = ++generation;
     try {
@@ -193,19 +192,9 @@
         if (error.status === 400 || error.status === 404) return; // asking again will not help
       }
     }
-    schedule();
+    polling.schedule();
   }
 
-  function schedule() {
-    clearTimeout(timer);
-    if (document.visibilityState === "visible") timer = setTimeout(refresh, POLL_MS);
-    else live("paused", "Paused");
-  }
-
-  document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") refresh();
-    else schedule();
-  });
-
+  const polling = Flue.poller(refresh, POLL_MS, () => live("paused", "Paused"));
   refresh();
 })();

@@ -12,7 +12,6 @@
   const empty = document.getElementById("empty");
   const summary = document.getElementById("summary");
 
-  let timer = null;
   let generation = 0; // answers older than an action's are dropped
 
   /** "in 3 min", "in 2 h 5 min", "in 4 d 6 h"; "due" once it has come. */
@@ -93,7 +92,7 @@
   }
 
   async function refresh() {
-    clearTimeout(timer);
+    polling.stop();
     const mine = ++generation;
     try {
       const answer = await api(`${config.api}/schedules`, {params: {ticks: TICKS, runs: RUNS}});
@@ -112,19 +111,9 @@
         if (error.status === 400 || error.status === 404) return;
       }
     }
-    schedule();
+    polling.schedule();
   }
 
-  function schedule() {
-    clearTimeout(timer);
-    if (document.visibilityState === "visible") timer = setTimeout(refresh, POLL_MS);
-    else live("paused", "Paused");
-  }
-
-  document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") refresh();
-    else schedule();
-  });
-
+  const polling = Flue.poller(refresh, POLL_MS, () => live("paused", "Paused"));
   refresh();
 })();
