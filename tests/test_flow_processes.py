@@ -5,25 +5,21 @@ worker killed with -9 loses no run, whatever the limit held it for (``tests/flow
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
 
 import anyio
 import pytest
 
 import flow_app
+from worker_process import flue_worker
 from flue_core import Runtime, runs, workflows
 from flue_postgres.testing import postgres_server, postgres_url  # noqa: F401 (fixtures of the Postgres case)
 
 pytestmark = pytest.mark.anyio
-TESTS = Path(__file__).resolve().parent
 LEASE = "2"
 
 
@@ -42,30 +38,9 @@ def calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-@contextmanager
-def worker(url: str) -> Iterator[subprocess.Popen[str]]:
+def worker(url: str) -> ContextManager[subprocess.Popen[str]]:
     """A ``flue worker flow_app`` process (lease of 2 s, so a killed one's runs move on soon)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flue_core.cli", "worker", "flow_app", "--store", url, "--concurrency", "8",
-         "--lease", LEASE, "--grace", "5"],
-        cwd=TESTS,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(TESTS)},
-    )  # fmt: skip
-    try:
-        assert process.stderr is not None
-        banner = process.stderr.readline()
-        assert "executing" in banner, f"the worker did not start: {banner}{process.stderr.read()}"
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    return flue_worker("flow_app", url, "--concurrency", "8", "--lease", LEASE, "--grace", "5")
 
 
 def intervals(folder: Path, killed: dict[int, float]) -> list[tuple[str, str, float, float]]:

@@ -6,26 +6,24 @@ event to a follower; cancels reach the executing process at once. Real redis-ser
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
 
 import anyio
 import pytest
 
 import redis_app
+from worker_process import TESTS, flue_worker
 from flue_core import RunStatus, Runtime, runs, workflows
 from flue_core.cursors import decode_cursor
 from flue_node_like.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
-TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -53,31 +51,9 @@ def executed_by(folder: Path, what: str, run_id: str) -> int | None:
     return None
 
 
-@contextmanager
-def worker(url: str, *, concurrency: int = 8, grace: float = 10.0) -> Iterator[subprocess.Popen[str]]:
-    """A ``flue worker redis_app`` process on ``url``, started once it says it is executing; stopped
-    with SIGTERM (or killed, if the test killed it already) at the end."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flue_core.cli", "worker", "redis_app", "--store", url, "--concurrency", str(concurrency),
-         "--grace", str(grace)],
-        cwd=TESTS,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(TESTS)},
-    )  # fmt: skip
-    try:
-        assert process.stderr is not None
-        banner = process.stderr.readline()
-        assert "executing" in banner, f"the worker did not start: {banner}{process.stderr.read()}"
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+def worker(url: str, *, concurrency: int = 8, grace: float = 10.0) -> ContextManager[subprocess.Popen[str]]:
+    """A ``flue worker redis_app`` process on ``url``."""
+    return flue_worker("redis_app", url, "--concurrency", str(concurrency), "--grace", str(grace))
 
 
 def admitter(url: str, count: int, modulo: int, out: Path) -> subprocess.Popen[bytes]:
