@@ -20,7 +20,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from browser import Served, chromium, served_in_background, wait_for
+from browser import Served, chromium, grant, ops_only, served_in_background, wait_for
 from flue_core import RunContext, Runtime, runs, schedules, workflow
 from flue_core.http import create_app
 from flue_core.scheduler import tick
@@ -29,10 +29,6 @@ from flue_core.scheduler import tick
 @workflow(name="digest", http=True)
 async def digest(ctx: RunContext, input: dict) -> dict:
     return {"sent": True}
-
-
-def ops_only(request: Any, run: Any = None) -> bool:
-    return request.cookies.get("viewer") == "ops"
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +53,6 @@ def schedules_app(tmp_path: Path, driver: WebDriver, **grants: Any) -> Iterator[
 def served(tmp_path: Path, driver: WebDriver) -> Iterator[Served]:
     with schedules_app(tmp_path, driver) as served:
         yield served
-
-
-def grant(driver: WebDriver, served: Served) -> None:
-    driver.get(f"{served.url}/dashboard/static/favicon.svg")
-    driver.add_cookie({"name": "viewer", "value": "ops", "path": "/"})
 
 
 async def caught_up(runtime: Runtime) -> list[str]:

@@ -9,16 +9,14 @@ cookie the app's authorizers look for.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import anyio
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from starlette.requests import Request
 
-from browser import Served, chromium, served_in_background, wait_for
+from browser import Served, chromium, grant, ops_only, served_in_background, wait_for
 from flue_core import RunContext, Runtime, runs, workflow
 from flue_core.http import create_app
 
@@ -30,10 +28,6 @@ SLOT_MESSAGE = "A slot of key 'acme': 1 of 1 running."
 async def per_customer(ctx: RunContext, input: dict) -> str:
     await GATES[input["gate"]].wait()
     return input["customer"]
-
-
-def ops_only(request: Request, run: Any = None) -> bool:
-    return request.cookies.get("viewer") == "ops"
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +49,6 @@ def served(driver: WebDriver) -> Iterator[Served]:
                 served.call(gate.set)
             GATES.clear()
             driver.delete_all_cookies()
-
-
-def grant(driver: WebDriver, served: Served) -> None:
-    driver.get(f"{served.url}/dashboard/static/favicon.svg")
-    driver.add_cookie({"name": "viewer", "value": "ops", "path": "/"})
 
 
 def start_over_http(served: Served, input: dict, priority: int | None = None) -> str:
