@@ -52,20 +52,13 @@ class _Model(BaseModel):
     def trusted(cls, **fields: Any) -> Self:
         """An instance of values already valid, every field given by name (what a store builds from
         rows it wrote itself, on hot paths): what ``model_construct`` builds, without its per-field
-        alias and default lookups (a sixth of the cost for a record). Fields with a plain default
-        (no factory) may be left out, as a store leaves out what the runtime fills in when a run is
-        read (``RunRecord.queued_for``); anything else goes to ``model_construct``."""
-        names = cls.__pydantic_fields__.keys()
-        given = set(fields)
-        if fields.keys() != names:
-            left_out = names - given
-            plain = _plain_defaults(cls)
-            if len(fields) + len(left_out) != len(names) or not left_out <= plain.keys():
-                return cls.model_construct(**fields)
-            fields.update({name: plain[name] for name in left_out})
+        alias and default lookups (a sixth of the cost for a record). Anything but exactly every field
+        goes to ``model_construct``."""
+        if fields.keys() != cls.__pydantic_fields__.keys():
+            return cls.model_construct(**fields)
         model = cls.__new__(cls)
         _set(model, "__dict__", fields)
-        _set(model, "__pydantic_fields_set__", given)
+        _set(model, "__pydantic_fields_set__", set(fields))
         _set(model, "__pydantic_extra__", None)
         _set(model, "__pydantic_private__", None)
         return model
@@ -73,21 +66,6 @@ class _Model(BaseModel):
 
 _set = object.__setattr__  # frozen models refuse setattr; pydantic's model_construct sets these likewise
 
-
-def _plain_defaults(cls: type[BaseModel]) -> dict[str, Any]:
-    """The fields of ``cls`` whose default is a plain value (an immutable one: ``None``, a number, a
-    string), by name; computed once per class."""
-    found = _PLAIN_DEFAULTS.get(cls)
-    if found is None:
-        found = _PLAIN_DEFAULTS[cls] = {
-            name: info.default
-            for name, info in cls.__pydantic_fields__.items()
-            if info.default_factory is None and isinstance(info.default, (type(None), bool, int, float, str))
-        }
-    return found
-
-
-_PLAIN_DEFAULTS: dict[type[BaseModel], dict[str, Any]] = {}
 
 
 class RunStatus(StrEnum):
